@@ -1,0 +1,335 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The cloudflared image used when `spec.image` is not set. Must support
+/// `--token-file` (cloudflared >= 2025.4.0).
+pub const DEFAULT_IMAGE: &str = "docker.io/cloudflare/cloudflared:2026.8.2";
+pub const DEFAULT_REPLICAS: i32 = 2;
+pub const MIN_REPLICAS: i32 = 1;
+/// Cloudflare advises a handful of connectors per tunnel, not autoscaling.
+pub const MAX_REPLICAS: i32 = 20;
+pub const MAX_INGRESS_RULES: usize = 256;
+pub const DEFAULT_TOKEN_KEY: &str = "token";
+pub const DEFAULT_FALLBACK: &str = "http_status:404";
+
+/// A Cloudflare Tunnel connector: a replicated, hardened `cloudflared`
+/// Deployment whose routes are the `ingress` rules below.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "securetunnel.dev",
+    version = "v1alpha1",
+    kind = "SecureTunnel",
+    namespaced,
+    status = "SecureTunnelStatus",
+    shortname = "stun",
+    category = "cloudflare",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.readyReplicas","description":"connectors ready"}"#,
+    printcolumn = r#"{"name":"TunnelID","type":"string","jsonPath":".status.tunnelID"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SecureTunnelSpec {
+    /// The Secret (same namespace) holding the tunnel token printed by
+    /// `cloudflared tunnel token NAME`. The operator never edits or deletes it.
+    pub token_secret_ref: TokenSecretRef,
+
+    /// Number of connector pods.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 20))]
+    pub replicas: i32,
+
+    /// The cloudflared image; the tag must be pinned (not `latest`).
+    #[serde(default = "default_image")]
+    pub image: String,
+
+    /// Transport to the Cloudflare edge.
+    #[serde(default)]
+    pub protocol: Protocol,
+
+    /// Routing rules, in match order. The operator appends `fallback` last.
+    #[schemars(length(min = 1, max = 256))]
+    pub ingress: Vec<IngressRule>,
+
+    /// The service of the catch-all rule appended after `ingress`.
+    #[serde(default = "default_fallback")]
+    pub fallback: String,
+
+    /// What the connector may reach (the NetworkPolicy sandbox).
+    #[serde(default)]
+    pub egress: Egress,
+
+    /// Who may reach the connector's metrics port.
+    #[serde(default)]
+    pub metrics: Metrics,
+
+    /// Extra isolation for the connector pods.
+    #[serde(default)]
+    pub sandbox: Sandbox,
+
+    /// Scheduling and metadata overrides for the connector pods.
+    #[serde(default)]
+    pub pod: PodOverrides,
+}
+
+fn default_replicas() -> i32 {
+    DEFAULT_REPLICAS
+}
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_string()
+}
+fn default_fallback() -> String {
+    DEFAULT_FALLBACK.to_string()
+}
+fn default_token_key() -> String {
+    DEFAULT_TOKEN_KEY.to_string()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSecretRef {
+    /// Name of a Secret in the SecureTunnel's namespace.
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_token_key")]
+    pub key: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Auto,
+    Quic,
+    Http2,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::Quic => "quic",
+            Protocol::Http2 => "http2",
+        }
+    }
+}
+
+/// One cloudflared ingress rule.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRule {
+    /// DNS name, or one leading `*.` wildcard; no port. Empty matches every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Go RE2 regular expression matched against the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `scheme://host[:port]` (no path), `http_status:NNN` or `hello_world`.
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_request: Option<OriginRequest>,
+}
+
+/// The subset of cloudflared's `originRequest` settings that make sense in a
+/// sandboxed pod. Bastion mode, SOCKS proxying and CA files on disk are left
+/// out on purpose.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginRequest {
+    /// Timeout for establishing a connection to the origin (Go duration, e.g. `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Timeout for the TLS handshake with the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_timeout: Option<String>,
+    /// TCP keep-alive period for origin connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_keep_alive: Option<String>,
+    /// Idle time after which an origin keep-alive connection is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive_timeout: Option<String>,
+    /// Maximum idle keep-alive connections to the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_alive_connections: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_happy_eyeballs: Option<bool>,
+    /// Host header sent to the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_host_header: Option<String>,
+    /// Hostname expected on the origin's TLS certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_server_name: Option<String>,
+    #[serde(
+        default,
+        rename = "matchSNItoHost",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub match_sni_to_host: Option<bool>,
+    /// Skip verification of the origin's TLS certificate.
+    #[serde(default, rename = "noTLSVerify", skip_serializing_if = "Option::is_none")]
+    pub no_tls_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_chunked_encoding: Option<bool>,
+    /// Speak HTTP/2 to the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_origin: Option<bool>,
+    /// Require a Cloudflare Access JWT on every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSettings>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    /// The Zero Trust team name; required when `audTag` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aud_tag: Vec<String>,
+}
+
+/// The egress allow-list of the connector.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Egress {
+    /// CIDRs of the Cloudflare edge, reached on port 7844 (TCP and UDP).
+    #[serde(default = "default_cloudflare_edge")]
+    pub cloudflare_edge: Vec<String>,
+    /// Where cluster DNS runs (port 53, UDP and TCP).
+    #[serde(default)]
+    pub dns: DnsPeer,
+    /// Origins outside the cluster, by CIDR and port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_origins: Vec<ExtraOrigin>,
+}
+
+impl Default for Egress {
+    fn default() -> Self {
+        Egress {
+            cloudflare_edge: default_cloudflare_edge(),
+            dns: DnsPeer::default(),
+            extra_origins: Vec::new(),
+        }
+    }
+}
+
+/// The documented region1/region2 ranges of the Cloudflare edge.
+pub fn default_cloudflare_edge() -> Vec<String> {
+    [
+        "198.41.192.0/24",
+        "198.41.200.0/24",
+        "2606:4700:a0::/48",
+        "2606:4700:a8::/48",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsPeer {
+    #[serde(default = "default_dns_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_dns_pod_labels")]
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+impl Default for DnsPeer {
+    fn default() -> Self {
+        DnsPeer {
+            namespace: default_dns_namespace(),
+            pod_labels: default_dns_pod_labels(),
+        }
+    }
+}
+
+fn default_dns_namespace() -> String {
+    "kube-system".to_string()
+}
+fn default_dns_pod_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())])
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtraOrigin {
+    pub cidr: String,
+    pub ports: Vec<i32>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Peers allowed to scrape port 2000. Unset: nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_from: Option<PeerSelector>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sandbox {
+    /// A RuntimeClass such as `gvisor` or `kata`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// Let cloudflared proxy ICMP through the unprivileged ping socket.
+    #[serde(default, rename = "allowICMP")]
+    pub allow_icmp: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Replaces the default requests and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the operator observed at its last reconcile.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecureTunnelStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The tunnel's UUID, decoded from the token (never the secret itself).
+    #[serde(default, rename = "tunnelID", skip_serializing_if = "Option::is_none")]
+    pub tunnel_id: Option<String>,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Hash of the rendered cloudflared config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

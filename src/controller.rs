@@ -1,0 +1,137 @@
+//! Controller wiring: the SecureTunnel watch, label-filtered watches of the
+//! children (which also fill the reconciler's caches), a metadata-only watch
+//! of Secrets so a token rotation triggers a reconcile, and graceful shutdown.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::NamespaceResourceScope;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::api::SecureTunnel;
+use crate::reconcile::{error_policy, reconcile, ChildStores, Context};
+use crate::render::labels::{MANAGED_BY, MANAGED_SELECTOR};
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch one namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+    /// Identifies this replica in Events (usually the pod name).
+    pub instance: Option<String>,
+}
+
+fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A cache of one child kind and the stream that fills it and triggers reconciles.
+fn child_watch<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    let stream = reflector::reflector(writer, watcher(api_for::<K>(client, namespace), config))
+        .default_backoff()
+        .touched_objects();
+    (reader, stream)
+}
+
+/// Tunnels in the Secret's namespace that take their token from it.
+fn tunnels_using_secret(tunnels: &Store<SecureTunnel>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<SecureTunnel>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    tunnels
+        .state()
+        .iter()
+        .filter(|t| t.namespace() == namespace && t.spec.token_secret_ref.name == name)
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C, then lets running reconciles finish.
+pub async fn run(client: Client, settings: Settings) {
+    let namespace = settings.namespace.as_deref();
+    let (secrets, secret_stream) = child_watch::<Secret>(&client, namespace);
+    let (config_maps, config_map_stream) = child_watch::<ConfigMap>(&client, namespace);
+    let (service_accounts, service_account_stream) = child_watch::<ServiceAccount>(&client, namespace);
+    let (deployments, deployment_stream) = child_watch::<Deployment>(&client, namespace);
+    let (pod_disruption_budgets, pdb_stream) = child_watch::<PodDisruptionBudget>(&client, namespace);
+    let stores = ChildStores {
+        secrets,
+        config_maps,
+        service_accounts,
+        deployments,
+        pod_disruption_budgets,
+    };
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGED_BY.to_string(),
+            instance: settings.instance.clone(),
+        },
+    );
+    let context = Arc::new(Context::new(client.clone(), recorder, stores));
+
+    let controller = Controller::new(
+        api_for::<SecureTunnel>(&client, namespace),
+        watcher::Config::default().any_semantic(),
+    );
+    let tunnel_store = controller.store();
+    // Token Secrets carry no label of ours; watching their metadata is enough
+    // to notice a rotation, and the reconcile reads the value.
+    let token_secrets = watcher(
+        api_for::<PartialObjectMeta<Secret>>(&client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+        .default_backoff()
+        .touched_objects();
+
+    info!(
+        namespace = namespace.unwrap_or("<all>"),
+        concurrency = settings.concurrency,
+        "starting controller"
+    );
+    controller
+        .with_config(controller::Config::default().concurrency(settings.concurrency))
+        .owns_stream(secret_stream)
+        .owns_stream(config_map_stream)
+        .owns_stream(service_account_stream)
+        .owns_stream(deployment_stream)
+        .owns_stream(pdb_stream)
+        .watches_stream(token_secrets, move |secret| tunnels_using_secret(&tunnel_store, &secret))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "controller event");
+            }
+        })
+        .await;
+    info!("controller stopped");
+}

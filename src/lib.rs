@@ -1,0 +1,81 @@
+//! securetunnel-operator: turns a `SecureTunnel` into a hardened, replicated
+//! `cloudflared` connector.
+//!
+//! The pipeline is split into small steps so that everything that does not
+//! need the API server is a pure function:
+//! [`validate`] → [`token`] → [`render`] are pure; [`reconcile`] adds the
+//! reads (dereference), the server-side applies and the status patch.
+
+pub mod api;
+pub mod controller;
+pub mod offline;
+pub mod reconcile;
+pub mod render;
+pub mod status;
+pub mod telemetry;
+pub mod token;
+pub mod validate;
+
+/// The field manager for every server-side apply this operator sends.
+pub const FIELD_MANAGER: &str = "securetunnel-operator";
+
+/// Every failure of the operator. Spec and token problems are not errors:
+/// they are reported on the SecureTunnel's status and wait for a change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[source] kube::Error),
+
+    #[error("could not serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("could not write the cloudflared config: {0}")]
+    ConfigYaml(#[source] serde_yaml::Error),
+
+    #[error("object is missing {0}")]
+    MissingObjectKey(&'static str),
+
+    #[error("could not read {path}: {source}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+
+    #[error("the spec is invalid:\n{0}")]
+    InvalidSpec(validate::ValidationErrors),
+
+    #[error("{0}")]
+    Token(#[from] token::TokenError),
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(e)
+    }
+}
+
+impl Error {
+    /// A short, bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Serialize { .. } => "serialize",
+            Error::ConfigYaml(_) => "config_yaml",
+            Error::MissingObjectKey(_) => "missing_object_key",
+            Error::ReadFile { .. } => "read_file",
+            Error::Input { .. } => "input",
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::Token(_) => "token",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

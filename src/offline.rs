@@ -1,0 +1,165 @@
+//! `render -f`: the reconciler's validate + render path without an API
+//! server. Reads SecureTunnels (and optionally their token Secrets) from a
+//! multi-document YAML file and prints every child.
+
+use serde::Deserialize;
+
+use crate::api::SecureTunnel;
+use crate::render::{desired_children, workload::TOKEN_KEY, Dereferenced};
+use crate::token::TunnelToken;
+use crate::{Error, Result};
+
+/// The namespace assumed for objects in the file that name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Written in place of the token unless the caller asks to reveal it.
+pub const REDACTED: &str = "<redacted>";
+
+/// What the offline render produced.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// Multi-document YAML of every child, in apply order.
+    pub yaml: String,
+    /// Remarks for stderr: defaults assumed, inputs missing.
+    pub notes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(default)]
+    kind: String,
+}
+
+/// Renders every SecureTunnel found in `input`.
+///
+/// The token comes from `token` (the `--token-file` contents) or else from a
+/// Secret in the same file that the tunnel's `tokenSecretRef` names; with
+/// neither, the Secret child is rendered without data. Unless
+/// `reveal_token`, the token is replaced by [`REDACTED`] in the output.
+pub fn render_file(source: &str, input: &str, token: Option<&[u8]>, reveal_token: bool) -> Result<Rendered> {
+    let mut tunnels = Vec::new();
+    let mut secrets = Vec::new();
+    let mut out = Rendered::default();
+
+    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| Error::Input {
+            path: format!("{source} (document {})", index + 1),
+            message: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let input_error = |e: serde_yaml::Error| Error::Input {
+            path: format!("{source} (document {})", index + 1),
+            message: e.to_string(),
+        };
+        let kind = TypeMeta::deserialize(&value).map_err(input_error)?.kind;
+        match kind.as_str() {
+            "SecureTunnel" => {
+                let mut tunnel: SecureTunnel = serde_yaml::from_value(value).map_err(input_error)?;
+                if tunnel.metadata.namespace.is_none() {
+                    tunnel.metadata.namespace = Some(DEFAULT_NAMESPACE.to_string());
+                }
+                tunnels.push(tunnel);
+            }
+            "Secret" => {
+                let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_value(value).map_err(input_error)?;
+                secrets.push(secret);
+            }
+            other => out
+                .notes
+                .push(format!("{source} (document {}): ignoring kind {other:?}", index + 1)),
+        }
+    }
+    if tunnels.is_empty() {
+        return Err(Error::Input {
+            path: source.to_string(),
+            message: "contains no SecureTunnel".to_string(),
+        });
+    }
+
+    let given_token = token.map(TunnelToken::parse).transpose()?;
+    let mut invalid = Vec::new();
+    let mut documents = Vec::new();
+    for tunnel in &tunnels {
+        let label = format!(
+            "SecureTunnel {}/{}",
+            tunnel.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+            tunnel.metadata.name.as_deref().unwrap_or("<unnamed>")
+        );
+        let token = match &given_token {
+            Some(t) => Some(t.clone()),
+            None => token_from_secrets(tunnel, &secrets)?,
+        };
+        if token.is_none() {
+            out.notes.push(format!(
+                "{label}: no token given (--token-file or a Secret in the file); its Secret child has no data"
+            ));
+        }
+        if tunnel.metadata.uid.is_none() {
+            out.notes.push(format!(
+                "{label}: has no uid yet, so its children carry no ownerReference (the cluster adds it)"
+            ));
+        }
+        match desired_children(tunnel, &Dereferenced { token }) {
+            Ok(children) => documents.extend(children.to_values()?),
+            Err(Error::InvalidSpec(errors)) => invalid.push(format!("{label}:\n{errors}")),
+            Err(e) => return Err(e),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(Error::Input {
+            path: source.to_string(),
+            message: format!("invalid spec\n{}", invalid.join("")),
+        });
+    }
+
+    for mut doc in documents {
+        let mut comment = String::new();
+        if !reveal_token && redact_token(&mut doc) {
+            comment = format!("# data.{TOKEN_KEY} is redacted; pass --reveal-token to print it\n");
+        }
+        let yaml = serde_yaml::to_string(&doc).map_err(Error::ConfigYaml)?;
+        out.yaml.push_str("---\n");
+        out.yaml.push_str(&comment);
+        out.yaml.push_str(&yaml);
+    }
+    Ok(out)
+}
+
+/// The token from a Secret in the file, when the tunnel names one there.
+fn token_from_secrets(tunnel: &SecureTunnel, secrets: &[k8s_openapi::api::core::v1::Secret]) -> Result<Option<TunnelToken>> {
+    let reference = &tunnel.spec.token_secret_ref;
+    let namespace = tunnel.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let Some(secret) = secrets.iter().find(|s| {
+        s.metadata.name.as_deref() == Some(reference.name.as_str())
+            && s.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE) == namespace
+    }) else {
+        return Ok(None);
+    };
+    let from_data = secret.data.as_ref().and_then(|d| d.get(&reference.key)).map(|b| b.0.clone());
+    let from_string_data = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(&reference.key))
+        .map(|s| s.as_bytes().to_vec());
+    match from_string_data.or(from_data) {
+        Some(raw) => Ok(Some(TunnelToken::parse(&raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Replaces the token in a rendered Secret. Returns whether it did.
+fn redact_token(doc: &mut serde_json::Value) -> bool {
+    if doc.get("kind").and_then(|k| k.as_str()) != Some("Secret") {
+        return false;
+    }
+    match doc.pointer_mut(&format!("/data/{TOKEN_KEY}")) {
+        Some(value) => {
+            use base64::Engine;
+            *value = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(REDACTED));
+            true
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,420 @@
+//! One reconcile of one SecureTunnel:
+//! dereference (token Secret) → validate → render → apply (SSA) → status.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::{debug, info, instrument, warn};
+
+use crate::api::conditions::{self, READY};
+use crate::api::{SecureTunnel, SecureTunnelStatus, TokenSecretRef};
+use crate::render::labels::APPLIED_HASH_ANNOTATION;
+use crate::render::{self, Children, Dereferenced};
+use crate::status::{desired_status, Verdict};
+use crate::token::TunnelToken;
+use crate::{validate, Error, Result, FIELD_MANAGER};
+
+/// Periodic re-check of a healthy tunnel; changes arrive through watches.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Re-check of a tunnel waiting on something the watches may not see
+/// (a token Secret in a namespace outside the watch, a foreign object).
+pub const BLOCKED_RECHECK: Duration = Duration::from_secs(5 * 60);
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// Caches of the children, filled by the controller's label-filtered watches.
+#[derive(Clone)]
+pub struct ChildStores {
+    pub secrets: Store<Secret>,
+    pub config_maps: Store<ConfigMap>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub deployments: Store<Deployment>,
+    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+}
+
+/// Shared state of the reconciler.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub stores: ChildStores,
+    /// Consecutive failures per tunnel, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder, stores: ChildStores) -> Self {
+        Context {
+            client,
+            recorder,
+            stores,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn reset_failures(&self, key: &ObjectRef<SecureTunnel>) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+
+    /// Records one more failure and returns the delay before the next try:
+    /// 5 s, 10 s, 20 s, … capped at 5 minutes.
+    fn next_backoff(&self, key: ObjectRef<SecureTunnel>) -> Duration {
+        let count = match self.failures.lock() {
+            Ok(mut failures) => {
+                let n = failures.entry(key).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        backoff_delay(count)
+    }
+}
+
+/// Delay after `failures` consecutive failures.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX)
+}
+
+/// Why the token could not be used; becomes the Ready condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TokenProblem {
+    reason: &'static str,
+    message: String,
+}
+
+#[instrument(skip(tunnel, ctx), fields(namespace = tunnel.namespace().unwrap_or_default(), name = %tunnel.name_any()))]
+pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = tunnel.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let uid = tunnel.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let key = ObjectRef::from_obj(tunnel.as_ref());
+
+    // Dereference.
+    let token = read_token(&ctx.client, &namespace, &tunnel.spec.token_secret_ref).await?;
+
+    // Validate, then render, then apply.
+    let (verdict, action) = match validate::validate(&tunnel.name_any(), &tunnel.spec) {
+        Err(errors) => {
+            warn!(problems = errors.0.len(), "spec is invalid");
+            (
+                Verdict::Blocked {
+                    reason: conditions::REASON_INVALID_SPEC,
+                    message: errors.summary(),
+                },
+                Action::await_change(),
+            )
+        }
+        Ok(()) => match token {
+            Err(problem) => {
+                warn!(reason = problem.reason, "token is not usable");
+                (
+                    Verdict::Blocked {
+                        reason: problem.reason,
+                        message: problem.message,
+                    },
+                    Action::requeue(BLOCKED_RECHECK),
+                )
+            }
+            Ok(token) => {
+                let tunnel_id = token.tunnel_id().to_string();
+                let children = render::render(&tunnel, &Dereferenced { token: Some(token) })?;
+                match apply_children(&ctx, &uid, &children).await? {
+                    Some(conflict) => (
+                        Verdict::Blocked {
+                            reason: conditions::REASON_NAME_CONFLICT,
+                            message: conflict,
+                        },
+                        Action::requeue(BLOCKED_RECHECK),
+                    ),
+                    None => (
+                        Verdict::Applied {
+                            tunnel_id,
+                            config_hash: children.config_hash.clone(),
+                        },
+                        Action::requeue(RESYNC_INTERVAL),
+                    ),
+                }
+            }
+        },
+    };
+
+    let deployment = cached(&ctx.stores.deployments, &namespace, &render::labels::child_name(&tunnel.name_any()));
+    let status = desired_status(&tunnel, &verdict, deployment.as_deref(), Timestamp::now());
+    write_status(&ctx, &tunnel, &namespace, status).await?;
+    ctx.reset_failures(&key);
+    Ok(action)
+}
+
+/// Backoff for transient errors; spec and token problems never get here.
+pub fn error_policy(tunnel: Arc<SecureTunnel>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.next_backoff(ObjectRef::from_obj(tunnel.as_ref()));
+    warn!(
+        namespace = tunnel.namespace().unwrap_or_default(),
+        name = %tunnel.name_any(),
+        error = %error,
+        label = error.metric_label(),
+        retry_in_secs = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Reads and parses the token. API failures are errors (retried with
+/// backoff); a missing or malformed token is a status, not an error.
+async fn read_token(
+    client: &Client,
+    namespace: &str,
+    reference: &TokenSecretRef,
+) -> Result<Result<TunnelToken, TokenProblem>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let Some(secret) = secrets.get_opt(&reference.name).await? else {
+        return Ok(Err(TokenProblem {
+            reason: conditions::REASON_TOKEN_SECRET_MISSING,
+            message: format!("Secret {namespace}/{} not found", reference.name),
+        }));
+    };
+    let Some(raw) = secret.data.as_ref().and_then(|d| d.get(&reference.key)) else {
+        return Ok(Err(TokenProblem {
+            reason: conditions::REASON_TOKEN_SECRET_MISSING,
+            message: format!("Secret {namespace}/{} has no key {:?}", reference.name, reference.key),
+        }));
+    };
+    Ok(TunnelToken::parse(&raw.0).map_err(|e| TokenProblem {
+        reason: conditions::REASON_TOKEN_INVALID,
+        message: format!("Secret {namespace}/{} key {:?}: {e}", reference.name, reference.key),
+    }))
+}
+
+/// A child kind the reconciler manages.
+trait Child:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+impl<K> Child for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+/// One child: what we want and what exists.
+struct Planned<K> {
+    desired: K,
+    current: Option<Arc<K>>,
+}
+
+fn cached<K: Child>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>> {
+    store.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// The existing object: from the cache, or (when the cache has not seen it,
+/// e.g. an object made by someone else, which our label-filtered watches
+/// skip) from the API server.
+async fn current<K: Child>(client: &Client, store: &Store<K>, namespace: &str, name: &str) -> Result<Option<Arc<K>>> {
+    if let Some(obj) = cached(store, namespace, name) {
+        return Ok(Some(obj));
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    Ok(api.get_opt(name).await?.map(Arc::new))
+}
+
+async fn plan<K: Child>(client: &Client, store: &Store<K>, desired: K) -> Result<Planned<K>> {
+    let namespace = desired.meta().namespace.clone().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let current = current(client, store, &namespace, &desired.name_any()).await?;
+    Ok(Planned { desired, current })
+}
+
+fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && r.uid == uid)
+}
+
+fn describe<K: Child>(obj: &K) -> String {
+    format!("{} {}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+impl<K: Child> Planned<K> {
+    /// The existing object, when it is not ours to write.
+    fn conflict(&self, uid: &str) -> Option<String> {
+        let current = self.current.as_ref()?;
+        (!is_controlled_by(current.meta(), uid)).then(|| describe(current.as_ref()))
+    }
+
+    fn up_to_date(&self) -> bool {
+        let hash = |meta: &ObjectMeta| meta.annotations.as_ref().and_then(|a| a.get(APPLIED_HASH_ANNOTATION)).cloned();
+        match &self.current {
+            Some(current) => hash(current.meta()).is_some() && hash(current.meta()) == hash(self.desired.meta()),
+            None => false,
+        }
+    }
+
+    async fn apply(&self, client: &Client) -> Result<()> {
+        if self.up_to_date() {
+            debug!(object = %describe(&self.desired), "up to date");
+            return Ok(());
+        }
+        let namespace = self.desired.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+        let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&self.desired.name_any(), &params, &Patch::Apply(&self.desired)).await?;
+        info!(object = %describe(&self.desired), "applied");
+        Ok(())
+    }
+}
+
+/// Applies every child that differs from the cache. Returns a description of
+/// the first existing object we do not control, in which case nothing is written.
+async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result<Option<String>> {
+    let client = &ctx.client;
+    let stores = &ctx.stores;
+    let secret = plan(client, &stores.secrets, children.secret.clone()).await?;
+    let config_map = plan(client, &stores.config_maps, children.config_map.clone()).await?;
+    let service_account = plan(client, &stores.service_accounts, children.service_account.clone()).await?;
+    let deployment = plan(client, &stores.deployments, children.deployment.clone()).await?;
+    let pdb = match &children.pod_disruption_budget {
+        Some(desired) => Some(plan(client, &stores.pod_disruption_budgets, desired.clone()).await?),
+        None => None,
+    };
+
+    let conflict = secret
+        .conflict(uid)
+        .or_else(|| config_map.conflict(uid))
+        .or_else(|| service_account.conflict(uid))
+        .or_else(|| deployment.conflict(uid))
+        .or_else(|| pdb.as_ref().and_then(|p| p.conflict(uid)));
+    if let Some(object) = conflict {
+        warn!(%object, "name taken by an object this tunnel does not control");
+        return Ok(Some(format!(
+            "{object} already exists and is not controlled by this SecureTunnel; rename or delete it"
+        )));
+    }
+
+    // The Secret and ConfigMap first: the pods mount them.
+    secret.apply(client).await?;
+    config_map.apply(client).await?;
+    service_account.apply(client).await?;
+    deployment.apply(client).await?;
+    match pdb {
+        Some(pdb) => pdb.apply(client).await?,
+        None => delete_stale_pdb(ctx, uid, &children.deployment).await?,
+    }
+    Ok(None)
+}
+
+/// Scaling down to one replica leaves a budget that no longer makes sense;
+/// remove it if (and only if) it is ours.
+async fn delete_stale_pdb(ctx: &Context, uid: &str, deployment: &Deployment) -> Result<()> {
+    let namespace = deployment.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let name = deployment.name_any();
+    let Some(stale) = cached(&ctx.stores.pod_disruption_budgets, &namespace, &name) else {
+        return Ok(());
+    };
+    if !is_controlled_by(stale.meta(), uid) {
+        return Ok(());
+    }
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: stale.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {
+            info!(object = %describe(stale.as_ref()), "deleted: one replica needs no disruption budget");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the status when it changed, and an Event when Ready changed.
+async fn write_status(ctx: &Context, tunnel: &SecureTunnel, namespace: &str, status: SecureTunnelStatus) -> Result<()> {
+    let previous = tunnel.status.clone().unwrap_or_default();
+    if previous == status {
+        debug!("status unchanged");
+        return Ok(());
+    }
+    let api: Api<SecureTunnel> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": SecureTunnel::api_version(&()),
+        "kind": SecureTunnel::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&tunnel.name_any(), &params, &Patch::Apply(&patch)).await?;
+
+    let old_ready = conditions::find(&previous.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
+    if let Some(ready) = conditions::find(&status.conditions, READY) {
+        if old_ready.as_ref() != Some(&(ready.status.clone(), ready.reason.clone())) {
+            let event = Event {
+                type_: if ready.status == conditions::TRUE {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                },
+                reason: ready.reason.clone(),
+                note: Some(truncate(&ready.message, 1024)),
+                action: "Reconcile".to_string(),
+                secondary: None,
+            };
+            // An Event is a courtesy; failing to send one must not fail the reconcile.
+            if let Err(e) = ctx.recorder.publish(&event, &tunnel.object_ref(&())).await {
+                warn!(error = %e, "could not publish event");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff_delay(1), Duration::from_secs(5));
+        assert_eq!(backoff_delay(2), Duration::from_secs(10));
+        assert_eq!(backoff_delay(4), Duration::from_secs(40));
+        assert_eq!(backoff_delay(7), Duration::from_secs(300));
+        assert_eq!(backoff_delay(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 10), "abc");
+        let long = "é".repeat(600);
+        let t = truncate(&long, 1024);
+        assert!(t.len() <= 1024 && t.ends_with("..."));
+    }
+}

@@ -1,0 +1,151 @@
+//! Pure rendering: a SecureTunnel plus what the dereference step found
+//! becomes the desired child objects. No I/O; the reconciler and the
+//! offline `render` command both call [`desired_children`].
+
+pub mod config;
+pub mod labels;
+pub mod workload;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use crate::api::SecureTunnel;
+use crate::token::{sha256_hex, TunnelToken};
+use crate::{validate, Error, Result};
+use labels::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
+use workload::{PodHashes, CONFIG_KEY, TOKEN_KEY};
+
+/// What the dereference step resolved from the cluster (or, offline, from files).
+#[derive(Clone, Debug, Default)]
+pub struct Dereferenced {
+    /// The tunnel token. Always present in the reconciler; optional offline,
+    /// where the Secret child is then rendered without data.
+    pub token: Option<TunnelToken>,
+}
+
+/// Every object one SecureTunnel becomes, in apply order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    pub secret: Secret,
+    pub config_map: ConfigMap,
+    pub service_account: ServiceAccount,
+    pub deployment: Deployment,
+    /// `None` when a single replica makes a budget pointless.
+    pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// `sha256:` of `config.yaml`, also reported in the status.
+    pub config_hash: String,
+}
+
+impl Children {
+    /// The objects as JSON values, in apply order, for printing.
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>> {
+        let mut out = vec![
+            to_value(&self.secret, "Secret")?,
+            to_value(&self.config_map, "ConfigMap")?,
+            to_value(&self.service_account, "ServiceAccount")?,
+            to_value(&self.deployment, "Deployment")?,
+        ];
+        if let Some(pdb) = &self.pod_disruption_budget {
+            out.push(to_value(pdb, "PodDisruptionBudget")?);
+        }
+        Ok(out)
+    }
+}
+
+fn to_value<T: Serialize>(obj: &T, what: &'static str) -> Result<serde_json::Value> {
+    serde_json::to_value(obj).map_err(|source| Error::Serialize { what, source })
+}
+
+/// The one path from a SecureTunnel to its children: validate, then render.
+pub fn desired_children(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
+    validate::validate(&tunnel.name_any(), &tunnel.spec).map_err(Error::InvalidSpec)?;
+    render(tunnel, deref)
+}
+
+/// Renders the children of a SecureTunnel whose spec has been validated.
+pub fn render(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
+    let name = tunnel.name_any();
+    let namespace = tunnel.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let meta = ObjectMeta {
+        name: Some(child_name(&name)),
+        namespace: Some(namespace),
+        labels: Some(child_labels(&name)),
+        // Absent only offline, for an object that has never been stored.
+        owner_references: tunnel.controller_owner_ref(&()).map(|r| vec![r]),
+        ..Default::default()
+    };
+
+    let config_yaml = config::render_config(&tunnel.spec)?;
+    let config_hash = sha256_hex(config_yaml.as_bytes());
+
+    let secret = Secret {
+        metadata: meta.clone(),
+        type_: Some("Opaque".to_string()),
+        data: deref.token.as_ref().map(|token| {
+            BTreeMap::from([(
+                TOKEN_KEY.to_string(),
+                ByteString(token.expose_secret().as_bytes().to_vec()),
+            )])
+        }),
+        ..Default::default()
+    };
+
+    let config_map = ConfigMap {
+        metadata: meta.clone(),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml)])),
+        ..Default::default()
+    };
+
+    let service_account = ServiceAccount {
+        metadata: meta.clone(),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    };
+
+    let hashes = PodHashes {
+        config: &config_hash,
+        token: deref.token.as_ref().map(TunnelToken::hash),
+    };
+    let deployment = workload::deployment(tunnel, &name, meta.clone(), &hashes);
+    let pod_disruption_budget = workload::pod_disruption_budget(tunnel, &name, meta);
+
+    let mut children = Children {
+        secret,
+        config_map,
+        service_account,
+        deployment,
+        pod_disruption_budget,
+        config_hash,
+    };
+    stamp_applied_hash(&mut children.secret)?;
+    stamp_applied_hash(&mut children.config_map)?;
+    stamp_applied_hash(&mut children.service_account)?;
+    stamp_applied_hash(&mut children.deployment)?;
+    if let Some(pdb) = children.pod_disruption_budget.as_mut() {
+        stamp_applied_hash(pdb)?;
+    }
+    Ok(children)
+}
+
+/// Records a hash of the object's desired content in an annotation, so the
+/// reconciler can tell from its cache that a child is already up to date.
+fn stamp_applied_hash<K: Resource + Serialize>(obj: &mut K) -> Result<()> {
+    let bytes = serde_json::to_vec(obj).map_err(|source| Error::Serialize {
+        what: "child object",
+        source,
+    })?;
+    let hash = sha256_hex(&bytes);
+    obj.annotations_mut().insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,174 @@
+//! The cloudflared tunnel token, kept behind a redacting newtype.
+//!
+//! A token is base64 of a JSON object `{"a": account tag, "t": tunnel ID,
+//! "s": tunnel secret}`. The operator needs only the tunnel ID (for the
+//! status) and a hash (to roll pods on rotation); the value itself goes
+//! nowhere but the child Secret.
+
+use std::fmt;
+
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Why a Secret's value is not a usable token. Messages never contain the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is empty")]
+    Empty,
+    #[error("the token is not valid UTF-8 text")]
+    NotUtf8,
+    #[error("the token is not base64; use the output of `cloudflared tunnel token NAME`")]
+    NotBase64,
+    #[error("the token does not decode to a JSON object with the fields a, t and s; use the output of `cloudflared tunnel token NAME`")]
+    NotJson,
+    #[error("the token's field {0:?} is missing or empty")]
+    MissingField(&'static str),
+    #[error("the token's tunnel ID is not a UUID")]
+    BadTunnelId,
+}
+
+#[derive(Deserialize)]
+struct TokenFields {
+    #[serde(default)]
+    a: String,
+    #[serde(default)]
+    t: String,
+    #[serde(default)]
+    s: String,
+}
+
+/// A parsed tunnel token. `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TunnelToken {
+    value: String,
+    tunnel_id: String,
+    hash: String,
+}
+
+impl TunnelToken {
+    /// Parses a token as stored in a Secret (surrounding whitespace, as left
+    /// by `echo` or an editor, is ignored).
+    pub fn parse(raw: &[u8]) -> Result<Self, TokenError> {
+        let text = std::str::from_utf8(raw).map_err(|_| TokenError::NotUtf8)?.trim();
+        if text.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .map_err(|_| TokenError::NotBase64)?;
+        let fields: TokenFields = serde_json::from_slice(&json).map_err(|_| TokenError::NotJson)?;
+        for (name, value) in [("a", &fields.a), ("t", &fields.t), ("s", &fields.s)] {
+            if value.is_empty() {
+                return Err(TokenError::MissingField(name));
+            }
+        }
+        if !is_uuid(&fields.t) {
+            return Err(TokenError::BadTunnelId);
+        }
+        Ok(TunnelToken {
+            hash: sha256_hex(text.as_bytes()),
+            tunnel_id: fields.t.to_ascii_lowercase(),
+            value: text.to_string(),
+        })
+    }
+
+    /// The tunnel's UUID (public: it appears in the tunnel's DNS records).
+    pub fn tunnel_id(&self) -> &str {
+        &self.tunnel_id
+    }
+
+    /// `sha256:<hex>` of the value, for the pod annotation that rolls pods on rotation.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The value, for the child Secret only.
+    pub fn expose_secret(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for TunnelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelToken")
+            .field("tunnel_id", &self.tunnel_id)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `sha256:<64 hex digits>`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
+
+    fn encode(json: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(json)
+    }
+
+    fn good() -> String {
+        encode(&format!(r#"{{"a":"0123456789abcdef","t":"{TUNNEL_ID}","s":"c2VjcmV0LXNlY3JldA=="}}"#))
+    }
+
+    #[test]
+    fn parses_tunnel_id_and_ignores_trailing_newline() {
+        let token = TunnelToken::parse(format!("{}\n", good()).as_bytes()).expect("valid token");
+        assert_eq!(token.tunnel_id(), TUNNEL_ID);
+        assert_eq!(token.expose_secret(), good());
+        assert_eq!(token.hash(), sha256_hex(good().as_bytes()));
+        assert!(token.hash().starts_with("sha256:") && token.hash().len() == 71);
+    }
+
+    #[test]
+    fn debug_output_does_not_contain_the_value() {
+        let token = TunnelToken::parse(good().as_bytes()).expect("valid token");
+        let debug = format!("{token:?}");
+        assert!(!debug.contains(&good()), "{debug}");
+        assert!(!debug.contains("c2VjcmV0"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+
+    #[test]
+    fn rejects_each_malformed_shape_with_its_reason() {
+        let cases: Vec<(Vec<u8>, TokenError)> = vec![
+            (b"".to_vec(), TokenError::Empty),
+            (b"  \n".to_vec(), TokenError::Empty),
+            (vec![0xff, 0xfe], TokenError::NotUtf8),
+            (b"not base64 !!".to_vec(), TokenError::NotBase64),
+            (encode("plain text").into_bytes(), TokenError::NotJson),
+            (encode(r#"{"t":"x","s":"y"}"#).into_bytes(), TokenError::MissingField("a")),
+            (encode(r#"{"a":"x","s":"y"}"#).into_bytes(), TokenError::MissingField("t")),
+            (encode(r#"{"a":"x","t":"y"}"#).into_bytes(), TokenError::MissingField("s")),
+            (encode(r#"{"a":"x","t":"not-a-uuid","s":"y"}"#).into_bytes(), TokenError::BadTunnelId),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(TunnelToken::parse(&raw), Err(want.clone()), "input {raw:?}");
+            assert!(!want.to_string().is_empty());
+        }
+    }
+}

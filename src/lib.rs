@@ -16,6 +16,9 @@ pub mod telemetry;
 pub mod token;
 pub mod validate;
 
+#[cfg(test)]
+mod fixtures;
+
 /// The field manager for every server-side apply this operator sends.
 pub const FIELD_MANAGER: &str = "securetunnel-operator";
 

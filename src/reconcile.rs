@@ -363,15 +363,16 @@ async fn write_status(ctx: &Context, tunnel: &SecureTunnel, namespace: &str, sta
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(&tunnel.name_any(), &params, &Patch::Apply(&patch)).await?;
 
-    let old_ready = conditions::find(&previous.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
+    let old_ready = conditions::find(&previous.conditions, READY);
     if let Some(ready) = conditions::find(&status.conditions, READY) {
-        if old_ready.as_ref() != Some(&(ready.status.clone(), ready.reason.clone())) {
+        let changed = old_ready.is_none_or(|old| old.status != ready.status || old.reason != ready.reason);
+        if changed {
+            // Connectors still starting is normal; losing them, or being blocked, is not.
+            let was_ready = old_ready.is_some_and(|old| old.status == conditions::TRUE);
+            let warning = ready.status != conditions::TRUE
+                && (was_ready || ready.reason != conditions::REASON_CONNECTORS_NOT_READY);
             let event = Event {
-                type_: if ready.status == conditions::TRUE {
-                    EventType::Normal
-                } else {
-                    EventType::Warning
-                },
+                type_: if warning { EventType::Warning } else { EventType::Normal },
                 reason: ready.reason.clone(),
                 note: Some(truncate(&ready.message, 1024)),
                 action: "Reconcile".to_string(),

@@ -1,0 +1,652 @@
+//! Reconcile tests against a mock API server, in the style of kube-rs's
+//! controller-rs: every request the reconciler sends is checked (method,
+//! path, query, body) against a script, answered from the script, and the
+//! test fails if a request is missing, different, or extra.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::ByteString;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde_json::{json, Value};
+
+use crate::api::SecureTunnel;
+use crate::reconcile::{reconcile, ChildStores, Context, BLOCKED_RECHECK, RESYNC_INTERVAL};
+use crate::render::{self, Children, Dereferenced};
+use crate::token::TunnelToken;
+
+type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+pub const TUNNEL_UID: &str = "0b7f5b8e-9d55-4a8e-9d43-3c8f0f6f7f01";
+const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
+const SSA_QUERY: &[(&str, &str)] = &[("fieldManager", "securetunnel-operator"), ("force", "true")];
+
+/// A token string with the given secret part.
+pub fn token_string(secret: &str) -> String {
+    let json = format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{secret}"}}"#);
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+pub fn tunnel() -> SecureTunnel {
+    let mut t: SecureTunnel = serde_yaml::from_str(
+        r#"
+apiVersion: securetunnel.dev/v1alpha1
+kind: SecureTunnel
+metadata: { name: home, namespace: apps, generation: 1, resourceVersion: "100" }
+spec:
+  tokenSecretRef: { name: home-tunnel-token }
+  ingress:
+    - hostname: app.example.com
+      service: http://web.apps.svc.cluster.local:8080
+"#,
+    )
+    .expect("tunnel fixture parses");
+    t.metadata.uid = Some(TUNNEL_UID.to_string());
+    t
+}
+
+fn user_secret(token: &str) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("home-tunnel-token".into()),
+            namespace: Some("apps".into()),
+            ..Default::default()
+        },
+        data: Some([("token".to_string(), ByteString(token.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    }
+}
+
+fn children_for(tunnel: &SecureTunnel, token: &str) -> Children {
+    let token = TunnelToken::parse(token.as_bytes()).expect("token parses");
+    render::render(tunnel, &Dereferenced { token: Some(token) }).expect("renders")
+}
+
+fn to_json<T: serde::Serialize>(obj: &T) -> Value {
+    serde_json::to_value(obj).expect("serializes")
+}
+
+/// One expected request and the answer to it.
+struct Exchange {
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, &'static str)>,
+    /// The exact body expected (after `normalize`); `None` for an empty body.
+    body: Option<Value>,
+    normalize: fn(&mut Value),
+    reply: Reply,
+}
+
+enum Reply {
+    /// 200 with the request body (what an API server returns for an apply).
+    Echo,
+    /// 200 with the request body's fields laid over a stored object
+    /// (what the status subresource returns).
+    EchoOnto(Value),
+    Json(StatusCode, Value),
+}
+
+fn no_normalize(_: &mut Value) {}
+
+fn get(path: &str, reply: Reply) -> Exchange {
+    Exchange {
+        method: Method::GET,
+        path: path.to_string(),
+        query: vec![],
+        body: None,
+        normalize: no_normalize,
+        reply,
+    }
+}
+
+fn apply(path: &str, body: Value) -> Exchange {
+    Exchange {
+        method: Method::PATCH,
+        path: path.to_string(),
+        query: SSA_QUERY.to_vec(),
+        body: Some(body),
+        normalize: no_normalize,
+        reply: Reply::Echo,
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> Reply {
+    Reply::Json(
+        StatusCode::NOT_FOUND,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound", "code": 404
+        }),
+    )
+}
+
+const TOKEN_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/home-tunnel-token";
+const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/home-cloudflared";
+const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/apps/configmaps/home-cloudflared";
+const SERVICE_ACCOUNT_PATH: &str = "/api/v1/namespaces/apps/serviceaccounts/home-cloudflared";
+const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/apps/deployments/home-cloudflared";
+const PDB_PATH: &str = "/apis/policy/v1/namespaces/apps/poddisruptionbudgets/home-cloudflared";
+const STATUS_PATH: &str = "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+
+/// Condition timestamps are "now"; check they are present, then drop them.
+fn normalize_status(body: &mut Value) {
+    if let Some(conditions) = body.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+        for c in conditions {
+            let obj = c.as_object_mut().expect("condition is an object");
+            let time = obj.remove("lastTransitionTime").expect("lastTransitionTime is set");
+            assert!(time.as_str().is_some_and(|t| t.ends_with('Z')), "bad time {time}");
+        }
+    }
+}
+
+fn apply_status(status: Value) -> Exchange {
+    Exchange {
+        normalize: normalize_status,
+        reply: Reply::EchoOnto(to_json(&tunnel())),
+        ..apply(
+            STATUS_PATH,
+            json!({ "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel", "status": status }),
+        )
+    }
+}
+
+/// Event names and times are generated; check they are present, then drop them.
+fn normalize_event(body: &mut Value) {
+    let obj = body.as_object_mut().expect("event is an object");
+    assert!(obj.remove("eventTime").is_some(), "eventTime is set");
+    let name = obj
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("name"))
+        .expect("event name is set");
+    assert!(name.as_str().is_some_and(|n| n.starts_with("home.")), "event name {name}");
+}
+
+fn event(type_: &str, reason: &str, note: &str) -> Exchange {
+    Exchange {
+        method: Method::POST,
+        path: EVENTS_PATH.to_string(),
+        query: vec![],
+        body: Some(json!({
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "action": "Reconcile",
+            "metadata": { "namespace": "apps" },
+            "note": note,
+            "reason": reason,
+            "regarding": {
+                "apiVersion": "securetunnel.dev/v1alpha1",
+                "kind": "SecureTunnel",
+                "name": "home",
+                "namespace": "apps",
+                "uid": TUNNEL_UID
+            },
+            "reportingController": "securetunnel-operator",
+            "reportingInstance": "securetunnel-operator",
+            "type": type_
+        })),
+        normalize: normalize_event,
+        reply: Reply::Echo,
+    }
+}
+
+fn conditions(ready: (&str, &str, &str), progressing: (&str, &str, &str), degraded: (&str, &str, &str)) -> Value {
+    let c = |t: &str, (status, reason, message): (&str, &str, &str)| {
+        json!({ "type": t, "status": status, "reason": reason, "message": message, "observedGeneration": 1 })
+    };
+    json!([c("Ready", ready), c("Progressing", progressing), c("Degraded", degraded)])
+}
+
+fn query_pairs(query: Option<&str>) -> BTreeSet<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (p.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// Serves `script` in order, then requires that the client sends nothing more.
+async fn serve(mut handle: ApiServerHandle, script: Vec<Exchange>) {
+    for (i, expected) in script.into_iter().enumerate() {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("request {i} ({} {}) never came", expected.method, expected.path))
+            .unwrap_or_else(|| panic!("client gone before request {i} ({} {})", expected.method, expected.path));
+        let step = format!("request {i}: {} {}", request.method(), request.uri());
+        assert_eq!(request.method(), expected.method, "{step}");
+        assert_eq!(request.uri().path(), expected.path, "{step}");
+        let want_query: BTreeSet<(String, String)> =
+            expected.query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(query_pairs(request.uri().query()), want_query, "{step}");
+
+        let bytes = request.into_body().collect_bytes().await.expect("request body");
+        let body: Option<Value> = if bytes.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(&bytes).expect("request body is JSON"))
+        };
+        let mut normalized = body.clone();
+        if let Some(b) = normalized.as_mut() {
+            (expected.normalize)(b);
+        }
+        pretty_assertions::assert_eq!(normalized, expected.body, "{step}");
+
+        let (status, reply) = match expected.reply {
+            Reply::Echo => (StatusCode::OK, body.unwrap_or(Value::Null)),
+            Reply::EchoOnto(mut stored) => {
+                if let (Some(target), Some(Value::Object(fields))) = (stored.as_object_mut(), body) {
+                    target.extend(fields);
+                }
+                (StatusCode::OK, stored)
+            }
+            Reply::Json(status, value) => (status, value),
+        };
+        let response = Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&reply).expect("reply serializes")))
+            .expect("response builds");
+        send.send_response(response);
+    }
+    let extra = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
+    match extra {
+        Ok(None) => {}
+        Ok(Some((request, _))) => panic!("unexpected request: {} {}", request.method(), request.uri()),
+        Err(_) => panic!("the client was never dropped"),
+    }
+}
+
+/// Caches standing in for the controller's watches.
+struct Caches {
+    secrets: Writer<Secret>,
+    config_maps: Writer<k8s_openapi::api::core::v1::ConfigMap>,
+    service_accounts: Writer<k8s_openapi::api::core::v1::ServiceAccount>,
+    deployments: Writer<Deployment>,
+    pod_disruption_budgets: Writer<PodDisruptionBudget>,
+}
+
+impl Caches {
+    fn empty() -> Self {
+        Caches {
+            secrets: Writer::default(),
+            config_maps: Writer::default(),
+            service_accounts: Writer::default(),
+            deployments: Writer::default(),
+            pod_disruption_budgets: Writer::default(),
+        }
+    }
+
+    /// Caches holding exactly `children`, with the Deployment fully rolled out.
+    fn holding(children: &Children) -> Self {
+        let mut caches = Caches::empty();
+        caches.secrets.apply_watcher_event(&watcher::Event::Apply(children.secret.clone()));
+        caches.config_maps.apply_watcher_event(&watcher::Event::Apply(children.config_map.clone()));
+        caches
+            .service_accounts
+            .apply_watcher_event(&watcher::Event::Apply(children.service_account.clone()));
+        caches
+            .deployments
+            .apply_watcher_event(&watcher::Event::Apply(rolled_out(children.deployment.clone(), 2)));
+        if let Some(pdb) = &children.pod_disruption_budget {
+            caches.pod_disruption_budgets.apply_watcher_event(&watcher::Event::Apply(pdb.clone()));
+        }
+        caches
+    }
+
+    fn stores(&self) -> ChildStores {
+        ChildStores {
+            secrets: self.secrets.as_reader(),
+            config_maps: self.config_maps.as_reader(),
+            service_accounts: self.service_accounts.as_reader(),
+            deployments: self.deployments.as_reader(),
+            pod_disruption_budgets: self.pod_disruption_budgets.as_reader(),
+        }
+    }
+}
+
+fn rolled_out(mut deployment: Deployment, ready: i32) -> Deployment {
+    deployment.metadata.generation = Some(1);
+    deployment.status = Some(DeploymentStatus {
+        observed_generation: Some(1),
+        replicas: Some(2),
+        ready_replicas: Some(ready),
+        updated_replicas: Some(2),
+        available_replicas: Some(ready),
+        conditions: Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "True".into(),
+            reason: Some("NewReplicaSetAvailable".into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    deployment
+}
+
+/// Runs one reconcile of `tunnel` against `script` and returns its result.
+async fn reconcile_against(tunnel: SecureTunnel, caches: &Caches, script: Vec<Exchange>) -> crate::Result<Action> {
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(mock, "default");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "securetunnel-operator".into(),
+            instance: None,
+        },
+    );
+    let ctx = Arc::new(Context::new(client, recorder, caches.stores()));
+    let server = tokio::spawn(serve(handle, script));
+    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(tunnel), ctx))
+        .await
+        .expect("reconcile finished in time");
+    // The context (and so the client) is dropped here, which ends `serve`.
+    server.await.expect("API server script held");
+    result
+}
+
+/// The status the reconciler writes for a healthy, fully rolled-out tunnel.
+fn steady_status(children: &Children) -> Value {
+    json!({
+        "observedGeneration": 1,
+        "tunnelID": TUNNEL_ID,
+        "replicas": 2,
+        "readyReplicas": 2,
+        "configHash": children.config_hash,
+        "conditions": conditions(
+            ("True", "ConnectorsReady", "2/2 connectors ready"),
+            ("False", "RolloutComplete", "the connectors run the current spec"),
+            ("False", "AsExpected", "all connectors are available or starting"),
+        ),
+    })
+}
+
+/// A tunnel whose status already says what `steady_status` says.
+fn tunnel_in_steady_state(children: &Children) -> SecureTunnel {
+    let mut t = tunnel();
+    let mut status = steady_status(children);
+    for c in status["conditions"].as_array_mut().expect("conditions") {
+        c["lastTransitionTime"] = json!("2026-11-01T00:00:00Z");
+    }
+    t.status = Some(serde_json::from_value(status).expect("status parses"));
+    t
+}
+
+#[tokio::test]
+async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let pdb = children.pod_disruption_budget.as_ref().expect("two replicas have a budget");
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        // Nothing cached: each name is checked for a foreign object first.
+        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
+        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
+        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
+        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        apply(SECRET_PATH, to_json(&children.secret)),
+        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
+        apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
+        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
+        apply(PDB_PATH, to_json(pdb)),
+        apply_status(json!({
+            "observedGeneration": 1,
+            "tunnelID": TUNNEL_ID,
+            "replicas": 0,
+            "readyReplicas": 0,
+            "configHash": children.config_hash,
+            "conditions": conditions(
+                ("False", "ConnectorsNotReady", "0/2 connectors ready"),
+                ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
+                ("False", "AsExpected", "all connectors are available or starting"),
+            ),
+        })),
+        event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+    ];
+    let action = reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+    assert_eq!(action, Action::requeue(RESYNC_INTERVAL));
+}
+
+#[tokio::test]
+async fn steady_state_resync_reads_the_token_and_writes_nothing() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let script = vec![get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token))))];
+    let action = reconcile_against(tunnel_in_steady_state(&children), &Caches::holding(&children), script)
+        .await
+        .expect("reconciles");
+    assert_eq!(action, Action::requeue(RESYNC_INTERVAL));
+}
+
+#[tokio::test]
+async fn connectors_becoming_ready_update_the_status_and_emit_an_event() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    // The status still says what the first reconcile wrote.
+    let mut t = tunnel();
+    t.status = Some(crate::api::SecureTunnelStatus {
+        observed_generation: Some(1),
+        tunnel_id: Some(TUNNEL_ID.into()),
+        config_hash: Some(children.config_hash.clone()),
+        conditions: crate::api::conditions::merge(
+            &[],
+            &[crate::api::conditions::DesiredCondition::new("Ready", false, "ConnectorsNotReady", "0/2 connectors ready")],
+            Some(1),
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ),
+        ..Default::default()
+    });
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        apply_status(steady_status(&children)),
+        event("Normal", "ConnectorsReady", "2/2 connectors ready"),
+    ];
+    reconcile_against(t, &Caches::holding(&children), script).await.expect("reconciles");
+}
+
+#[tokio::test]
+async fn a_rotated_token_updates_the_secret_and_rolls_the_deployment_only() {
+    let old_token = token_string("b2xkLXNlY3JldA==");
+    let new_token = token_string("bmV3LXNlY3JldA==");
+    let old_children = children_for(&tunnel(), &old_token);
+    let new_children = children_for(&tunnel(), &new_token);
+    let token_hash = |c: &Children| {
+        c.deployment.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.annotations.as_ref()).and_then(|a| a.get(crate::render::labels::TOKEN_HASH_ANNOTATION)).cloned()
+    };
+    assert_ne!(token_hash(&old_children), token_hash(&new_children));
+
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token)))),
+        apply(SECRET_PATH, to_json(&new_children.secret)),
+        apply(DEPLOYMENT_PATH, to_json(&new_children.deployment)),
+        // Same tunnel, same config: the status does not change.
+    ];
+    reconcile_against(tunnel_in_steady_state(&old_children), &Caches::holding(&old_children), script)
+        .await
+        .expect("reconciles");
+}
+
+#[tokio::test]
+async fn a_missing_token_secret_is_reported_and_nothing_is_applied() {
+    let script = vec![
+        get(TOKEN_SECRET_PATH, not_found("secrets", "home-tunnel-token")),
+        apply_status(json!({
+            "observedGeneration": 1,
+            "replicas": 0,
+            "readyReplicas": 0,
+            "conditions": conditions(
+                ("False", "TokenSecretMissing", "Secret apps/home-tunnel-token not found"),
+                ("False", "Blocked", "not applying the spec: TokenSecretMissing"),
+                ("False", "AsExpected", "all connectors are available or starting"),
+            ),
+        })),
+        event("Warning", "TokenSecretMissing", "Secret apps/home-tunnel-token not found"),
+    ];
+    let action = reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+    // Not retried hot: the Secret watch brings it back sooner if it appears.
+    assert_eq!(action, Action::requeue(BLOCKED_RECHECK));
+}
+
+#[tokio::test]
+async fn a_secret_without_the_key_or_with_a_bad_token_is_reported() {
+    let mut no_key = user_secret("unused");
+    no_key.data = Some([("other".to_string(), ByteString(b"x".to_vec()))].into());
+    let cases = [
+        (no_key, "TokenSecretMissing", "Secret apps/home-tunnel-token has no key \"token\""),
+        (
+            user_secret("bm90LWEtdG9rZW4="), // base64 of "not-a-token"
+            "TokenInvalid",
+            "Secret apps/home-tunnel-token key \"token\": the token does not decode to a JSON object with the fields a, t and s; use the output of `cloudflared tunnel token NAME`",
+        ),
+    ];
+    for (secret, reason, message) in cases {
+        let script = vec![
+            get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&secret))),
+            apply_status(json!({
+                "observedGeneration": 1,
+                "replicas": 0,
+                "readyReplicas": 0,
+                "conditions": conditions(
+                    ("False", reason, message),
+                    ("False", "Blocked", &format!("not applying the spec: {reason}")),
+                    ("False", "AsExpected", "all connectors are available or starting"),
+                ),
+            })),
+            event("Warning", reason, message),
+        ];
+        reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_once_and_waits_for_a_change() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let mut t = tunnel();
+    t.spec.replicas = 50;
+    t.spec.ingress[0].service = "bastion".into();
+    let message = "spec.replicas: 50 is out of range: must be 1 to 20; spec.ingress[0].service: bastion mode lets the connector reach any destination, which defeats the egress sandbox";
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        apply_status(json!({
+            "observedGeneration": 1,
+            "replicas": 0,
+            "readyReplicas": 0,
+            "conditions": conditions(
+                ("False", "InvalidSpec", message),
+                ("False", "Blocked", "not applying the spec: InvalidSpec"),
+                ("False", "AsExpected", "all connectors are available or starting"),
+            ),
+        })),
+        event("Warning", "InvalidSpec", message),
+    ];
+    let action = reconcile_against(t, &Caches::empty(), script).await.expect("reconciles");
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_foreign_object_with_a_child_name_is_never_written() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let foreign = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "home-cloudflared", "namespace": "apps", "uid": "someone-else" },
+        "data": { "config.yaml": "mine" }
+    });
+    let message = "ConfigMap apps/home-cloudflared already exists and is not controlled by this SecureTunnel; rename or delete it";
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
+        get(CONFIG_MAP_PATH, Reply::Json(StatusCode::OK, foreign)),
+        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
+        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
+        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        apply_status(json!({
+            "observedGeneration": 1,
+            "replicas": 0,
+            "readyReplicas": 0,
+            "conditions": conditions(
+                ("False", "NameConflict", message),
+                ("False", "Blocked", "not applying the spec: NameConflict"),
+                ("False", "AsExpected", "all connectors are available or starting"),
+            ),
+        })),
+        event("Warning", "NameConflict", message),
+    ];
+    let action = reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+    assert_eq!(action, Action::requeue(BLOCKED_RECHECK));
+}
+
+#[tokio::test]
+async fn scaling_to_one_replica_removes_our_disruption_budget() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let mut caches = Caches::holding(&children);
+    let mut cached_pdb = children.pod_disruption_budget.clone().expect("pdb");
+    cached_pdb.metadata.uid = Some("pdb-uid".into());
+    caches.pod_disruption_budgets.apply_watcher_event(&watcher::Event::Apply(cached_pdb));
+
+    let mut t = tunnel_in_steady_state(&children);
+    t.spec.replicas = 1;
+    let scaled = children_for(&t, &token);
+    assert!(scaled.pod_disruption_budget.is_none());
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        apply(DEPLOYMENT_PATH, to_json(&scaled.deployment)),
+        Exchange {
+            method: Method::DELETE,
+            path: PDB_PATH.to_string(),
+            query: vec![],
+            body: Some(json!({ "preconditions": { "uid": "pdb-uid" } })),
+            normalize: no_normalize,
+            reply: Reply::Json(StatusCode::OK, json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" })),
+        },
+        // The cached Deployment still runs 2 of 2; the status only moves its message.
+        apply_status(json!({
+            "observedGeneration": 1,
+            "tunnelID": TUNNEL_ID,
+            "replicas": 2,
+            "readyReplicas": 2,
+            "configHash": children.config_hash,
+            "conditions": conditions(
+                ("True", "ConnectorsReady", "2/1 connectors ready"),
+                ("False", "RolloutComplete", "the connectors run the current spec"),
+                ("False", "AsExpected", "all connectors are available or starting"),
+            ),
+        })),
+    ];
+    reconcile_against(t, &caches, script).await.expect("reconciles");
+}
+
+#[tokio::test]
+async fn an_api_error_is_returned_for_backoff_and_nothing_else_is_sent() {
+    let script = vec![get(
+        TOKEN_SECRET_PATH,
+        Reply::Json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "etcd unavailable", "reason": "InternalError", "code": 500 }),
+        ),
+    )];
+    let err = reconcile_against(tunnel(), &Caches::empty(), script).await.expect_err("fails");
+    assert_eq!(err.metric_label(), "kube");
+}
+
+#[test]
+fn the_mock_tunnel_is_namespaced_and_owned_by_uid() {
+    let t = tunnel();
+    assert_eq!(t.meta().namespace.as_deref(), Some("apps"));
+    assert_eq!(reflector::ObjectRef::from_obj(&t).name, "home");
+}

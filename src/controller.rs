@@ -49,12 +49,23 @@ where
 fn child_watch<K>(
     client: &Client,
     namespace: Option<&str>,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
-    let config = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    let config = watcher::Config::default()
+        .labels(MANAGED_SELECTOR)
+        .any_semantic();
     let stream = reflector::reflector(writer, watcher(api_for::<K>(client, namespace), config))
         .default_backoff()
         .touched_objects();
@@ -62,7 +73,10 @@ where
 }
 
 /// Tunnels in the Secret's namespace that take their token from it.
-fn tunnels_using_secret(tunnels: &Store<SecureTunnel>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<SecureTunnel>> {
+fn tunnels_using_secret(
+    tunnels: &Store<SecureTunnel>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<SecureTunnel>> {
     let namespace = secret.namespace();
     let name = secret.name_any();
     tunnels
@@ -78,9 +92,11 @@ pub async fn run(client: Client, settings: Settings) {
     let namespace = settings.namespace.as_deref();
     let (secrets, secret_stream) = child_watch::<Secret>(&client, namespace);
     let (config_maps, config_map_stream) = child_watch::<ConfigMap>(&client, namespace);
-    let (service_accounts, service_account_stream) = child_watch::<ServiceAccount>(&client, namespace);
+    let (service_accounts, service_account_stream) =
+        child_watch::<ServiceAccount>(&client, namespace);
     let (deployments, deployment_stream) = child_watch::<Deployment>(&client, namespace);
-    let (pod_disruption_budgets, pdb_stream) = child_watch::<PodDisruptionBudget>(&client, namespace);
+    let (pod_disruption_budgets, pdb_stream) =
+        child_watch::<PodDisruptionBudget>(&client, namespace);
     let stores = ChildStores {
         secrets,
         config_maps,
@@ -109,8 +125,8 @@ pub async fn run(client: Client, settings: Settings) {
         api_for::<PartialObjectMeta<Secret>>(&client, namespace),
         watcher::Config::default().any_semantic(),
     )
-        .default_backoff()
-        .touched_objects();
+    .default_backoff()
+    .touched_objects();
 
     info!(
         namespace = namespace.unwrap_or("<all>"),
@@ -124,7 +140,9 @@ pub async fn run(client: Client, settings: Settings) {
         .owns_stream(service_account_stream)
         .owns_stream(deployment_stream)
         .owns_stream(pdb_stream)
-        .watches_stream(token_secrets, move |secret| tunnels_using_secret(&tunnel_store, &secret))
+        .watches_stream(token_secrets, move |secret| {
+            tunnels_using_secret(&tunnel_store, &secret)
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

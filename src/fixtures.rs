@@ -34,7 +34,8 @@ const SSA_QUERY: &[(&str, &str)] = &[("fieldManager", "securetunnel-operator"), 
 
 /// A token string with the given secret part.
 pub fn token_string(secret: &str) -> String {
-    let json = format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{secret}"}}"#);
+    let json =
+        format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{secret}"}}"#);
     base64::engine::general_purpose::STANDARD.encode(json)
 }
 
@@ -137,16 +138,25 @@ const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/apps/configmaps/home-cloudflar
 const SERVICE_ACCOUNT_PATH: &str = "/api/v1/namespaces/apps/serviceaccounts/home-cloudflared";
 const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/apps/deployments/home-cloudflared";
 const PDB_PATH: &str = "/apis/policy/v1/namespaces/apps/poddisruptionbudgets/home-cloudflared";
-const STATUS_PATH: &str = "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status";
+const STATUS_PATH: &str =
+    "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
 
 /// Condition timestamps are "now"; check they are present, then drop them.
 fn normalize_status(body: &mut Value) {
-    if let Some(conditions) = body.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+    if let Some(conditions) = body
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
         for c in conditions {
             let obj = c.as_object_mut().expect("condition is an object");
-            let time = obj.remove("lastTransitionTime").expect("lastTransitionTime is set");
-            assert!(time.as_str().is_some_and(|t| t.ends_with('Z')), "bad time {time}");
+            let time = obj
+                .remove("lastTransitionTime")
+                .expect("lastTransitionTime is set");
+            assert!(
+                time.as_str().is_some_and(|t| t.ends_with('Z')),
+                "bad time {time}"
+            );
         }
     }
 }
@@ -171,7 +181,10 @@ fn normalize_event(body: &mut Value) {
         .and_then(Value::as_object_mut)
         .and_then(|m| m.remove("name"))
         .expect("event name is set");
-    assert!(name.as_str().is_some_and(|n| n.starts_with("home.")), "event name {name}");
+    assert!(
+        name.as_str().is_some_and(|n| n.starts_with("home.")),
+        "event name {name}"
+    );
 }
 
 fn event(type_: &str, reason: &str, note: &str) -> Exchange {
@@ -202,11 +215,17 @@ fn event(type_: &str, reason: &str, note: &str) -> Exchange {
     }
 }
 
-fn conditions(ready: (&str, &str, &str), progressing: (&str, &str, &str), degraded: (&str, &str, &str)) -> Value {
-    let c = |t: &str, (status, reason, message): (&str, &str, &str)| {
-        json!({ "type": t, "status": status, "reason": reason, "message": message, "observedGeneration": 1 })
-    };
-    json!([c("Ready", ready), c("Progressing", progressing), c("Degraded", degraded)])
+fn conditions(
+    ready: (&str, &str, &str),
+    progressing: (&str, &str, &str),
+    degraded: (&str, &str, &str),
+) -> Value {
+    let c = |t: &str, (status, reason, message): (&str, &str, &str)| json!({ "type": t, "status": status, "reason": reason, "message": message, "observedGeneration": 1 });
+    json!([
+        c("Ready", ready),
+        c("Progressing", progressing),
+        c("Degraded", degraded)
+    ])
 }
 
 fn query_pairs(query: Option<&str>) -> BTreeSet<(String, String)> {
@@ -226,16 +245,33 @@ async fn serve(mut handle: ApiServerHandle, script: Vec<Exchange>) {
     for (i, expected) in script.into_iter().enumerate() {
         let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
             .await
-            .unwrap_or_else(|_| panic!("request {i} ({} {}) never came", expected.method, expected.path))
-            .unwrap_or_else(|| panic!("client gone before request {i} ({} {})", expected.method, expected.path));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "request {i} ({} {}) never came",
+                    expected.method, expected.path
+                )
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "client gone before request {i} ({} {})",
+                    expected.method, expected.path
+                )
+            });
         let step = format!("request {i}: {} {}", request.method(), request.uri());
         assert_eq!(request.method(), expected.method, "{step}");
         assert_eq!(request.uri().path(), expected.path, "{step}");
-        let want_query: BTreeSet<(String, String)> =
-            expected.query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let want_query: BTreeSet<(String, String)> = expected
+            .query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert_eq!(query_pairs(request.uri().query()), want_query, "{step}");
 
-        let bytes = request.into_body().collect_bytes().await.expect("request body");
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("request body");
         let body: Option<Value> = if bytes.is_empty() {
             None
         } else {
@@ -250,7 +286,8 @@ async fn serve(mut handle: ApiServerHandle, script: Vec<Exchange>) {
         let (status, reply) = match expected.reply {
             Reply::Echo => (StatusCode::OK, body.unwrap_or(Value::Null)),
             Reply::EchoOnto(mut stored) => {
-                if let (Some(target), Some(Value::Object(fields))) = (stored.as_object_mut(), body) {
+                if let (Some(target), Some(Value::Object(fields))) = (stored.as_object_mut(), body)
+                {
                     target.extend(fields);
                 }
                 (StatusCode::OK, stored)
@@ -259,14 +296,18 @@ async fn serve(mut handle: ApiServerHandle, script: Vec<Exchange>) {
         };
         let response = Response::builder()
             .status(status)
-            .body(Body::from(serde_json::to_vec(&reply).expect("reply serializes")))
+            .body(Body::from(
+                serde_json::to_vec(&reply).expect("reply serializes"),
+            ))
             .expect("response builds");
         send.send_response(response);
     }
     let extra = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
     match extra {
         Ok(None) => {}
-        Ok(Some((request, _))) => panic!("unexpected request: {} {}", request.method(), request.uri()),
+        Ok(Some((request, _))) => {
+            panic!("unexpected request: {} {}", request.method(), request.uri())
+        }
         Err(_) => panic!("the client was never dropped"),
     }
 }
@@ -294,16 +335,25 @@ impl Caches {
     /// Caches holding exactly `children`, with the Deployment fully rolled out.
     fn holding(children: &Children) -> Self {
         let mut caches = Caches::empty();
-        caches.secrets.apply_watcher_event(&watcher::Event::Apply(children.secret.clone()));
-        caches.config_maps.apply_watcher_event(&watcher::Event::Apply(children.config_map.clone()));
+        caches
+            .secrets
+            .apply_watcher_event(&watcher::Event::Apply(children.secret.clone()));
+        caches
+            .config_maps
+            .apply_watcher_event(&watcher::Event::Apply(children.config_map.clone()));
         caches
             .service_accounts
             .apply_watcher_event(&watcher::Event::Apply(children.service_account.clone()));
         caches
             .deployments
-            .apply_watcher_event(&watcher::Event::Apply(rolled_out(children.deployment.clone(), 2)));
+            .apply_watcher_event(&watcher::Event::Apply(rolled_out(
+                children.deployment.clone(),
+                2,
+            )));
         if let Some(pdb) = &children.pod_disruption_budget {
-            caches.pod_disruption_budgets.apply_watcher_event(&watcher::Event::Apply(pdb.clone()));
+            caches
+                .pod_disruption_budgets
+                .apply_watcher_event(&watcher::Event::Apply(pdb.clone()));
         }
         caches
     }
@@ -339,7 +389,11 @@ fn rolled_out(mut deployment: Deployment, ready: i32) -> Deployment {
 }
 
 /// Runs one reconcile of `tunnel` against `script` and returns its result.
-async fn reconcile_against(tunnel: SecureTunnel, caches: &Caches, script: Vec<Exchange>) -> crate::Result<Action> {
+async fn reconcile_against(
+    tunnel: SecureTunnel,
+    caches: &Caches,
+    script: Vec<Exchange>,
+) -> crate::Result<Action> {
     let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(mock, "default");
     let recorder = Recorder::new(
@@ -390,15 +444,30 @@ fn tunnel_in_steady_state(children: &Children) -> SecureTunnel {
 async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&tunnel(), &token);
-    let pdb = children.pod_disruption_budget.as_ref().expect("two replicas have a budget");
+    let pdb = children
+        .pod_disruption_budget
+        .as_ref()
+        .expect("two replicas have a budget");
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         // Nothing cached: each name is checked for a foreign object first.
         get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
         get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
-        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
-        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        get(
+            SERVICE_ACCOUNT_PATH,
+            not_found("serviceaccounts", "home-cloudflared"),
+        ),
+        get(
+            DEPLOYMENT_PATH,
+            not_found("deployments.apps", "home-cloudflared"),
+        ),
+        get(
+            PDB_PATH,
+            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+        ),
         apply(SECRET_PATH, to_json(&children.secret)),
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
         apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
@@ -418,7 +487,9 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
         })),
         event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
     ];
-    let action = reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+    let action = reconcile_against(tunnel(), &Caches::empty(), script)
+        .await
+        .expect("reconciles");
     assert_eq!(action, Action::requeue(RESYNC_INTERVAL));
 }
 
@@ -426,10 +497,17 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
 async fn steady_state_resync_reads_the_token_and_writes_nothing() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&tunnel(), &token);
-    let script = vec![get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token))))];
-    let action = reconcile_against(tunnel_in_steady_state(&children), &Caches::holding(&children), script)
-        .await
-        .expect("reconciles");
+    let script = vec![get(
+        TOKEN_SECRET_PATH,
+        Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+    )];
+    let action = reconcile_against(
+        tunnel_in_steady_state(&children),
+        &Caches::holding(&children),
+        script,
+    )
+    .await
+    .expect("reconciles");
     assert_eq!(action, Action::requeue(RESYNC_INTERVAL));
 }
 
@@ -445,18 +523,28 @@ async fn connectors_becoming_ready_update_the_status_and_emit_an_event() {
         config_hash: Some(children.config_hash.clone()),
         conditions: crate::api::conditions::merge(
             &[],
-            &[crate::api::conditions::DesiredCondition::new("Ready", false, "ConnectorsNotReady", "0/2 connectors ready")],
+            &[crate::api::conditions::DesiredCondition::new(
+                "Ready",
+                false,
+                "ConnectorsNotReady",
+                "0/2 connectors ready",
+            )],
             Some(1),
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         ),
         ..Default::default()
     });
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         apply_status(steady_status(&children)),
         event("Normal", "ConnectorsReady", "2/2 connectors ready"),
     ];
-    reconcile_against(t, &Caches::holding(&children), script).await.expect("reconciles");
+    reconcile_against(t, &Caches::holding(&children), script)
+        .await
+        .expect("reconciles");
 }
 
 #[tokio::test]
@@ -466,19 +554,32 @@ async fn a_rotated_token_updates_the_secret_and_rolls_the_deployment_only() {
     let old_children = children_for(&tunnel(), &old_token);
     let new_children = children_for(&tunnel(), &new_token);
     let token_hash = |c: &Children| {
-        c.deployment.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.annotations.as_ref()).and_then(|a| a.get(crate::render::labels::TOKEN_HASH_ANNOTATION)).cloned()
+        c.deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(crate::render::labels::TOKEN_HASH_ANNOTATION))
+            .cloned()
     };
     assert_ne!(token_hash(&old_children), token_hash(&new_children));
 
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token))),
+        ),
         apply(SECRET_PATH, to_json(&new_children.secret)),
         apply(DEPLOYMENT_PATH, to_json(&new_children.deployment)),
         // Same tunnel, same config: the status does not change.
     ];
-    reconcile_against(tunnel_in_steady_state(&old_children), &Caches::holding(&old_children), script)
-        .await
-        .expect("reconciles");
+    reconcile_against(
+        tunnel_in_steady_state(&old_children),
+        &Caches::holding(&old_children),
+        script,
+    )
+    .await
+    .expect("reconciles");
 }
 
 #[tokio::test]
@@ -495,9 +596,15 @@ async fn a_missing_token_secret_is_reported_and_nothing_is_applied() {
                 ("False", "AsExpected", "all connectors are available or starting"),
             ),
         })),
-        event("Warning", "TokenSecretMissing", "Secret apps/home-tunnel-token not found"),
+        event(
+            "Warning",
+            "TokenSecretMissing",
+            "Secret apps/home-tunnel-token not found",
+        ),
     ];
-    let action = reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+    let action = reconcile_against(tunnel(), &Caches::empty(), script)
+        .await
+        .expect("reconciles");
     // Not retried hot: the Secret watch brings it back sooner if it appears.
     assert_eq!(action, Action::requeue(BLOCKED_RECHECK));
 }
@@ -516,7 +623,10 @@ async fn a_secret_without_the_key_or_with_a_bad_token_is_reported() {
     ];
     for (secret, reason, message) in cases {
         let script = vec![
-            get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&secret))),
+            get(
+                TOKEN_SECRET_PATH,
+                Reply::Json(StatusCode::OK, to_json(&secret)),
+            ),
             apply_status(json!({
                 "observedGeneration": 1,
                 "replicas": 0,
@@ -529,7 +639,9 @@ async fn a_secret_without_the_key_or_with_a_bad_token_is_reported() {
             })),
             event("Warning", reason, message),
         ];
-        reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+        reconcile_against(tunnel(), &Caches::empty(), script)
+            .await
+            .expect("reconciles");
     }
 }
 
@@ -541,7 +653,10 @@ async fn an_invalid_spec_is_reported_once_and_waits_for_a_change() {
     t.spec.ingress[0].service = "bastion".into();
     let message = "spec.replicas: 50 is out of range: must be 1 to 20; spec.ingress[0].service: bastion mode lets the connector reach any destination, which defeats the egress sandbox";
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         apply_status(json!({
             "observedGeneration": 1,
             "replicas": 0,
@@ -554,7 +669,9 @@ async fn an_invalid_spec_is_reported_once_and_waits_for_a_change() {
         })),
         event("Warning", "InvalidSpec", message),
     ];
-    let action = reconcile_against(t, &Caches::empty(), script).await.expect("reconciles");
+    let action = reconcile_against(t, &Caches::empty(), script)
+        .await
+        .expect("reconciles");
     assert_eq!(action, Action::await_change());
 }
 
@@ -568,12 +685,24 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
     });
     let message = "ConfigMap apps/home-cloudflared already exists and is not controlled by this SecureTunnel; rename or delete it";
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
         get(CONFIG_MAP_PATH, Reply::Json(StatusCode::OK, foreign)),
-        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
-        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
-        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        get(
+            SERVICE_ACCOUNT_PATH,
+            not_found("serviceaccounts", "home-cloudflared"),
+        ),
+        get(
+            DEPLOYMENT_PATH,
+            not_found("deployments.apps", "home-cloudflared"),
+        ),
+        get(
+            PDB_PATH,
+            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+        ),
         apply_status(json!({
             "observedGeneration": 1,
             "replicas": 0,
@@ -586,7 +715,9 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
         })),
         event("Warning", "NameConflict", message),
     ];
-    let action = reconcile_against(tunnel(), &Caches::empty(), script).await.expect("reconciles");
+    let action = reconcile_against(tunnel(), &Caches::empty(), script)
+        .await
+        .expect("reconciles");
     assert_eq!(action, Action::requeue(BLOCKED_RECHECK));
 }
 
@@ -597,14 +728,19 @@ async fn scaling_to_one_replica_removes_our_disruption_budget() {
     let mut caches = Caches::holding(&children);
     let mut cached_pdb = children.pod_disruption_budget.clone().expect("pdb");
     cached_pdb.metadata.uid = Some("pdb-uid".into());
-    caches.pod_disruption_budgets.apply_watcher_event(&watcher::Event::Apply(cached_pdb));
+    caches
+        .pod_disruption_budgets
+        .apply_watcher_event(&watcher::Event::Apply(cached_pdb));
 
     let mut t = tunnel_in_steady_state(&children);
     t.spec.replicas = 1;
     let scaled = children_for(&t, &token);
     assert!(scaled.pod_disruption_budget.is_none());
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         apply(DEPLOYMENT_PATH, to_json(&scaled.deployment)),
         Exchange {
             method: Method::DELETE,
@@ -612,7 +748,10 @@ async fn scaling_to_one_replica_removes_our_disruption_budget() {
             query: vec![],
             body: Some(json!({ "preconditions": { "uid": "pdb-uid" } })),
             normalize: no_normalize,
-            reply: Reply::Json(StatusCode::OK, json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" })),
+            reply: Reply::Json(
+                StatusCode::OK,
+                json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" }),
+            ),
         },
         // The cached Deployment still runs 2 of 2; the status only moves its message.
         apply_status(json!({
@@ -628,7 +767,9 @@ async fn scaling_to_one_replica_removes_our_disruption_budget() {
             ),
         })),
     ];
-    reconcile_against(t, &caches, script).await.expect("reconciles");
+    reconcile_against(t, &caches, script)
+        .await
+        .expect("reconciles");
 }
 
 #[tokio::test]
@@ -640,7 +781,9 @@ async fn an_api_error_is_returned_for_backoff_and_nothing_else_is_sent() {
             json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "etcd unavailable", "reason": "InternalError", "code": 500 }),
         ),
     )];
-    let err = reconcile_against(tunnel(), &Caches::empty(), script).await.expect_err("fails");
+    let err = reconcile_against(tunnel(), &Caches::empty(), script)
+        .await
+        .expect_err("fails");
     assert_eq!(err.metric_label(), "kube");
 }
 

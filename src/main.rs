@@ -67,7 +67,12 @@ fn render(file: &PathBuf, token_file: Option<&PathBuf>, reveal_token: bool) -> R
         message: "is not UTF-8 text".to_string(),
     })?;
     let token = token_file.map(read).transpose()?;
-    let rendered = offline::render_file(&file.display().to_string(), &input, token.as_deref(), reveal_token)?;
+    let rendered = offline::render_file(
+        &file.display().to_string(),
+        &input,
+        token.as_deref(),
+        reveal_token,
+    )?;
     for note in &rendered.notes {
         eprintln!("note: {note}");
     }
@@ -75,7 +80,11 @@ fn render(file: &PathBuf, token_file: Option<&PathBuf>, reveal_token: bool) -> R
     Ok(())
 }
 
-async fn run(namespace: Option<String>, concurrency: u16, log_format: LogFormat) -> Result<(), Error> {
+async fn run(
+    namespace: Option<String>,
+    concurrency: u16,
+    log_format: LogFormat,
+) -> Result<(), Error> {
     telemetry::init(log_format);
     let client = kube::Client::try_default().await?;
     let settings = Settings {

@@ -36,7 +36,12 @@ struct TypeMeta {
 /// Secret in the same file that the tunnel's `tokenSecretRef` names; with
 /// neither, the Secret child is rendered without data. Unless
 /// `reveal_token`, the token is replaced by [`REDACTED`] in the output.
-pub fn render_file(source: &str, input: &str, token: Option<&[u8]>, reveal_token: bool) -> Result<Rendered> {
+pub fn render_file(
+    source: &str,
+    input: &str,
+    token: Option<&[u8]>,
+    reveal_token: bool,
+) -> Result<Rendered> {
     let mut tunnels = Vec::new();
     let mut secrets = Vec::new();
     let mut out = Rendered::default();
@@ -56,19 +61,22 @@ pub fn render_file(source: &str, input: &str, token: Option<&[u8]>, reveal_token
         let kind = TypeMeta::deserialize(&value).map_err(input_error)?.kind;
         match kind.as_str() {
             "SecureTunnel" => {
-                let mut tunnel: SecureTunnel = serde_yaml::from_value(value).map_err(input_error)?;
+                let mut tunnel: SecureTunnel =
+                    serde_yaml::from_value(value).map_err(input_error)?;
                 if tunnel.metadata.namespace.is_none() {
                     tunnel.metadata.namespace = Some(DEFAULT_NAMESPACE.to_string());
                 }
                 tunnels.push(tunnel);
             }
             "Secret" => {
-                let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_value(value).map_err(input_error)?;
+                let secret: k8s_openapi::api::core::v1::Secret =
+                    serde_yaml::from_value(value).map_err(input_error)?;
                 secrets.push(secret);
             }
-            other => out
-                .notes
-                .push(format!("{source} (document {}): ignoring kind {other:?}", index + 1)),
+            other => out.notes.push(format!(
+                "{source} (document {}): ignoring kind {other:?}",
+                index + 1
+            )),
         }
     }
     if tunnels.is_empty() {
@@ -84,7 +92,11 @@ pub fn render_file(source: &str, input: &str, token: Option<&[u8]>, reveal_token
     for tunnel in &tunnels {
         let label = format!(
             "SecureTunnel {}/{}",
-            tunnel.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+            tunnel
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(DEFAULT_NAMESPACE),
             tunnel.metadata.name.as_deref().unwrap_or("<unnamed>")
         );
         let token = match &given_token {
@@ -128,16 +140,27 @@ pub fn render_file(source: &str, input: &str, token: Option<&[u8]>, reveal_token
 }
 
 /// The token from a Secret in the file, when the tunnel names one there.
-fn token_from_secrets(tunnel: &SecureTunnel, secrets: &[k8s_openapi::api::core::v1::Secret]) -> Result<Option<TunnelToken>> {
+fn token_from_secrets(
+    tunnel: &SecureTunnel,
+    secrets: &[k8s_openapi::api::core::v1::Secret],
+) -> Result<Option<TunnelToken>> {
     let reference = &tunnel.spec.token_secret_ref;
-    let namespace = tunnel.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let namespace = tunnel
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(DEFAULT_NAMESPACE);
     let Some(secret) = secrets.iter().find(|s| {
         s.metadata.name.as_deref() == Some(reference.name.as_str())
             && s.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE) == namespace
     }) else {
         return Ok(None);
     };
-    let from_data = secret.data.as_ref().and_then(|d| d.get(&reference.key)).map(|b| b.0.clone());
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&reference.key))
+        .map(|b| b.0.clone());
     let from_string_data = secret
         .string_data
         .as_ref()
@@ -157,7 +180,9 @@ fn redact_token(doc: &mut serde_json::Value) -> bool {
     match doc.pointer_mut(&format!("/data/{TOKEN_KEY}")) {
         Some(value) => {
             use base64::Engine;
-            *value = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(REDACTED));
+            *value = serde_json::Value::String(
+                base64::engine::general_purpose::STANDARD.encode(REDACTED),
+            );
             true
         }
         None => false,

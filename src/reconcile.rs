@@ -102,8 +102,12 @@ struct TokenProblem {
 
 #[instrument(skip(tunnel, ctx), fields(namespace = tunnel.namespace().unwrap_or_default(), name = %tunnel.name_any()))]
 pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = tunnel.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
-    let uid = tunnel.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let namespace = tunnel
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let uid = tunnel
+        .uid()
+        .ok_or(Error::MissingObjectKey("metadata.uid"))?;
     let key = ObjectRef::from_obj(tunnel.as_ref());
 
     // Dereference.
@@ -155,7 +159,11 @@ pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<A
         },
     };
 
-    let deployment = cached(&ctx.stores.deployments, &namespace, &render::labels::child_name(&tunnel.name_any()));
+    let deployment = cached(
+        &ctx.stores.deployments,
+        &namespace,
+        &render::labels::child_name(&tunnel.name_any()),
+    );
     let status = desired_status(&tunnel, &verdict, deployment.as_deref(), Timestamp::now());
     write_status(&ctx, &tunnel, &namespace, status).await?;
     ctx.reset_failures(&key);
@@ -193,22 +201,42 @@ async fn read_token(
     let Some(raw) = secret.data.as_ref().and_then(|d| d.get(&reference.key)) else {
         return Ok(Err(TokenProblem {
             reason: conditions::REASON_TOKEN_SECRET_MISSING,
-            message: format!("Secret {namespace}/{} has no key {:?}", reference.name, reference.key),
+            message: format!(
+                "Secret {namespace}/{} has no key {:?}",
+                reference.name, reference.key
+            ),
         }));
     };
     Ok(TunnelToken::parse(&raw.0).map_err(|e| TokenProblem {
         reason: conditions::REASON_TOKEN_INVALID,
-        message: format!("Secret {namespace}/{} key {:?}: {e}", reference.name, reference.key),
+        message: format!(
+            "Secret {namespace}/{} key {:?}: {e}",
+            reference.name, reference.key
+        ),
     }))
 }
 
 /// A child kind the reconciler manages.
 trait Child:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
 }
 impl<K> Child for K where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
 {
 }
 
@@ -225,7 +253,12 @@ fn cached<K: Child>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc
 /// The existing object: from the cache, or (when the cache has not seen it,
 /// e.g. an object made by someone else, which our label-filtered watches
 /// skip) from the API server.
-async fn current<K: Child>(client: &Client, store: &Store<K>, namespace: &str, name: &str) -> Result<Option<Arc<K>>> {
+async fn current<K: Child>(
+    client: &Client,
+    store: &Store<K>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Arc<K>>> {
     if let Some(obj) = cached(store, namespace, name) {
         return Ok(Some(obj));
     }
@@ -234,7 +267,11 @@ async fn current<K: Child>(client: &Client, store: &Store<K>, namespace: &str, n
 }
 
 async fn plan<K: Child>(client: &Client, store: &Store<K>, desired: K) -> Result<Planned<K>> {
-    let namespace = desired.meta().namespace.clone().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let namespace = desired
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let current = current(client, store, &namespace, &desired.name_any()).await?;
     Ok(Planned { desired, current })
 }
@@ -247,7 +284,12 @@ fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
 }
 
 fn describe<K: Child>(obj: &K) -> String {
-    format!("{} {}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
+    format!(
+        "{} {}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 impl<K: Child> Planned<K> {
@@ -258,9 +300,16 @@ impl<K: Child> Planned<K> {
     }
 
     fn up_to_date(&self) -> bool {
-        let hash = |meta: &ObjectMeta| meta.annotations.as_ref().and_then(|a| a.get(APPLIED_HASH_ANNOTATION)).cloned();
+        let hash = |meta: &ObjectMeta| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+                .cloned()
+        };
         match &self.current {
-            Some(current) => hash(current.meta()).is_some() && hash(current.meta()) == hash(self.desired.meta()),
+            Some(current) => {
+                hash(current.meta()).is_some() && hash(current.meta()) == hash(self.desired.meta())
+            }
             None => false,
         }
     }
@@ -270,10 +319,18 @@ impl<K: Child> Planned<K> {
             debug!(object = %describe(&self.desired), "up to date");
             return Ok(());
         }
-        let namespace = self.desired.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+        let namespace = self
+            .desired
+            .namespace()
+            .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
         let api: Api<K> = Api::namespaced(client.clone(), &namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&self.desired.name_any(), &params, &Patch::Apply(&self.desired)).await?;
+        api.patch(
+            &self.desired.name_any(),
+            &params,
+            &Patch::Apply(&self.desired),
+        )
+        .await?;
         info!(object = %describe(&self.desired), "applied");
         Ok(())
     }
@@ -286,7 +343,12 @@ async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result
     let stores = &ctx.stores;
     let secret = plan(client, &stores.secrets, children.secret.clone()).await?;
     let config_map = plan(client, &stores.config_maps, children.config_map.clone()).await?;
-    let service_account = plan(client, &stores.service_accounts, children.service_account.clone()).await?;
+    let service_account = plan(
+        client,
+        &stores.service_accounts,
+        children.service_account.clone(),
+    )
+    .await?;
     let deployment = plan(client, &stores.deployments, children.deployment.clone()).await?;
     let pdb = match &children.pod_disruption_budget {
         Some(desired) => Some(plan(client, &stores.pod_disruption_budgets, desired.clone()).await?),
@@ -321,7 +383,9 @@ async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result
 /// Scaling down to one replica leaves a budget that no longer makes sense;
 /// remove it if (and only if) it is ours.
 async fn delete_stale_pdb(ctx: &Context, uid: &str, deployment: &Deployment) -> Result<()> {
-    let namespace = deployment.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let namespace = deployment
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = deployment.name_any();
     let Some(stale) = cached(&ctx.stores.pod_disruption_budgets, &namespace, &name) else {
         return Ok(());
@@ -348,7 +412,12 @@ async fn delete_stale_pdb(ctx: &Context, uid: &str, deployment: &Deployment) -> 
 }
 
 /// Writes the status when it changed, and an Event when Ready changed.
-async fn write_status(ctx: &Context, tunnel: &SecureTunnel, namespace: &str, status: SecureTunnelStatus) -> Result<()> {
+async fn write_status(
+    ctx: &Context,
+    tunnel: &SecureTunnel,
+    namespace: &str,
+    status: SecureTunnelStatus,
+) -> Result<()> {
     let previous = tunnel.status.clone().unwrap_or_default();
     if previous == status {
         debug!("status unchanged");
@@ -361,18 +430,24 @@ async fn write_status(ctx: &Context, tunnel: &SecureTunnel, namespace: &str, sta
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&tunnel.name_any(), &params, &Patch::Apply(&patch)).await?;
+    api.patch_status(&tunnel.name_any(), &params, &Patch::Apply(&patch))
+        .await?;
 
     let old_ready = conditions::find(&previous.conditions, READY);
     if let Some(ready) = conditions::find(&status.conditions, READY) {
-        let changed = old_ready.is_none_or(|old| old.status != ready.status || old.reason != ready.reason);
+        let changed =
+            old_ready.is_none_or(|old| old.status != ready.status || old.reason != ready.reason);
         if changed {
             // Connectors still starting is normal; losing them, or being blocked, is not.
             let was_ready = old_ready.is_some_and(|old| old.status == conditions::TRUE);
             let warning = ready.status != conditions::TRUE
                 && (was_ready || ready.reason != conditions::REASON_CONNECTORS_NOT_READY);
             let event = Event {
-                type_: if warning { EventType::Warning } else { EventType::Normal },
+                type_: if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
                 reason: ready.reason.clone(),
                 note: Some(truncate(&ready.message, 1024)),
                 action: "Reconcile".to_string(),

@@ -11,9 +11,15 @@ use crate::api::{SecureTunnel, SecureTunnelStatus};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The children were applied (or already matched).
-    Applied { tunnel_id: String, config_hash: String },
+    Applied {
+        tunnel_id: String,
+        config_hash: String,
+    },
     /// Nothing was applied; the reason is a Ready condition reason.
-    Blocked { reason: &'static str, message: String },
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// What the connector Deployment reports.
@@ -34,15 +40,18 @@ fn rollout(deployment: Option<&Deployment>) -> Option<Rollout> {
             ..Default::default()
         });
     };
-    let observed = status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+    let observed =
+        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
     let progressing = status
         .conditions
         .iter()
         .flatten()
         .find(|c| c.type_ == "Progressing");
-    let stuck = progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+    let stuck =
+        progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
     // "NewReplicaSetAvailable" is the Deployment controller's word for a finished rollout.
-    let complete = progressing.is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable"));
+    let complete =
+        progressing.is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable"));
     Some(Rollout {
         ready: status.ready_replicas.unwrap_or(0),
         in_progress: !stuck && (!observed || !complete),
@@ -77,22 +86,45 @@ pub fn desired_status(
             conditions::REASON_CONNECTORS_UNAVAILABLE,
             format!("{ready}/{desired} connectors ready"),
         ),
-        _ => DesiredCondition::new(DEGRADED, false, conditions::REASON_AS_EXPECTED, "all connectors are available or starting"),
+        _ => DesiredCondition::new(
+            DEGRADED,
+            false,
+            conditions::REASON_AS_EXPECTED,
+            "all connectors are available or starting",
+        ),
     };
 
     let (ready_cond, progressing, tunnel_id, config_hash) = match verdict {
         Verdict::Blocked { reason, message } => (
             DesiredCondition::new(READY, false, reason, message.clone()),
-            DesiredCondition::new(PROGRESSING, false, conditions::REASON_BLOCKED, format!("not applying the spec: {reason}")),
+            DesiredCondition::new(
+                PROGRESSING,
+                false,
+                conditions::REASON_BLOCKED,
+                format!("not applying the spec: {reason}"),
+            ),
             // What is still running keeps being described.
             previous.tunnel_id.clone(),
             previous.config_hash.clone(),
         ),
-        Verdict::Applied { tunnel_id, config_hash } => {
+        Verdict::Applied {
+            tunnel_id,
+            config_hash,
+        } => {
             let ready_cond = if ready > 0 {
-                DesiredCondition::new(READY, true, conditions::REASON_CONNECTORS_READY, format!("{ready}/{desired} connectors ready"))
+                DesiredCondition::new(
+                    READY,
+                    true,
+                    conditions::REASON_CONNECTORS_READY,
+                    format!("{ready}/{desired} connectors ready"),
+                )
             } else {
-                DesiredCondition::new(READY, false, conditions::REASON_CONNECTORS_NOT_READY, format!("0/{desired} connectors ready"))
+                DesiredCondition::new(
+                    READY,
+                    false,
+                    conditions::REASON_CONNECTORS_NOT_READY,
+                    format!("0/{desired} connectors ready"),
+                )
             };
             let progressing = match observed {
                 Some(r) if r.stuck => DesiredCondition::new(
@@ -114,7 +146,12 @@ pub fn desired_status(
                     format!("rolling out: {ready}/{desired} connectors ready"),
                 ),
             };
-            (ready_cond, progressing, Some(tunnel_id.clone()), Some(config_hash.clone()))
+            (
+                ready_cond,
+                progressing,
+                Some(tunnel_id.clone()),
+                Some(config_hash.clone()),
+            )
         }
     };
 
@@ -128,7 +165,12 @@ pub fn desired_status(
             .unwrap_or(0),
         ready_replicas: ready,
         config_hash,
-        conditions: conditions::merge(&previous.conditions, &[ready_cond, progressing, degraded], generation, now),
+        conditions: conditions::merge(
+            &previous.conditions,
+            &[ready_cond, progressing, degraded],
+            generation,
+            now,
+        ),
     }
 }
 
@@ -161,7 +203,12 @@ mod tests {
                 ready_replicas: Some(ready),
                 conditions: Some(vec![DeploymentCondition {
                     type_: "Progressing".into(),
-                    status: if reason == "ProgressDeadlineExceeded" { "False" } else { "True" }.into(),
+                    status: if reason == "ProgressDeadlineExceeded" {
+                        "False"
+                    } else {
+                        "True"
+                    }
+                    .into(),
                     reason: Some(reason.into()),
                     ..Default::default()
                 }]),
@@ -188,10 +235,25 @@ mod tests {
 
     #[test]
     fn all_ready_after_rollout() {
-        let s = desired_status(&tunnel(), &applied(), Some(&deployment(2, "NewReplicaSetAvailable", 1, 1)), now());
-        assert_eq!(cond(&s, READY), (TRUE, "ConnectorsReady", "2/2 connectors ready"));
+        let s = desired_status(
+            &tunnel(),
+            &applied(),
+            Some(&deployment(2, "NewReplicaSetAvailable", 1, 1)),
+            now(),
+        );
+        assert_eq!(
+            cond(&s, READY),
+            (TRUE, "ConnectorsReady", "2/2 connectors ready")
+        );
         assert_eq!(cond(&s, PROGRESSING).0, FALSE);
-        assert_eq!(cond(&s, DEGRADED), (FALSE, "AsExpected", "all connectors are available or starting"));
+        assert_eq!(
+            cond(&s, DEGRADED),
+            (
+                FALSE,
+                "AsExpected",
+                "all connectors are available or starting"
+            )
+        );
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.ready_replicas, 2);
         assert_eq!(s.config_hash.as_deref(), Some("sha256:abc"));
@@ -201,7 +263,10 @@ mod tests {
     fn new_deployment_is_progressing_not_degraded() {
         let fresh = Deployment::default();
         let s = desired_status(&tunnel(), &applied(), Some(&fresh), now());
-        assert_eq!(cond(&s, READY), (FALSE, "ConnectorsNotReady", "0/2 connectors ready"));
+        assert_eq!(
+            cond(&s, READY),
+            (FALSE, "ConnectorsNotReady", "0/2 connectors ready")
+        );
         assert_eq!(cond(&s, PROGRESSING).0, TRUE);
         assert_eq!(cond(&s, DEGRADED).0, FALSE);
 
@@ -213,21 +278,49 @@ mod tests {
 
     #[test]
     fn unobserved_generation_is_still_progressing() {
-        let s = desired_status(&tunnel(), &applied(), Some(&deployment(2, "NewReplicaSetAvailable", 2, 1)), now());
+        let s = desired_status(
+            &tunnel(),
+            &applied(),
+            Some(&deployment(2, "NewReplicaSetAvailable", 2, 1)),
+            now(),
+        );
         assert_eq!(cond(&s, PROGRESSING).0, TRUE);
     }
 
     #[test]
     fn lost_connector_after_rollout_is_degraded_but_ready() {
-        let s = desired_status(&tunnel(), &applied(), Some(&deployment(1, "NewReplicaSetAvailable", 1, 1)), now());
-        assert_eq!(cond(&s, READY), (TRUE, "ConnectorsReady", "1/2 connectors ready"));
-        assert_eq!(cond(&s, DEGRADED), (TRUE, "ConnectorsUnavailable", "1/2 connectors ready"));
+        let s = desired_status(
+            &tunnel(),
+            &applied(),
+            Some(&deployment(1, "NewReplicaSetAvailable", 1, 1)),
+            now(),
+        );
+        assert_eq!(
+            cond(&s, READY),
+            (TRUE, "ConnectorsReady", "1/2 connectors ready")
+        );
+        assert_eq!(
+            cond(&s, DEGRADED),
+            (TRUE, "ConnectorsUnavailable", "1/2 connectors ready")
+        );
     }
 
     #[test]
     fn stuck_rollout_is_degraded() {
-        let s = desired_status(&tunnel(), &applied(), Some(&deployment(0, "ProgressDeadlineExceeded", 1, 1)), now());
-        assert_eq!(cond(&s, PROGRESSING), (FALSE, "ProgressDeadlineExceeded", "the connector Deployment exceeded its progress deadline"));
+        let s = desired_status(
+            &tunnel(),
+            &applied(),
+            Some(&deployment(0, "ProgressDeadlineExceeded", 1, 1)),
+            now(),
+        );
+        assert_eq!(
+            cond(&s, PROGRESSING),
+            (
+                FALSE,
+                "ProgressDeadlineExceeded",
+                "the connector Deployment exceeded its progress deadline"
+            )
+        );
         assert_eq!(cond(&s, DEGRADED).1, "ProgressDeadlineExceeded");
     }
 
@@ -244,7 +337,10 @@ mod tests {
             message: "Secret apps/tok not found".into(),
         };
         let s = desired_status(&t, &verdict, None, now());
-        assert_eq!(cond(&s, READY), (FALSE, "TokenSecretMissing", "Secret apps/tok not found"));
+        assert_eq!(
+            cond(&s, READY),
+            (FALSE, "TokenSecretMissing", "Secret apps/tok not found")
+        );
         assert_eq!(cond(&s, PROGRESSING).1, "Blocked");
         assert_eq!(s.tunnel_id.as_deref(), Some("old-id"));
         assert_eq!(s.config_hash.as_deref(), Some("sha256:old"));

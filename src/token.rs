@@ -50,7 +50,9 @@ impl TunnelToken {
     /// Parses a token as stored in a Secret (surrounding whitespace, as left
     /// by `echo` or an editor, is ignored).
     pub fn parse(raw: &[u8]) -> Result<Self, TokenError> {
-        let text = std::str::from_utf8(raw).map_err(|_| TokenError::NotUtf8)?.trim();
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| TokenError::NotUtf8)?
+            .trim();
         if text.is_empty() {
             return Err(TokenError::Empty);
         }
@@ -132,7 +134,9 @@ mod tests {
     }
 
     fn good() -> String {
-        encode(&format!(r#"{{"a":"0123456789abcdef","t":"{TUNNEL_ID}","s":"c2VjcmV0LXNlY3JldA=="}}"#))
+        encode(&format!(
+            r#"{{"a":"0123456789abcdef","t":"{TUNNEL_ID}","s":"c2VjcmV0LXNlY3JldA=="}}"#
+        ))
     }
 
     #[test]
@@ -161,10 +165,22 @@ mod tests {
             (vec![0xff, 0xfe], TokenError::NotUtf8),
             (b"not base64 !!".to_vec(), TokenError::NotBase64),
             (encode("plain text").into_bytes(), TokenError::NotJson),
-            (encode(r#"{"t":"x","s":"y"}"#).into_bytes(), TokenError::MissingField("a")),
-            (encode(r#"{"a":"x","s":"y"}"#).into_bytes(), TokenError::MissingField("t")),
-            (encode(r#"{"a":"x","t":"y"}"#).into_bytes(), TokenError::MissingField("s")),
-            (encode(r#"{"a":"x","t":"not-a-uuid","s":"y"}"#).into_bytes(), TokenError::BadTunnelId),
+            (
+                encode(r#"{"t":"x","s":"y"}"#).into_bytes(),
+                TokenError::MissingField("a"),
+            ),
+            (
+                encode(r#"{"a":"x","s":"y"}"#).into_bytes(),
+                TokenError::MissingField("t"),
+            ),
+            (
+                encode(r#"{"a":"x","t":"y"}"#).into_bytes(),
+                TokenError::MissingField("s"),
+            ),
+            (
+                encode(r#"{"a":"x","t":"not-a-uuid","s":"y"}"#).into_bytes(),
+                TokenError::BadTunnelId,
+            ),
         ];
         for (raw, want) in cases {
             assert_eq!(TunnelToken::parse(&raw), Err(want.clone()), "input {raw:?}");

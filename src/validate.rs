@@ -58,7 +58,11 @@ impl ValidationErrors {
 
     /// One line per problem, for conditions and Events.
     pub fn summary(&self) -> String {
-        self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        self.0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -153,7 +157,9 @@ pub fn parse_service(service: &str) -> Result<Origin, String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
     if !scheme_ok {
-        return Err(format!("{service:?}: the scheme must be lowercase letters, digits, '+', '-' or '.'"));
+        return Err(format!(
+            "{service:?}: the scheme must be lowercase letters, digits, '+', '-' or '.'"
+        ));
     }
     if let Some(i) = authority.find(['/', '?', '#']) {
         return Err(format!(
@@ -177,10 +183,15 @@ fn split_host_port(authority: &str) -> Result<(Host, Option<u16>), String> {
         let (ip, after) = rest
             .split_once(']')
             .ok_or("an IPv6 address must be closed by ']'")?;
-        let ip: Ipv6Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+        let ip: Ipv6Addr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or("expected ':' and a port after ']'")?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or("expected ':' and a port after ']'")?,
+            ),
         };
         (Host::Ip(IpAddr::V6(ip)), port)
     } else {
@@ -337,7 +348,8 @@ fn check_label(key: &str, value: &str) -> Result<(), String> {
     let name_ok = |s: &str, allow_empty: bool| {
         (allow_empty && s.is_empty())
             || (s.len() <= 63
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                 && s.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && s.ends_with(|c: char| c.is_ascii_alphanumeric()))
     };
@@ -374,7 +386,12 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
         errs.push("spec.tokenSecretRef.name", e);
     }
     let key = &spec.token_secret_ref.key;
-    if key.is_empty() || key.len() > 253 || !key.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+    if key.is_empty()
+        || key.len() > 253
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+    {
         errs.push(
             "spec.tokenSecretRef.key",
             format!("{key:?} is not a valid Secret key (letters, digits, '-', '_', '.')"),
@@ -384,7 +401,10 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
     if !(MIN_REPLICAS..=MAX_REPLICAS).contains(&spec.replicas) {
         errs.push(
             "spec.replicas",
-            format!("{} is out of range: must be {MIN_REPLICAS} to {MAX_REPLICAS}", spec.replicas),
+            format!(
+                "{} is out of range: must be {MIN_REPLICAS} to {MAX_REPLICAS}",
+                spec.replicas
+            ),
         );
     }
 
@@ -436,7 +456,10 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
         }
         for (j, port) in origin.ports.iter().enumerate() {
             if !(1..=65535).contains(port) {
-                errs.push(format!("{path}.ports[{j}]"), format!("{port} must be 1 to 65535"));
+                errs.push(
+                    format!("{path}.ports[{j}]"),
+                    format!("{port} must be 1 to 65535"),
+                );
             }
         }
     }
@@ -469,7 +492,9 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
         if k.starts_with(RESERVED_ANNOTATION_PREFIX) {
             errs.push(
                 "spec.pod.annotations",
-                format!("{k:?}: annotations under {RESERVED_ANNOTATION_PREFIX} are set by the operator"),
+                format!(
+                    "{k:?}: annotations under {RESERVED_ANNOTATION_PREFIX} are set by the operator"
+                ),
             );
         }
     }
@@ -487,7 +512,11 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
 }
 
 fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
-    if let Some(hostname) = rule.hostname.as_deref().filter(|h| !h.is_empty() && *h != "*") {
+    if let Some(hostname) = rule
+        .hostname
+        .as_deref()
+        .filter(|h| !h.is_empty() && *h != "*")
+    {
         if let Err(e) = check_hostname(hostname) {
             errs.push(format!("{path}.hostname"), e);
         }
@@ -499,7 +528,10 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
         {
             errs.push(
                 format!("{path}.path"),
-                format!("{re:?} is not a valid regular expression: {}", first_line(&e.to_string())),
+                format!(
+                    "{re:?} is not a valid regular expression: {}",
+                    first_line(&e.to_string())
+                ),
             );
         }
     }
@@ -518,7 +550,11 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
 }
 
 fn first_line(s: &str) -> &str {
-    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
 }
 
 fn check_origin_request(path: &str, o: &OriginRequest, errs: &mut ValidationErrors) {
@@ -537,7 +573,10 @@ fn check_origin_request(path: &str, o: &OriginRequest, errs: &mut ValidationErro
     }
     if let Some(n) = o.keep_alive_connections {
         if n < 0 {
-            errs.push(format!("{path}.keepAliveConnections"), format!("{n} must not be negative"));
+            errs.push(
+                format!("{path}.keepAliveConnections"),
+                format!("{n} must not be negative"),
+            );
         }
     }
     if let Some(host) = &o.origin_server_name {

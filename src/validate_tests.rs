@@ -39,9 +39,17 @@ fn errors_of(spec: &SecureTunnelSpec) -> Vec<FieldError> {
 #[track_caller]
 fn assert_one_error(spec: &SecureTunnelSpec, path: &str, needle: &str) {
     let errors = errors_of(spec);
-    assert_eq!(errors.len(), 1, "expected one error at {path}, got {errors:#?}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected one error at {path}, got {errors:#?}"
+    );
     assert_eq!(errors[0].path, path, "{errors:#?}");
-    assert!(errors[0].message.contains(needle), "message {:?} lacks {needle:?}", errors[0].message);
+    assert!(
+        errors[0].message.contains(needle),
+        "message {:?} lacks {needle:?}",
+        errors[0].message
+    );
 }
 
 #[test]
@@ -55,12 +63,20 @@ fn good_hostnames_paths_and_services_pass() {
         rule(Some("app.example.com"), None, "http://web:80"),
         rule(Some("*.example.com"), None, "https://web.apps.svc:8443"),
         rule(Some("APP.Example.COM"), None, "http://web"),
-        rule(Some("example.com"), Some("^/api/(v1|v2)/.*$"), "http://10.0.0.1:8080"),
+        rule(
+            Some("example.com"),
+            Some("^/api/(v1|v2)/.*$"),
+            "http://10.0.0.1:8080",
+        ),
         rule(None, Some("^/static/"), "http://[2001:db8::1]:8080"),
         rule(Some("*"), Some("/health"), "http_status:200"),
         rule(Some("ssh.example.com"), None, "ssh://jump.ops.svc:22"),
         rule(Some("rdp.example.com"), None, "rdp://desktop.ops:3389"),
-        rule(Some("tcp.example.com"), None, "tcp://db.data.svc.cluster.local:5432"),
+        rule(
+            Some("tcp.example.com"),
+            None,
+            "tcp://db.data.svc.cluster.local:5432",
+        ),
         rule(Some("ws.example.com"), None, "wss://chat.apps.svc"),
         rule(Some("smb.example.com"), None, "smb://files:445"),
         rule(Some("hello.example.com"), None, "hello_world"),
@@ -99,10 +115,18 @@ fn bad_hostnames_are_refused_with_the_reason() {
 fn a_path_that_is_not_a_regex_is_refused() {
     let mut spec = base();
     spec.ingress[0].path = Some("^/api/(v1".to_string());
-    assert_one_error(&spec, "spec.ingress[0].path", "is not a valid regular expression");
+    assert_one_error(
+        &spec,
+        "spec.ingress[0].path",
+        "is not a valid regular expression",
+    );
     // RE2 has no backreferences; neither does the regex crate.
     spec.ingress[0].path = Some(r"(a)\1".to_string());
-    assert_one_error(&spec, "spec.ingress[0].path", "is not a valid regular expression");
+    assert_one_error(
+        &spec,
+        "spec.ingress[0].path",
+        "is not a valid regular expression",
+    );
 }
 
 #[test]
@@ -114,7 +138,10 @@ fn bad_services_are_refused_with_the_reason() {
         ("http://web?x=1", "must not have a path"),
         ("http://", "the host is empty"),
         ("http://:8080", "the host is empty"),
-        ("http://web:0", "port \"0\" must be a number from 1 to 65535"),
+        (
+            "http://web:0",
+            "port \"0\" must be a number from 1 to 65535",
+        ),
         ("http://web:65536", "must be a number from 1 to 65535"),
         ("http://web:http", "must be a number from 1 to 65535"),
         ("http://user:pw@web", "must not contain credentials"),
@@ -139,7 +166,11 @@ fn bad_services_are_refused_with_the_reason() {
 
 #[test]
 fn a_catch_all_rule_is_refused_anywhere_in_the_list() {
-    for catch_all in [rule(None, None, "http://web:80"), rule(Some(""), Some(""), "http://web:80"), rule(Some("*"), None, "http://web:80")] {
+    for catch_all in [
+        rule(None, None, "http://web:80"),
+        rule(Some(""), Some(""), "http://web:80"),
+        rule(Some("*"), None, "http://web:80"),
+    ] {
         let mut spec = base();
         spec.ingress.insert(0, catch_all.clone());
         assert_one_error(&spec, "spec.ingress[0]", "matches every request");
@@ -156,9 +187,12 @@ fn rule_count_is_bounded() {
     assert_one_error(&spec, "spec.ingress", "has 0 rules: must have 1 to 256");
 
     let mut spec = base();
-    spec.ingress = (0..256).map(|i| rule(Some(&format!("h{i}.example.com")), None, "http://web:80")).collect();
+    spec.ingress = (0..256)
+        .map(|i| rule(Some(&format!("h{i}.example.com")), None, "http://web:80"))
+        .collect();
     assert_eq!(errors_of(&spec), vec![]);
-    spec.ingress.push(rule(Some("one-more.example.com"), None, "http://web:80"));
+    spec.ingress
+        .push(rule(Some("one-more.example.com"), None, "http://web:80"));
     assert_one_error(&spec, "spec.ingress", "has 257 rules");
 }
 
@@ -217,7 +251,9 @@ fn fallback_follows_the_service_rules() {
 
 #[test]
 fn origin_request_values_have_cloudflared_types() {
-    for good in ["30s", "1m30s", "1.5h", "500ms", "10us", "10µs", "0", "2h45m"] {
+    for good in [
+        "30s", "1m30s", "1.5h", "500ms", "10us", "10µs", "0", "2h45m",
+    ] {
         let mut spec = base();
         spec.ingress[0].origin_request = Some(OriginRequest {
             connect_timeout: Some(good.to_string()),
@@ -231,7 +267,11 @@ fn origin_request_values_have_cloudflared_types() {
             tls_timeout: Some(bad.to_string()),
             ..Default::default()
         });
-        assert_one_error(&spec, "spec.ingress[0].originRequest.tlsTimeout", "is not a duration");
+        assert_one_error(
+            &spec,
+            "spec.ingress[0].originRequest.tlsTimeout",
+            "is not a duration",
+        );
     }
 
     let mut spec = base();
@@ -243,14 +283,22 @@ fn origin_request_values_have_cloudflared_types() {
         }),
         ..Default::default()
     });
-    assert_one_error(&spec, "spec.ingress[0].originRequest.access.teamName", "required when audTag is set");
+    assert_one_error(
+        &spec,
+        "spec.ingress[0].originRequest.access.teamName",
+        "required when audTag is set",
+    );
 
     let mut spec = base();
     spec.ingress[0].origin_request = Some(OriginRequest {
         keep_alive_connections: Some(-1),
         ..Default::default()
     });
-    assert_one_error(&spec, "spec.ingress[0].originRequest.keepAliveConnections", "must not be negative");
+    assert_one_error(
+        &spec,
+        "spec.ingress[0].originRequest.keepAliveConnections",
+        "must not be negative",
+    );
 }
 
 #[test]
@@ -276,18 +324,30 @@ fn egress_values_are_checked() {
         cidr: "10.20.0.0/16".to_string(),
         ports: vec![443, 70000],
     }];
-    assert_one_error(&spec, "spec.egress.extraOrigins[0].ports[1]", "must be 1 to 65535");
+    assert_one_error(
+        &spec,
+        "spec.egress.extraOrigins[0].ports[1]",
+        "must be 1 to 65535",
+    );
     spec.egress.extra_origins[0].ports.clear();
-    assert_one_error(&spec, "spec.egress.extraOrigins[0].ports", "at least one port");
+    assert_one_error(
+        &spec,
+        "spec.egress.extraOrigins[0].ports",
+        "at least one port",
+    );
 }
 
 #[test]
 fn operator_owned_pod_metadata_is_protected() {
     let mut spec = base();
-    spec.pod.labels.insert(INSTANCE_LABEL.to_string(), "other".to_string());
+    spec.pod
+        .labels
+        .insert(INSTANCE_LABEL.to_string(), "other".to_string());
     assert_one_error(&spec, "spec.pod.labels", "set by the operator");
     let mut spec = base();
-    spec.pod.annotations.insert("securetunnel.dev/config-hash".to_string(), "x".to_string());
+    spec.pod
+        .annotations
+        .insert("securetunnel.dev/config-hash".to_string(), "x".to_string());
     assert_one_error(&spec, "spec.pod.annotations", "set by the operator");
 }
 
@@ -323,7 +383,10 @@ fn every_problem_is_reported_at_once_in_field_order() {
         ]
     );
     let summary = validate("home", &spec).expect_err("invalid").summary();
-    assert!(summary.starts_with("spec.replicas: 0 is out of range"), "{summary}");
+    assert!(
+        summary.starts_with("spec.replicas: 0 is out of range"),
+        "{summary}"
+    );
 }
 
 #[test]

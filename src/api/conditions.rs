@@ -39,7 +39,12 @@ pub struct DesiredCondition {
 }
 
 impl DesiredCondition {
-    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         DesiredCondition {
             type_,
             status,
@@ -104,13 +109,23 @@ mod tests {
     fn merge_keeps_transition_time_when_status_is_unchanged() {
         let first = merge(
             &[],
-            &[DesiredCondition::new(READY, false, REASON_CONNECTORS_NOT_READY, "0/2")],
+            &[DesiredCondition::new(
+                READY,
+                false,
+                REASON_CONNECTORS_NOT_READY,
+                "0/2",
+            )],
             Some(1),
             at(100),
         );
         let second = merge(
             &first,
-            &[DesiredCondition::new(READY, false, REASON_CONNECTORS_NOT_READY, "1/2")],
+            &[DesiredCondition::new(
+                READY,
+                false,
+                REASON_CONNECTORS_NOT_READY,
+                "1/2",
+            )],
             Some(2),
             at(200),
         );
@@ -120,7 +135,12 @@ mod tests {
 
         let third = merge(
             &second,
-            &[DesiredCondition::new(READY, true, REASON_CONNECTORS_READY, "2/2")],
+            &[DesiredCondition::new(
+                READY,
+                true,
+                REASON_CONNECTORS_READY,
+                "2/2",
+            )],
             Some(2),
             at(300),
         );

@@ -173,7 +173,11 @@ pub struct OriginRequest {
     )]
     pub match_sni_to_host: Option<bool>,
     /// Skip verification of the origin's TLS certificate.
-    #[serde(default, rename = "noTLSVerify", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "noTLSVerify",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub no_tls_verify: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_chunked_encoding: Option<bool>,

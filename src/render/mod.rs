@@ -72,7 +72,9 @@ pub fn desired_children(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<C
 /// Renders the children of a SecureTunnel whose spec has been validated.
 pub fn render(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
     let name = tunnel.name_any();
-    let namespace = tunnel.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let namespace = tunnel
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let meta = ObjectMeta {
         name: Some(child_name(&name)),
         namespace: Some(namespace),
@@ -142,7 +144,8 @@ fn stamp_applied_hash<K: Resource + Serialize>(obj: &mut K) -> Result<()> {
         source,
     })?;
     let hash = sha256_hex(&bytes);
-    obj.annotations_mut().insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
+    obj.annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
     Ok(())
 }
 

@@ -12,7 +12,8 @@ pub const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
 
 /// A syntactically real token with a made-up secret.
 pub fn test_token(secret: &str) -> TunnelToken {
-    let json = format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{secret}"}}"#);
+    let json =
+        format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{secret}"}}"#);
     let encoded = base64::engine::general_purpose::STANDARD.encode(json);
     TunnelToken::parse(encoded.as_bytes()).expect("test token parses")
 }
@@ -90,7 +91,10 @@ fn fixtures_render_to_their_expected_children() {
         .filter(|p| p.to_string_lossy().ends_with(".input.yaml"))
         .collect();
     inputs.sort();
-    assert!(inputs.len() >= 3, "expected at least three render fixtures, found {inputs:?}");
+    assert!(
+        inputs.len() >= 3,
+        "expected at least three render fixtures, found {inputs:?}"
+    );
     for input in inputs {
         let tunnel = stored(&std::fs::read_to_string(&input).expect("read input"));
         let children = render_with_token(&tunnel, "c2VjcmV0LXZhbHVlLWZvci10ZXN0cw==");
@@ -99,12 +103,20 @@ fn fixtures_render_to_their_expected_children() {
             actual.push_str("---\n");
             actual.push_str(&serde_yaml::to_string(&doc).expect("yaml"));
         }
-        let expected_path = PathBuf::from(input.to_string_lossy().replace(".input.yaml", ".expected.yaml"));
+        let expected_path = PathBuf::from(
+            input
+                .to_string_lossy()
+                .replace(".input.yaml", ".expected.yaml"),
+        );
         if std::env::var_os("UPDATE_FIXTURES").is_some() {
             std::fs::write(&expected_path, &actual).expect("write expected");
         }
-        let expected = std::fs::read_to_string(&expected_path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_FIXTURES=1 to create it)", expected_path.display()));
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with UPDATE_FIXTURES=1 to create it)",
+                expected_path.display()
+            )
+        });
         pretty_assertions::assert_eq!(expected, actual, "{}", input.display());
     }
 }
@@ -128,18 +140,31 @@ fn config_lists_the_rules_in_order_then_the_fallback() {
     assert_eq!(rules[1]["path"].as_str(), Some("^/api/"));
     assert_eq!(rules[1]["service"].as_str(), Some("tcp://10.0.0.5:5432"));
     let fallback = rules[2].as_mapping().expect("fallback rule");
-    assert_eq!(fallback.len(), 1, "the fallback has only a service: {fallback:?}");
+    assert_eq!(
+        fallback.len(),
+        1,
+        "the fallback has only a service: {fallback:?}"
+    );
     assert_eq!(rules[2]["service"].as_str(), Some("http_status:410"));
     assert_eq!(config["no-autoupdate"].as_bool(), Some(true));
     assert_eq!(config["metrics"].as_str(), Some("0.0.0.0:2000"));
-    assert_eq!(children.config_hash, crate::token::sha256_hex(config_yaml.as_bytes()));
+    assert_eq!(
+        children.config_hash,
+        crate::token::sha256_hex(config_yaml.as_bytes())
+    );
 }
 
 #[test]
 fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
     let token = test_token("dG9wLXNlY3JldA==");
     let tunnel = stored(BASIC);
-    let children = desired_children(&tunnel, &Dereferenced { token: Some(token.clone()) }).expect("renders");
+    let children = desired_children(
+        &tunnel,
+        &Dereferenced {
+            token: Some(token.clone()),
+        },
+    )
+    .expect("renders");
 
     let secret_data = children.secret.data.as_ref().expect("secret has data");
     assert_eq!(secret_data["token"].0, token.expose_secret().as_bytes());
@@ -149,11 +174,20 @@ fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
     for (what, value) in [
         ("configmap", serde_json::to_string(&children.config_map)),
         ("deployment", serde_json::to_string(&children.deployment)),
-        ("serviceaccount", serde_json::to_string(&children.service_account)),
+        (
+            "serviceaccount",
+            serde_json::to_string(&children.service_account),
+        ),
     ] {
         let text = value.expect("serializes");
-        assert!(!text.contains(token.expose_secret()), "token leaked into the {what}");
-        assert!(!text.contains("dG9wLXNlY3JldA"), "token secret leaked into the {what}");
+        assert!(
+            !text.contains(token.expose_secret()),
+            "token leaked into the {what}"
+        );
+        assert!(
+            !text.contains("dG9wLXNlY3JldA"),
+            "token secret leaked into the {what}"
+        );
     }
 
     let pod = pod_spec(&children);
@@ -181,7 +215,10 @@ fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
         .and_then(|v| v.iter().find(|v| v.name == "token"))
         .and_then(|v| v.secret.as_ref())
         .expect("token volume");
-    assert_eq!(token_volume.secret_name.as_deref(), Some("home-cloudflared"));
+    assert_eq!(
+        token_volume.secret_name.as_deref(),
+        Some("home-cloudflared")
+    );
     assert_eq!(token_volume.default_mode, Some(0o440));
     let mount = container
         .volume_mounts
@@ -200,9 +237,15 @@ fn connector_runs_under_the_restricted_profile() {
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(psc.run_as_user, Some(65532));
     assert_eq!(psc.run_as_group, Some(65532));
-    assert_eq!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault")
+    );
     assert_eq!(psc.sysctls, None, "no sysctls unless allowICMP");
-    let csc = pod.containers[0].security_context.as_ref().expect("container security context");
+    let csc = pod.containers[0]
+        .security_context
+        .as_ref()
+        .expect("container security context");
     assert_eq!(csc.allow_privilege_escalation, Some(false));
     assert_eq!(csc.read_only_root_filesystem, Some(true));
     assert_eq!(csc.run_as_non_root, Some(true));
@@ -211,18 +254,39 @@ fn connector_runs_under_the_restricted_profile() {
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
     assert_eq!(caps.add, None);
     assert_eq!(pod.automount_service_account_token, Some(false));
-    assert_eq!(children.service_account.automount_service_account_token, Some(false));
+    assert_eq!(
+        children.service_account.automount_service_account_token,
+        Some(false)
+    );
     assert_eq!(pod.host_network, None);
     assert!(pod.termination_grace_period_seconds.expect("grace period") > 30);
 
     let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
         let p = p.as_ref().expect("probe");
         let get = p.http_get.as_ref().expect("httpGet");
-        (get.path.clone(), get.port.clone(), p.failure_threshold, p.initial_delay_seconds, p.period_seconds)
+        (
+            get.path.clone(),
+            get.port.clone(),
+            p.failure_threshold,
+            p.initial_delay_seconds,
+            p.period_seconds,
+        )
     };
     let port = IntOrString::Int(2000);
-    assert_eq!(probe(&pod.containers[0].liveness_probe), (Some("/ready".into()), port.clone(), Some(1), Some(10), Some(10)));
-    assert_eq!(probe(&pod.containers[0].readiness_probe).0, Some("/ready".into()));
+    assert_eq!(
+        probe(&pod.containers[0].liveness_probe),
+        (
+            Some("/ready".into()),
+            port.clone(),
+            Some(1),
+            Some(10),
+            Some(10)
+        )
+    );
+    assert_eq!(
+        probe(&pod.containers[0].readiness_probe).0,
+        Some("/ready".into())
+    );
     assert_eq!(probe(&pod.containers[0].readiness_probe).1, port);
 
     let spread = &pod.topology_spread_constraints.as_ref().expect("spread")[0];
@@ -237,7 +301,11 @@ fn sandbox_options_reach_the_pod() {
     let children = render_with_token(&tunnel, "s");
     let pod = pod_spec(&children);
     assert_eq!(pod.runtime_class_name.as_deref(), Some("gvisor"));
-    let sysctls = pod.security_context.as_ref().and_then(|s| s.sysctls.as_ref()).expect("sysctls");
+    let sysctls = pod
+        .security_context
+        .as_ref()
+        .and_then(|s| s.sysctls.as_ref())
+        .expect("sysctls");
     assert_eq!(sysctls.len(), 1);
     assert_eq!(sysctls[0].name, "net.ipv4.ping_group_range");
     assert_eq!(sysctls[0].value, "65532 65532");
@@ -251,17 +319,35 @@ fn a_change_of_config_or_token_rolls_the_pods_and_nothing_else_does() {
     assert_eq!(first, again, "rendering is deterministic");
 
     let rotated = render_with_token(&tunnel, "two");
-    assert_ne!(pod_annotation(&first, TOKEN_HASH_ANNOTATION), pod_annotation(&rotated, TOKEN_HASH_ANNOTATION));
-    assert_eq!(pod_annotation(&first, CONFIG_HASH_ANNOTATION), pod_annotation(&rotated, CONFIG_HASH_ANNOTATION));
-    assert_ne!(applied_hash(&first.deployment), applied_hash(&rotated.deployment));
+    assert_ne!(
+        pod_annotation(&first, TOKEN_HASH_ANNOTATION),
+        pod_annotation(&rotated, TOKEN_HASH_ANNOTATION)
+    );
+    assert_eq!(
+        pod_annotation(&first, CONFIG_HASH_ANNOTATION),
+        pod_annotation(&rotated, CONFIG_HASH_ANNOTATION)
+    );
+    assert_ne!(
+        applied_hash(&first.deployment),
+        applied_hash(&rotated.deployment)
+    );
     assert_ne!(applied_hash(&first.secret), applied_hash(&rotated.secret));
-    assert_eq!(applied_hash(&first.config_map), applied_hash(&rotated.config_map));
+    assert_eq!(
+        applied_hash(&first.config_map),
+        applied_hash(&rotated.config_map)
+    );
 
     let mut edited = tunnel.clone();
     edited.spec.ingress[0].hostname = Some("other.example.com".to_string());
     let edited = render_with_token(&edited, "one");
-    assert_ne!(pod_annotation(&first, CONFIG_HASH_ANNOTATION), pod_annotation(&edited, CONFIG_HASH_ANNOTATION));
-    assert_eq!(pod_annotation(&first, TOKEN_HASH_ANNOTATION), pod_annotation(&edited, TOKEN_HASH_ANNOTATION));
+    assert_ne!(
+        pod_annotation(&first, CONFIG_HASH_ANNOTATION),
+        pod_annotation(&edited, CONFIG_HASH_ANNOTATION)
+    );
+    assert_eq!(
+        pod_annotation(&first, TOKEN_HASH_ANNOTATION),
+        pod_annotation(&edited, TOKEN_HASH_ANNOTATION)
+    );
     assert_eq!(applied_hash(&first.secret), applied_hash(&edited.secret));
 }
 
@@ -274,7 +360,11 @@ fn every_child_is_named_labelled_and_owned() {
         children.config_map.meta(),
         children.service_account.meta(),
         children.deployment.meta(),
-        children.pod_disruption_budget.as_ref().expect("pdb for 2 replicas").meta(),
+        children
+            .pod_disruption_budget
+            .as_ref()
+            .expect("pdb for 2 replicas")
+            .meta(),
     ];
     for meta in metas {
         assert_eq!(meta.name.as_deref(), Some("home-cloudflared"));
@@ -295,31 +385,69 @@ fn a_single_replica_gets_no_disruption_budget() {
     tunnel.spec.replicas = 1;
     assert_eq!(render_with_token(&tunnel, "s").pod_disruption_budget, None);
     tunnel.spec.replicas = 3;
-    let pdb = render_with_token(&tunnel, "s").pod_disruption_budget.expect("pdb");
+    let pdb = render_with_token(&tunnel, "s")
+        .pod_disruption_budget
+        .expect("pdb");
     let spec = pdb.spec.expect("spec");
     assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
-    assert_eq!(spec.selector.and_then(|s| s.match_labels), Some(labels::selector_labels("home")));
+    assert_eq!(
+        spec.selector.and_then(|s| s.match_labels),
+        Some(labels::selector_labels("home"))
+    );
 }
 
 #[test]
 fn pod_overrides_are_merged_without_touching_the_selector() {
     let mut tunnel = stored(BASIC);
     tunnel.spec.pod.labels.insert("team".into(), "edge".into());
-    tunnel.spec.pod.annotations.insert("example.com/owner".into(), "edge".into());
-    tunnel.spec.pod.node_selector.insert("kubernetes.io/os".into(), "linux".into());
+    tunnel
+        .spec
+        .pod
+        .annotations
+        .insert("example.com/owner".into(), "edge".into());
+    tunnel
+        .spec
+        .pod
+        .node_selector
+        .insert("kubernetes.io/os".into(), "linux".into());
     tunnel.spec.pod.priority_class_name = Some("system-cluster-critical".into());
     let children = render_with_token(&tunnel, "s");
     let template = &children.deployment.spec.as_ref().expect("spec").template;
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref()).expect("labels");
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .expect("labels");
     assert_eq!(labels.get("team").map(String::as_str), Some("edge"));
-    assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("home"));
-    assert_eq!(pod_annotation(&children, "example.com/owner").map(String::as_str), Some("edge"));
+    assert_eq!(
+        labels.get("app.kubernetes.io/instance").map(String::as_str),
+        Some("home")
+    );
+    assert_eq!(
+        pod_annotation(&children, "example.com/owner").map(String::as_str),
+        Some("edge")
+    );
     assert!(pod_annotation(&children, CONFIG_HASH_ANNOTATION).is_some());
     let pod = pod_spec(&children);
-    assert_eq!(pod.priority_class_name.as_deref(), Some("system-cluster-critical"));
-    assert_eq!(pod.node_selector.as_ref().and_then(|n| n.get("kubernetes.io/os")).map(String::as_str), Some("linux"));
     assert_eq!(
-        children.deployment.spec.as_ref().expect("spec").selector.match_labels,
+        pod.priority_class_name.as_deref(),
+        Some("system-cluster-critical")
+    );
+    assert_eq!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|n| n.get("kubernetes.io/os"))
+            .map(String::as_str),
+        Some("linux")
+    );
+    assert_eq!(
+        children
+            .deployment
+            .spec
+            .as_ref()
+            .expect("spec")
+            .selector
+            .match_labels,
         Some(labels::selector_labels("home"))
     );
 }
@@ -327,9 +455,15 @@ fn pod_overrides_are_merged_without_touching_the_selector() {
 #[test]
 fn default_resources_apply_unless_overridden() {
     let children = render_with_token(&stored(BASIC), "s");
-    let resources = pod_spec(&children).containers[0].resources.clone().expect("resources");
+    let resources = pod_spec(&children).containers[0]
+        .resources
+        .clone()
+        .expect("resources");
     assert_eq!(resources, workload::default_resources());
-    assert!(resources.limits.as_ref().is_some_and(|l| l.contains_key("memory") && l.contains_key("cpu")));
+    assert!(resources
+        .limits
+        .as_ref()
+        .is_some_and(|l| l.contains_key("memory") && l.contains_key("cpu")));
 
     let mut tunnel = stored(BASIC);
     let custom = k8s_openapi::api::core::v1::ResourceRequirements {

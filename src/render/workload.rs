@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
@@ -55,14 +57,22 @@ pub struct PodHashes<'a> {
     pub token: Option<&'a str>,
 }
 
-pub fn deployment(tunnel: &SecureTunnel, tunnel_name: &str, meta: ObjectMeta, hashes: &PodHashes<'_>) -> Deployment {
+pub fn deployment(
+    tunnel: &SecureTunnel,
+    tunnel_name: &str,
+    meta: ObjectMeta,
+    hashes: &PodHashes<'_>,
+) -> Deployment {
     let spec = &tunnel.spec;
     let child = meta.name.clone().unwrap_or_default();
 
     let mut pod_labels = spec.pod.labels.clone();
     pod_labels.extend(meta.labels.clone().unwrap_or_default());
     let mut pod_annotations = spec.pod.annotations.clone();
-    pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), hashes.config.to_string());
+    pod_annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_string(),
+        hashes.config.to_string(),
+    );
     if let Some(token) = hashes.token {
         pod_annotations.insert(TOKEN_HASH_ANNOTATION.to_string(), token.to_string());
     }
@@ -151,7 +161,11 @@ pub fn deployment(tunnel: &SecureTunnel, tunnel_name: &str, meta: ObjectMeta, ha
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         runtime_class_name: spec.sandbox.runtime_class_name.clone(),
-        priority_class_name: spec.pod.priority_class_name.clone().filter(|p| !p.is_empty()),
+        priority_class_name: spec
+            .pod
+            .priority_class_name
+            .clone()
+            .filter(|p| !p.is_empty()),
         node_selector: non_empty_map(spec.pod.node_selector.clone()),
         tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
         affinity: spec.pod.affinity.clone(),
@@ -241,7 +255,11 @@ pub fn deployment(tunnel: &SecureTunnel, tunnel_name: &str, meta: ObjectMeta, ha
 }
 
 /// One voluntary disruption at a time, only when there is more than one connector.
-pub fn pod_disruption_budget(tunnel: &SecureTunnel, tunnel_name: &str, meta: ObjectMeta) -> Option<PodDisruptionBudget> {
+pub fn pod_disruption_budget(
+    tunnel: &SecureTunnel,
+    tunnel_name: &str,
+    meta: ObjectMeta,
+) -> Option<PodDisruptionBudget> {
     (tunnel.spec.replicas > 1).then(|| PodDisruptionBudget {
         metadata: meta,
         spec: Some(PodDisruptionBudgetSpec {

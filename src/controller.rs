@@ -153,3 +153,56 @@ pub async fn run(client: Client, settings: Settings) {
         .await;
     info!("controller stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+
+    fn tunnel(namespace: &str, name: &str, secret: &str) -> SecureTunnel {
+        let mut t: SecureTunnel = serde_yaml::from_str(&format!(
+            "apiVersion: securetunnel.dev/v1alpha1\nkind: SecureTunnel\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  tokenSecretRef: {{name: {secret}}}\n  ingress: [{{hostname: a.example.com, service: 'http://web:80'}}]\n"
+        ))
+        .expect("fixture parses");
+        t.metadata.uid = Some(format!("{namespace}-{name}"));
+        t
+    }
+
+    fn secret(namespace: &str, name: &str) -> PartialObjectMeta<Secret> {
+        PartialObjectMeta {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_change_triggers_exactly_the_tunnels_that_use_it() {
+        let mut writer: Writer<SecureTunnel> = Writer::default();
+        for t in [
+            tunnel("apps", "a", "shared-token"),
+            tunnel("apps", "b", "shared-token"),
+            tunnel("apps", "c", "other-token"),
+            tunnel("ops", "d", "shared-token"),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(t));
+        }
+        let store = writer.as_reader();
+
+        let mut hits: Vec<String> = tunnels_using_secret(&store, &secret("apps", "shared-token"))
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        hits.sort();
+        assert_eq!(hits, ["a", "b"]);
+        assert!(tunnels_using_secret(&store, &secret("apps", "unrelated")).is_empty());
+        let ops: Vec<String> = tunnels_using_secret(&store, &secret("ops", "shared-token"))
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(ops, ["d"]);
+    }
+}

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
 use kube::core::PartialObjectMeta;
@@ -20,8 +21,9 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::SecureTunnel;
-use crate::reconcile::{error_policy, reconcile, ChildStores, Context};
+use crate::reconcile::{error_policy, reconcile, Context, Stores};
 use crate::render::labels::{MANAGED_BY, MANAGED_SELECTOR};
+use crate::render::origins::{self, ServiceRef};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -87,9 +89,32 @@ fn tunnels_using_secret(
         .collect()
 }
 
+/// Tunnels with a rule that names the Service, so that a changed selector or
+/// port (or a Service appearing or going away) updates their NetworkPolicy.
+fn tunnels_using_service(
+    tunnels: &Store<SecureTunnel>,
+    service: &Service,
+) -> Vec<ObjectRef<SecureTunnel>> {
+    let key = ServiceRef {
+        namespace: service.namespace().unwrap_or_default(),
+        name: service.name_any(),
+    };
+    tunnels
+        .state()
+        .iter()
+        .filter(|t| {
+            let namespace = t.namespace().unwrap_or_default();
+            origins::referenced_services(&t.spec, &namespace).contains(&key)
+        })
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}
+
 /// Runs the controller until SIGTERM or Ctrl-C, then lets running reconciles finish.
 pub async fn run(client: Client, settings: Settings) {
     let namespace = settings.namespace.as_deref();
+    let (network_policies, network_policy_stream) =
+        child_watch::<NetworkPolicy>(&client, namespace);
     let (secrets, secret_stream) = child_watch::<Secret>(&client, namespace);
     let (config_maps, config_map_stream) = child_watch::<ConfigMap>(&client, namespace);
     let (service_accounts, service_account_stream) =
@@ -97,12 +122,26 @@ pub async fn run(client: Client, settings: Settings) {
     let (deployments, deployment_stream) = child_watch::<Deployment>(&client, namespace);
     let (pod_disruption_budgets, pdb_stream) =
         child_watch::<PodDisruptionBudget>(&client, namespace);
-    let stores = ChildStores {
+    // Services in any namespace a rule may name (a tunnel can reach across
+    // namespaces), cached in full: the policy needs their selectors and ports.
+    let (services, services_writer) = reflector::store();
+    let service_stream = reflector::reflector(
+        services_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let stores = Stores {
+        network_policies,
         secrets,
         config_maps,
         service_accounts,
         deployments,
         pod_disruption_budgets,
+        services,
     };
 
     let recorder = Recorder::new(
@@ -119,6 +158,7 @@ pub async fn run(client: Client, settings: Settings) {
         watcher::Config::default().any_semantic(),
     );
     let tunnel_store = controller.store();
+    let tunnels_for_services = tunnel_store.clone();
     // Token Secrets carry no label of ours; watching their metadata is enough
     // to notice a rotation, and the reconcile reads the value.
     let token_secrets = watcher(
@@ -135,6 +175,7 @@ pub async fn run(client: Client, settings: Settings) {
     );
     controller
         .with_config(controller::Config::default().concurrency(settings.concurrency))
+        .owns_stream(network_policy_stream)
         .owns_stream(secret_stream)
         .owns_stream(config_map_stream)
         .owns_stream(service_account_stream)
@@ -142,6 +183,9 @@ pub async fn run(client: Client, settings: Settings) {
         .owns_stream(pdb_stream)
         .watches_stream(token_secrets, move |secret| {
             tunnels_using_secret(&tunnel_store, &secret)
+        })
+        .watches_stream(service_stream, move |service| {
+            tunnels_using_service(&tunnels_for_services, &service)
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)

@@ -10,7 +10,8 @@ use std::time::Duration;
 use base64::Engine;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::ByteString;
 use kube::client::Body;
@@ -22,7 +23,7 @@ use kube::{Client, Resource};
 use serde_json::{json, Value};
 
 use crate::api::SecureTunnel;
-use crate::reconcile::{reconcile, ChildStores, Context, BLOCKED_RECHECK, RESYNC_INTERVAL};
+use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
 use crate::render::{self, Children, Dereferenced};
 use crate::token::TunnelToken;
 
@@ -69,9 +70,41 @@ fn user_secret(token: &str) -> Secret {
     }
 }
 
-fn children_for(tunnel: &SecureTunnel, token: &str) -> Children {
+/// The Service the fixture tunnel's rule names.
+fn web_service(app_label: &str) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web", "namespace": "apps" },
+        "spec": { "selector": { "app": app_label }, "ports": [ { "port": 8080, "targetPort": "http" } ] }
+    }))
+    .expect("service parses")
+}
+
+fn children_with(tunnel: &SecureTunnel, token: &str, services: &[Service]) -> Children {
     let token = TunnelToken::parse(token.as_bytes()).expect("token parses");
-    render::render(tunnel, &Dereferenced { token: Some(token) }).expect("renders")
+    let services = services
+        .iter()
+        .map(|s| {
+            let key = render::origins::ServiceRef {
+                namespace: s.metadata.namespace.clone().expect("namespace"),
+                name: s.metadata.name.clone().expect("name"),
+            };
+            (key, s.clone())
+        })
+        .collect();
+    render::render(
+        tunnel,
+        &Dereferenced {
+            token: Some(token),
+            services,
+        },
+    )
+    .expect("renders")
+}
+
+/// The children when the fixture's Service exists as `web_service("web")`.
+fn children_for(tunnel: &SecureTunnel, token: &str) -> Children {
+    children_with(tunnel, token, &[web_service("web")])
 }
 
 fn to_json<T: serde::Serialize>(obj: &T) -> Value {
@@ -133,6 +166,8 @@ fn not_found(kind: &str, name: &str) -> Reply {
 }
 
 const TOKEN_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/home-tunnel-token";
+const NETWORK_POLICY_PATH: &str =
+    "/apis/networking.k8s.io/v1/namespaces/apps/networkpolicies/home-cloudflared";
 const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/home-cloudflared";
 const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/apps/configmaps/home-cloudflared";
 const SERVICE_ACCOUNT_PATH: &str = "/api/v1/namespaces/apps/serviceaccounts/home-cloudflared";
@@ -302,7 +337,8 @@ async fn serve(mut handle: ApiServerHandle, script: Vec<Exchange>) {
             .expect("response builds");
         send.send_response(response);
     }
-    let extra = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
+    // Generous bounds: some tests pause time, and the reconciler may wait up to 30 s.
+    let extra = tokio::time::timeout(Duration::from_secs(90), handle.next_request()).await;
     match extra {
         Ok(None) => {}
         Ok(Some((request, _))) => {
@@ -314,27 +350,50 @@ async fn serve(mut handle: ApiServerHandle, script: Vec<Exchange>) {
 
 /// Caches standing in for the controller's watches.
 struct Caches {
+    network_policies: Writer<NetworkPolicy>,
     secrets: Writer<Secret>,
     config_maps: Writer<k8s_openapi::api::core::v1::ConfigMap>,
     service_accounts: Writer<k8s_openapi::api::core::v1::ServiceAccount>,
     deployments: Writer<Deployment>,
     pod_disruption_budgets: Writer<PodDisruptionBudget>,
+    services: Writer<Service>,
 }
 
 impl Caches {
-    fn empty() -> Self {
-        Caches {
+    /// Nothing of ours cached; the Service cache has listed `services`.
+    fn with_services(services: &[Service]) -> Self {
+        let mut caches = Caches {
+            network_policies: Writer::default(),
             secrets: Writer::default(),
             config_maps: Writer::default(),
             service_accounts: Writer::default(),
             deployments: Writer::default(),
             pod_disruption_budgets: Writer::default(),
+            services: Writer::default(),
+        };
+        caches.services.apply_watcher_event(&watcher::Event::Init);
+        for s in services {
+            caches
+                .services
+                .apply_watcher_event(&watcher::Event::InitApply(s.clone()));
         }
+        caches
+            .services
+            .apply_watcher_event(&watcher::Event::InitDone);
+        caches
+    }
+
+    /// Nothing of ours cached; the fixture's Service exists.
+    fn empty() -> Self {
+        Caches::with_services(&[web_service("web")])
     }
 
     /// Caches holding exactly `children`, with the Deployment fully rolled out.
     fn holding(children: &Children) -> Self {
         let mut caches = Caches::empty();
+        caches
+            .network_policies
+            .apply_watcher_event(&watcher::Event::Apply(children.network_policy.clone()));
         caches
             .secrets
             .apply_watcher_event(&watcher::Event::Apply(children.secret.clone()));
@@ -358,13 +417,15 @@ impl Caches {
         caches
     }
 
-    fn stores(&self) -> ChildStores {
-        ChildStores {
+    fn stores(&self) -> Stores {
+        Stores {
+            network_policies: self.network_policies.as_reader(),
             secrets: self.secrets.as_reader(),
             config_maps: self.config_maps.as_reader(),
             service_accounts: self.service_accounts.as_reader(),
             deployments: self.deployments.as_reader(),
             pod_disruption_budgets: self.pod_disruption_budgets.as_reader(),
+            services: self.services.as_reader(),
         }
     }
 }
@@ -405,7 +466,7 @@ async fn reconcile_against(
     );
     let ctx = Arc::new(Context::new(client, recorder, caches.stores()));
     let server = tokio::spawn(serve(handle, script));
-    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(tunnel), ctx))
+    let result = tokio::time::timeout(Duration::from_secs(120), reconcile(Arc::new(tunnel), ctx))
         .await
         .expect("reconcile finished in time");
     // The context (and so the client) is dropped here, which ends `serve`.
@@ -454,6 +515,10 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
             Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
         ),
         // Nothing cached: each name is checked for a foreign object first.
+        get(
+            NETWORK_POLICY_PATH,
+            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
+        ),
         get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
         get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
         get(
@@ -468,6 +533,8 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
             PDB_PATH,
             not_found("poddisruptionbudgets.policy", "home-cloudflared"),
         ),
+        // The sandbox first, so no connector ever runs without it.
+        apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
         apply(SECRET_PATH, to_json(&children.secret)),
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
         apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
@@ -689,6 +756,10 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
             TOKEN_SECRET_PATH,
             Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
         ),
+        get(
+            NETWORK_POLICY_PATH,
+            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
+        ),
         get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
         get(CONFIG_MAP_PATH, Reply::Json(StatusCode::OK, foreign)),
         get(
@@ -792,4 +863,86 @@ fn the_mock_tunnel_is_namespaced_and_owned_by_uid() {
     let t = tunnel();
     assert_eq!(t.meta().namespace.as_deref(), Some("apps"));
     assert_eq!(reflector::ObjectRef::from_obj(&t).name, "home");
+}
+
+#[tokio::test]
+async fn a_changed_service_selector_updates_only_the_network_policy() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let before = children_for(&tunnel(), &token);
+    let moved = web_service("web-v2");
+    let after = children_with(&tunnel(), &token, std::slice::from_ref(&moved));
+    assert_ne!(before.network_policy, after.network_policy);
+
+    let mut caches = Caches::holding(&before);
+    caches
+        .services
+        .apply_watcher_event(&watcher::Event::Apply(moved));
+    let script = vec![
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
+        apply(NETWORK_POLICY_PATH, to_json(&after.network_policy)),
+    ];
+    reconcile_against(tunnel_in_steady_state(&before), &caches, script)
+        .await
+        .expect("reconciles");
+    let peer = &to_json(&after.network_policy)["spec"]["egress"][2]["to"][0];
+    assert_eq!(
+        peer["podSelector"],
+        json!({ "matchLabels": { "app": "web-v2" } })
+    );
+}
+
+#[tokio::test]
+async fn a_vanished_service_closes_its_origin_and_degrades_the_tunnel() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let before = children_for(&tunnel(), &token);
+    let after = children_with(&tunnel(), &token, &[]);
+    assert_eq!(
+        to_json(&after.network_policy)["spec"]["egress"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    let mut caches = Caches::holding(&before);
+    caches
+        .services
+        .apply_watcher_event(&watcher::Event::Delete(web_service("web")));
+    let mut degraded_status = steady_status(&before);
+    degraded_status["conditions"][2] = json!({
+        "type": "Degraded", "status": "True", "reason": "UnresolvedOrigin", "observedGeneration": 1,
+        "message": "not reachable through the sandbox: spec.ingress[0] (http://web.apps.svc.cluster.local:8080): no Service apps/web"
+    });
+    let script = vec![
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
+        apply(NETWORK_POLICY_PATH, to_json(&after.network_policy)),
+        // Ready is unchanged (the connectors run), so no Event.
+        apply_status(degraded_status),
+    ];
+    let action = reconcile_against(tunnel_in_steady_state(&before), &caches, script)
+        .await
+        .expect("reconciles");
+    assert_eq!(action, Action::requeue(RESYNC_INTERVAL));
+}
+
+#[tokio::test]
+async fn a_service_cache_that_never_lists_fails_the_reconcile_instead_of_closing_origins() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let mut caches = Caches::holding(&children);
+    caches.services = Writer::default(); // never sees its first listing
+    tokio::time::pause(); // the 30 s wait passes instantly
+    let script = vec![get(
+        TOKEN_SECRET_PATH,
+        Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+    )];
+    let err = reconcile_against(tunnel_in_steady_state(&children), &caches, script)
+        .await
+        .expect_err("waits, then fails");
+    assert_eq!(err.metric_label(), "cache_not_ready");
 }

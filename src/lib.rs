@@ -39,6 +39,9 @@ pub enum Error {
     #[error("could not write the cloudflared config: {0}")]
     ConfigYaml(#[source] serde_yaml::Error),
 
+    #[error("the {0} cache has not finished its first listing")]
+    CacheNotReady(&'static str),
+
     #[error("object is missing {0}")]
     MissingObjectKey(&'static str),
 
@@ -72,6 +75,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Serialize { .. } => "serialize",
             Error::ConfigYaml(_) => "config_yaml",
+            Error::CacheNotReady(_) => "cache_not_ready",
             Error::MissingObjectKey(_) => "missing_object_key",
             Error::ReadFile { .. } => "read_file",
             Error::Input { .. } => "input",

@@ -41,6 +41,10 @@ enum Command {
         /// A file holding the tunnel token (`cloudflared tunnel token NAME` output).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// A YAML file with the Services the rules name (e.g. `kubectl get svc -A -o yaml`
+        /// split into documents), used to derive the NetworkPolicy.
+        #[arg(long)]
+        services: Option<PathBuf>,
         /// Print the token in the Secret child instead of a placeholder.
         #[arg(long)]
         reveal_token: bool,
@@ -60,19 +64,35 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
     })
 }
 
-fn render(file: &PathBuf, token_file: Option<&PathBuf>, reveal_token: bool) -> Result<(), Error> {
-    let input = read(file)?;
-    let input = String::from_utf8(input).map_err(|_| Error::Input {
-        path: file.display().to_string(),
+fn read_text(path: &PathBuf) -> Result<String, Error> {
+    String::from_utf8(read(path)?).map_err(|_| Error::Input {
+        path: path.display().to_string(),
         message: "is not UTF-8 text".to_string(),
-    })?;
+    })
+}
+
+fn render(
+    file: &PathBuf,
+    token_file: Option<&PathBuf>,
+    services: Option<&PathBuf>,
+    reveal_token: bool,
+) -> Result<(), Error> {
+    let input = read_text(file)?;
+    let source = file.display().to_string();
+    let services = match services {
+        Some(path) => Some((path.display().to_string(), read_text(path)?)),
+        None => None,
+    };
     let token = token_file.map(read).transpose()?;
-    let rendered = offline::render_file(
-        &file.display().to_string(),
-        &input,
-        token.as_deref(),
+    let rendered = offline::render_file(offline::RenderInput {
+        source: &source,
+        input: &input,
+        services: services
+            .as_ref()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+        token: token.as_deref(),
         reveal_token,
-    )?;
+    })?;
     for note in &rendered.notes {
         eprintln!("note: {note}");
     }
@@ -106,8 +126,9 @@ async fn main() -> ExitCode {
         Command::Render {
             file,
             token_file,
+            services,
             reveal_token,
-        } => render(&file, token_file.as_ref(), reveal_token),
+        } => render(&file, token_file.as_ref(), services.as_ref(), reveal_token),
         Command::Run {
             namespace,
             concurrency,

@@ -1,10 +1,14 @@
 //! `render -f`: the reconciler's validate + render path without an API
-//! server. Reads SecureTunnels (and optionally their token Secrets) from a
-//! multi-document YAML file and prints every child.
+//! server. Reads SecureTunnels (and optionally their token Secrets and the
+//! Services they name) from multi-document YAML and prints every child.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
 use serde::Deserialize;
 
 use crate::api::SecureTunnel;
+use crate::render::origins::ServiceRef;
 use crate::render::{desired_children, workload::TOKEN_KEY, Dereferenced};
 use crate::token::TunnelToken;
 use crate::{Error, Result};
@@ -20,8 +24,23 @@ pub const REDACTED: &str = "<redacted>";
 pub struct Rendered {
     /// Multi-document YAML of every child, in apply order.
     pub yaml: String,
-    /// Remarks for stderr: defaults assumed, inputs missing.
+    /// Remarks for stderr: defaults assumed, inputs missing, origins not opened.
     pub notes: Vec<String>,
+}
+
+/// The inputs of an offline render.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderInput<'a> {
+    /// Name of the main file, for messages.
+    pub source: &'a str,
+    /// SecureTunnels, and optionally their token Secrets and the Services they name.
+    pub input: &'a str,
+    /// More Services (`--services FILE`): (name for messages, contents).
+    pub services: Option<(&'a str, &'a str)>,
+    /// The `--token-file` contents.
+    pub token: Option<&'a [u8]>,
+    /// Print the token instead of [`REDACTED`].
+    pub reveal_token: bool,
 }
 
 #[derive(Deserialize)]
@@ -30,66 +49,39 @@ struct TypeMeta {
     kind: String,
 }
 
-/// Renders every SecureTunnel found in `input`.
-///
-/// The token comes from `token` (the `--token-file` contents) or else from a
-/// Secret in the same file that the tunnel's `tokenSecretRef` names; with
-/// neither, the Secret child is rendered without data. Unless
-/// `reveal_token`, the token is replaced by [`REDACTED`] in the output.
-pub fn render_file(
-    source: &str,
-    input: &str,
-    token: Option<&[u8]>,
-    reveal_token: bool,
-) -> Result<Rendered> {
-    let mut tunnels = Vec::new();
-    let mut secrets = Vec::new();
-    let mut out = Rendered::default();
+/// Objects read from the input files, by kind.
+#[derive(Default)]
+struct Objects {
+    tunnels: Vec<SecureTunnel>,
+    secrets: Vec<Secret>,
+    services: BTreeMap<ServiceRef, Service>,
+}
 
-    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| Error::Input {
-            path: format!("{source} (document {})", index + 1),
-            message: e.to_string(),
-        })?;
-        if value.is_null() {
-            continue;
-        }
-        let input_error = |e: serde_yaml::Error| Error::Input {
-            path: format!("{source} (document {})", index + 1),
-            message: e.to_string(),
-        };
-        let kind = TypeMeta::deserialize(&value).map_err(input_error)?.kind;
-        match kind.as_str() {
-            "SecureTunnel" => {
-                let mut tunnel: SecureTunnel =
-                    serde_yaml::from_value(value).map_err(input_error)?;
-                if tunnel.metadata.namespace.is_none() {
-                    tunnel.metadata.namespace = Some(DEFAULT_NAMESPACE.to_string());
-                }
-                tunnels.push(tunnel);
-            }
-            "Secret" => {
-                let secret: k8s_openapi::api::core::v1::Secret =
-                    serde_yaml::from_value(value).map_err(input_error)?;
-                secrets.push(secret);
-            }
-            other => out.notes.push(format!(
-                "{source} (document {}): ignoring kind {other:?}",
-                index + 1
-            )),
-        }
+/// Renders every SecureTunnel found in the input.
+///
+/// The token comes from `--token-file` or else from a Secret in the same file
+/// that the tunnel's `tokenSecretRef` names; with neither, the Secret child is
+/// rendered without data. Services the rules name are looked up among the
+/// Service objects of either file, as the controller looks them up in the
+/// cluster. Unless `reveal_token`, the token is printed as [`REDACTED`].
+pub fn render_file(args: RenderInput<'_>) -> Result<Rendered> {
+    let mut objects = Objects::default();
+    let mut out = Rendered::default();
+    read_objects(args.source, args.input, &mut objects, &mut out.notes)?;
+    if let Some((source, input)) = args.services {
+        read_objects(source, input, &mut objects, &mut out.notes)?;
     }
-    if tunnels.is_empty() {
+    if objects.tunnels.is_empty() {
         return Err(Error::Input {
-            path: source.to_string(),
+            path: args.source.to_string(),
             message: "contains no SecureTunnel".to_string(),
         });
     }
 
-    let given_token = token.map(TunnelToken::parse).transpose()?;
+    let given_token = args.token.map(TunnelToken::parse).transpose()?;
     let mut invalid = Vec::new();
     let mut documents = Vec::new();
-    for tunnel in &tunnels {
+    for tunnel in &objects.tunnels {
         let label = format!(
             "SecureTunnel {}/{}",
             tunnel
@@ -101,7 +93,7 @@ pub fn render_file(
         );
         let token = match &given_token {
             Some(t) => Some(t.clone()),
-            None => token_from_secrets(tunnel, &secrets)?,
+            None => token_from_secrets(tunnel, &objects.secrets)?,
         };
         if token.is_none() {
             out.notes.push(format!(
@@ -113,22 +105,32 @@ pub fn render_file(
                 "{label}: has no uid yet, so its children carry no ownerReference (the cluster adds it)"
             ));
         }
-        match desired_children(tunnel, &Dereferenced { token }) {
-            Ok(children) => documents.extend(children.to_values()?),
+        let deref = Dereferenced {
+            token,
+            services: objects.services.clone(),
+        };
+        match desired_children(tunnel, &deref) {
+            Ok(children) => {
+                for origin in &children.unresolved {
+                    out.notes
+                        .push(format!("{label}: not opened in the sandbox: {origin}"));
+                }
+                documents.extend(children.to_values()?);
+            }
             Err(Error::InvalidSpec(errors)) => invalid.push(format!("{label}:\n{errors}")),
             Err(e) => return Err(e),
         }
     }
     if !invalid.is_empty() {
         return Err(Error::Input {
-            path: source.to_string(),
+            path: args.source.to_string(),
             message: format!("invalid spec\n{}", invalid.join("")),
         });
     }
 
     for mut doc in documents {
         let mut comment = String::new();
-        if !reveal_token && redact_token(&mut doc) {
+        if !args.reveal_token && redact_token(&mut doc) {
             comment = format!("# data.{TOKEN_KEY} is redacted; pass --reveal-token to print it\n");
         }
         let yaml = serde_yaml::to_string(&doc).map_err(Error::ConfigYaml)?;
@@ -139,11 +141,57 @@ pub fn render_file(
     Ok(out)
 }
 
+fn read_objects(
+    source: &str,
+    input: &str,
+    objects: &mut Objects,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
+        let input_error = |e: serde_yaml::Error| Error::Input {
+            path: format!("{source} (document {})", index + 1),
+            message: e.to_string(),
+        };
+        let value = serde_yaml::Value::deserialize(document).map_err(input_error)?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = TypeMeta::deserialize(&value).map_err(input_error)?.kind;
+        match kind.as_str() {
+            "SecureTunnel" => {
+                let mut tunnel: SecureTunnel =
+                    serde_yaml::from_value(value).map_err(input_error)?;
+                if tunnel.metadata.namespace.is_none() {
+                    tunnel.metadata.namespace = Some(DEFAULT_NAMESPACE.to_string());
+                }
+                objects.tunnels.push(tunnel);
+            }
+            "Secret" => objects
+                .secrets
+                .push(serde_yaml::from_value(value).map_err(input_error)?),
+            "Service" => {
+                let service: Service = serde_yaml::from_value(value).map_err(input_error)?;
+                let key = ServiceRef {
+                    namespace: service
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+                    name: service.metadata.name.clone().unwrap_or_default(),
+                };
+                objects.services.insert(key, service);
+            }
+            other => notes.push(format!(
+                "{source} (document {}): ignoring kind {other:?}",
+                index + 1
+            )),
+        }
+    }
+    Ok(())
+}
+
 /// The token from a Secret in the file, when the tunnel names one there.
-fn token_from_secrets(
-    tunnel: &SecureTunnel,
-    secrets: &[k8s_openapi::api::core::v1::Secret],
-) -> Result<Option<TunnelToken>> {
+fn token_from_secrets(tunnel: &SecureTunnel, secrets: &[Secret]) -> Result<Option<TunnelToken>> {
     let reference = &tunnel.spec.token_secret_ref;
     let namespace = tunnel
         .metadata

@@ -1,13 +1,14 @@
 //! One reconcile of one SecureTunnel:
 //! dereference (token Secret) → validate → render → apply (SSA) → status.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -24,6 +25,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::api::conditions::{self, READY};
 use crate::api::{SecureTunnel, SecureTunnelStatus, TokenSecretRef};
 use crate::render::labels::APPLIED_HASH_ANNOTATION;
+use crate::render::origins::{self, ServiceRef};
 use crate::render::{self, Children, Dereferenced};
 use crate::status::{desired_status, Verdict};
 use crate::token::TunnelToken;
@@ -36,28 +38,35 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const BLOCKED_RECHECK: Duration = Duration::from_secs(5 * 60);
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+/// How long a reconcile waits for the Service cache's first listing. Until
+/// then a missing Service could mean "not listed yet", and rendering would
+/// close the sandbox on a working origin.
+const SERVICE_CACHE_WAIT: Duration = Duration::from_secs(30);
 
-/// Caches of the children, filled by the controller's label-filtered watches.
+/// Caches filled by the controller's watches: the children (label-filtered)
+/// and the Services that ingress rules may name.
 #[derive(Clone)]
-pub struct ChildStores {
+pub struct Stores {
+    pub network_policies: Store<NetworkPolicy>,
     pub secrets: Store<Secret>,
     pub config_maps: Store<ConfigMap>,
     pub service_accounts: Store<ServiceAccount>,
     pub deployments: Store<Deployment>,
     pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+    pub services: Store<Service>,
 }
 
 /// Shared state of the reconciler.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
-    pub stores: ChildStores,
+    pub stores: Stores,
     /// Consecutive failures per tunnel, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, stores: ChildStores) -> Self {
+    pub fn new(client: Client, recorder: Recorder, stores: Stores) -> Self {
         Context {
             client,
             recorder,
@@ -138,7 +147,16 @@ pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<A
             }
             Ok(token) => {
                 let tunnel_id = token.tunnel_id().to_string();
-                let children = render::render(&tunnel, &Dereferenced { token: Some(token) })?;
+                let services =
+                    read_services(&ctx.stores.services, &tunnel.spec, &namespace).await?;
+                let deref = Dereferenced {
+                    token: Some(token),
+                    services,
+                };
+                let children = render::render(&tunnel, &deref)?;
+                for origin in &children.unresolved {
+                    warn!(%origin, "origin not opened in the sandbox");
+                }
                 match apply_children(&ctx, &uid, &children).await? {
                     Some(conflict) => (
                         Verdict::Blocked {
@@ -151,6 +169,11 @@ pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<A
                         Verdict::Applied {
                             tunnel_id,
                             config_hash: children.config_hash.clone(),
+                            unresolved: children
+                                .unresolved
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect(),
                         },
                         Action::requeue(RESYNC_INTERVAL),
                     ),
@@ -214,6 +237,29 @@ async fn read_token(
             reference.name, reference.key
         ),
     }))
+}
+
+/// The Services the rules name, from the cache (once it has listed them all).
+async fn read_services(
+    store: &Store<Service>,
+    spec: &crate::api::SecureTunnelSpec,
+    namespace: &str,
+) -> Result<BTreeMap<ServiceRef, Service>> {
+    let wanted = origins::referenced_services(spec, namespace);
+    if wanted.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    tokio::time::timeout(SERVICE_CACHE_WAIT, store.wait_until_ready())
+        .await
+        .map_err(|_| Error::CacheNotReady("Services"))?
+        .map_err(|_| Error::CacheNotReady("Services"))?;
+    Ok(wanted
+        .into_iter()
+        .filter_map(|r| {
+            let service = store.get(&ObjectRef::new(&r.name).within(&r.namespace))?;
+            Some((r, service.as_ref().clone()))
+        })
+        .collect())
 }
 
 /// A child kind the reconciler manages.
@@ -341,6 +387,12 @@ impl<K: Child> Planned<K> {
 async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result<Option<String>> {
     let client = &ctx.client;
     let stores = &ctx.stores;
+    let network_policy = plan(
+        client,
+        &stores.network_policies,
+        children.network_policy.clone(),
+    )
+    .await?;
     let secret = plan(client, &stores.secrets, children.secret.clone()).await?;
     let config_map = plan(client, &stores.config_maps, children.config_map.clone()).await?;
     let service_account = plan(
@@ -355,8 +407,9 @@ async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result
         None => None,
     };
 
-    let conflict = secret
+    let conflict = network_policy
         .conflict(uid)
+        .or_else(|| secret.conflict(uid))
         .or_else(|| config_map.conflict(uid))
         .or_else(|| service_account.conflict(uid))
         .or_else(|| deployment.conflict(uid))
@@ -368,7 +421,8 @@ async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result
         )));
     }
 
-    // The Secret and ConfigMap first: the pods mount them.
+    // The sandbox before anything that starts pods; then what the pods mount.
+    network_policy.apply(client).await?;
     secret.apply(client).await?;
     config_map.apply(client).await?;
     service_account.apply(client).await?;

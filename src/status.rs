@@ -14,6 +14,8 @@ pub enum Verdict {
     Applied {
         tunnel_id: String,
         config_hash: String,
+        /// Rules the sandbox could not open (described for the Degraded condition).
+        unresolved: Vec<String>,
     },
     /// Nothing was applied; the reason is a Ready condition reason.
     Blocked {
@@ -86,12 +88,23 @@ pub fn desired_status(
             conditions::REASON_CONNECTORS_UNAVAILABLE,
             format!("{ready}/{desired} connectors ready"),
         ),
-        _ => DesiredCondition::new(
-            DEGRADED,
-            false,
-            conditions::REASON_AS_EXPECTED,
-            "all connectors are available or starting",
-        ),
+        _ => match verdict {
+            Verdict::Applied { unresolved, .. } if !unresolved.is_empty() => DesiredCondition::new(
+                DEGRADED,
+                true,
+                conditions::REASON_UNRESOLVED_ORIGIN,
+                format!(
+                    "not reachable through the sandbox: {}",
+                    unresolved.join("; ")
+                ),
+            ),
+            _ => DesiredCondition::new(
+                DEGRADED,
+                false,
+                conditions::REASON_AS_EXPECTED,
+                "all connectors are available or starting",
+            ),
+        },
     };
 
     let (ready_cond, progressing, tunnel_id, config_hash) = match verdict {
@@ -110,6 +123,7 @@ pub fn desired_status(
         Verdict::Applied {
             tunnel_id,
             config_hash,
+            ..
         } => {
             let ready_cond = if ready > 0 {
                 DesiredCondition::new(
@@ -221,6 +235,7 @@ mod tests {
         Verdict::Applied {
             tunnel_id: "6ff42ae2-765d-4adf-8112-31c55c1551ef".into(),
             config_hash: "sha256:abc".into(),
+            unresolved: vec![],
         }
     }
 

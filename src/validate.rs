@@ -465,6 +465,12 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
     }
 
     if let Some(peers) = &spec.metrics.allow_from {
+        if peers.namespace_labels.is_empty() && peers.pod_labels.is_empty() {
+            errs.push(
+                "spec.metrics.allowFrom",
+                "needs namespaceLabels or podLabels: an empty selector would let every pod scrape (and read /config and /debug/pprof)",
+            );
+        }
         for (k, v) in peers.namespace_labels.iter().chain(&peers.pod_labels) {
             if let Err(e) = check_label(k, v) {
                 errs.push("spec.metrics.allowFrom", e);
@@ -535,8 +541,16 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
             );
         }
     }
-    if let Err(e) = parse_service(&rule.service) {
-        errs.push(format!("{path}.service"), e);
+    match parse_service(&rule.service) {
+        Err(e) => errs.push(format!("{path}.service"), e),
+        Ok(origin @ Origin::Url { .. }) if origin.port().is_none() => errs.push(
+            format!("{path}.service"),
+            format!(
+                "{:?} needs a port: its scheme has no default port",
+                rule.service
+            ),
+        ),
+        Ok(_) => {}
     }
     if is_catch_all(rule) {
         errs.push(

@@ -409,3 +409,32 @@ fn default_ports_follow_the_scheme() {
         })
     );
 }
+
+#[test]
+fn a_scheme_without_a_default_port_needs_one() {
+    let mut spec = base();
+    spec.ingress[0].service = "tcp://db.data.svc".to_string();
+    assert_one_error(&spec, "spec.ingress[0].service", "needs a port");
+    spec.ingress[0].service = "tcp://db.data.svc:5432".to_string();
+    assert_eq!(errors_of(&spec), vec![]);
+}
+
+#[test]
+fn metrics_scrapers_must_be_selected_by_some_label() {
+    let mut spec = base();
+    spec.metrics.allow_from = Some(crate::api::PeerSelector::default());
+    assert_one_error(
+        &spec,
+        "spec.metrics.allowFrom",
+        "empty selector would let every pod scrape",
+    );
+    spec.metrics.allow_from = Some(crate::api::PeerSelector {
+        namespace_labels: [(
+            "kubernetes.io/metadata.name".to_string(),
+            "monitoring".to_string(),
+        )]
+        .into(),
+        pod_labels: Default::default(),
+    });
+    assert_eq!(errors_of(&spec), vec![]);
+}

@@ -64,16 +64,29 @@ fn every_sample_renders_all_children() {
             &path,
             "--token-file",
             "tests/fixtures/example-token.txt",
+            "--services",
+            "config/samples/preview/services.yaml",
         ]);
         assert!(out.status.success(), "{path}: {}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("not opened in the sandbox"),
+            "{path}: every origin of the samples resolves with the preview Services: {}",
+            text(&out.stderr)
+        );
         let docs = documents(&text(&out.stdout));
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
         assert_eq!(
-            &kinds[..4],
-            ["Secret", "ConfigMap", "ServiceAccount", "Deployment"],
-            "{path}"
+            &kinds[..5],
+            [
+                "NetworkPolicy",
+                "Secret",
+                "ConfigMap",
+                "ServiceAccount",
+                "Deployment"
+            ],
+            "{path}: the sandbox comes first"
         );
-        let replicas = docs[3]["spec"]["replicas"].as_i64().expect("replicas");
+        let replicas = docs[4]["spec"]["replicas"].as_i64().expect("replicas");
         assert_eq!(
             kinds.contains(&"PodDisruptionBudget"),
             replicas > 1,
@@ -109,7 +122,11 @@ fn render_redacts_the_token_unless_asked() {
     let out = operator(&[&args[..], &["--reveal-token"]].concat());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let docs = documents(&text(&out.stdout));
-    let encoded = docs[0]["data"]["token"].as_str().expect("secret data");
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret")
+        .expect("a Secret child");
+    let encoded = secret["data"]["token"].as_str().expect("secret data");
     use base64::Engine;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
@@ -200,4 +217,45 @@ fn samples_are_listed_in_the_kustomization() {
             "{name} is not in config/samples/kustomization.yaml"
         );
     }
+}
+
+#[test]
+fn render_reports_origins_it_cannot_open() {
+    let out = operator(&["render", "-f", "config/samples/single-service.yaml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "not opened in the sandbox: spec.ingress[0] (http://web.apps.svc.cluster.local:8080): no Service apps/web"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let docs = documents(&text(&out.stdout));
+    let egress = docs[0]["spec"]["egress"]
+        .as_sequence()
+        .expect("egress rules");
+    assert_eq!(egress.len(), 2, "only DNS and the edge without the Service");
+}
+
+#[test]
+fn render_takes_services_from_the_input_file_too() {
+    let input = format!(
+        "{}\n---\n{}",
+        std::fs::read_to_string(root().join("config/samples/single-service.yaml")).expect("sample"),
+        "apiVersion: v1\nkind: Service\nmetadata: { name: web, namespace: apps }\nspec: { selector: { app: web }, ports: [ { port: 8080, targetPort: http } ] }\n"
+    );
+    let dir = std::env::temp_dir().join(format!("securetunnel-cli-svc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("with-service.yaml");
+    std::fs::write(&file, input).expect("write input");
+    let out = operator(&["render", "-f", &file.to_string_lossy()]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs = documents(&text(&out.stdout));
+    let origin = &docs[0]["spec"]["egress"][2];
+    assert_eq!(
+        origin["to"][0]["podSelector"]["matchLabels"]["app"].as_str(),
+        Some("web")
+    );
+    assert_eq!(origin["ports"][0]["port"].as_str(), Some("http"));
 }

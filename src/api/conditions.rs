@@ -28,6 +28,7 @@ pub const REASON_PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 // Degraded reasons.
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 pub const REASON_CONNECTORS_UNAVAILABLE: &str = "ConnectorsUnavailable";
+pub const REASON_UNRESOLVED_ORIGIN: &str = "UnresolvedOrigin";
 
 /// A condition as the reconciler decides it, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]

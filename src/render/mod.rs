@@ -4,12 +4,15 @@
 
 pub mod config;
 pub mod labels;
+pub mod network_policy;
+pub mod origins;
 pub mod workload;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
@@ -20,6 +23,7 @@ use crate::api::SecureTunnel;
 use crate::token::{sha256_hex, TunnelToken};
 use crate::{validate, Error, Result};
 use labels::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
+use origins::{ServiceRef, Unresolved};
 use workload::{PodHashes, CONFIG_KEY, TOKEN_KEY};
 
 /// What the dereference step resolved from the cluster (or, offline, from files).
@@ -28,11 +32,15 @@ pub struct Dereferenced {
     /// The tunnel token. Always present in the reconciler; optional offline,
     /// where the Secret child is then rendered without data.
     pub token: Option<TunnelToken>,
+    /// The Services the rules name that exist (see [`origins::referenced_services`]).
+    pub services: BTreeMap<ServiceRef, Service>,
 }
 
 /// Every object one SecureTunnel becomes, in apply order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Children {
+    /// Applied first, so that no connector pod ever runs outside the sandbox.
+    pub network_policy: NetworkPolicy,
     pub secret: Secret,
     pub config_map: ConfigMap,
     pub service_account: ServiceAccount,
@@ -41,12 +49,15 @@ pub struct Children {
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
     /// `sha256:` of `config.yaml`, also reported in the status.
     pub config_hash: String,
+    /// Rules whose destination the sandbox could not open.
+    pub unresolved: Vec<Unresolved>,
 }
 
 impl Children {
     /// The objects as JSON values, in apply order, for printing.
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>> {
         let mut out = vec![
+            to_value(&self.network_policy, "NetworkPolicy")?,
             to_value(&self.secret, "Secret")?,
             to_value(&self.config_map, "ConfigMap")?,
             to_value(&self.service_account, "ServiceAccount")?,
@@ -116,16 +127,23 @@ pub fn render(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
         token: deref.token.as_ref().map(TunnelToken::hash),
     };
     let deployment = workload::deployment(tunnel, &name, meta.clone(), &hashes);
-    let pod_disruption_budget = workload::pod_disruption_budget(tunnel, &name, meta);
+    let pod_disruption_budget = workload::pod_disruption_budget(tunnel, &name, meta.clone());
+
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let resolution = origins::resolve(&tunnel.spec, &namespace, &deref.services);
+    let network_policy = network_policy::network_policy(&tunnel.spec, &name, meta, &resolution);
 
     let mut children = Children {
+        network_policy,
         secret,
         config_map,
         service_account,
         deployment,
         pod_disruption_budget,
         config_hash,
+        unresolved: resolution.unresolved,
     };
+    stamp_applied_hash(&mut children.network_policy)?;
     stamp_applied_hash(&mut children.secret)?;
     stamp_applied_hash(&mut children.config_map)?;
     stamp_applied_hash(&mut children.service_account)?;
@@ -152,3 +170,7 @@ fn stamp_applied_hash<K: Resource + Serialize>(obj: &mut K) -> Result<()> {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sandbox_tests.rs"]
+mod sandbox_tests;

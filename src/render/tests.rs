@@ -48,6 +48,7 @@ fn render_with_token(tunnel: &SecureTunnel, secret: &str) -> Children {
         tunnel,
         &Dereferenced {
             token: Some(test_token(secret)),
+            ..Default::default()
         },
     )
     .expect("renders")
@@ -81,6 +82,33 @@ fn applied_hash<K: Resource>(obj: &K) -> String {
         .expect("applied hash annotation")
 }
 
+/// A fixture file: one SecureTunnel, then any Services its rules name.
+fn tunnel_and_services(
+    text: &str,
+) -> (
+    SecureTunnel,
+    BTreeMap<origins::ServiceRef, k8s_openapi::api::core::v1::Service>,
+) {
+    let mut docs = serde_yaml::Deserializer::from_str(text).map(|d| {
+        <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("fixture is YAML")
+    });
+    let mut tunnel: SecureTunnel =
+        serde_yaml::from_value(docs.next().expect("a tunnel")).expect("tunnel parses");
+    tunnel.metadata.uid = Some("0b7f5b8e-9d55-4a8e-9d43-3c8f0f6f7f01".to_string());
+    let services = docs
+        .map(|d| {
+            let s: k8s_openapi::api::core::v1::Service =
+                serde_yaml::from_value(d).expect("service parses");
+            let key = origins::ServiceRef {
+                namespace: s.metadata.namespace.clone().expect("service namespace"),
+                name: s.metadata.name.clone().expect("service name"),
+            };
+            (key, s)
+        })
+        .collect();
+    (tunnel, services)
+}
+
 /// Golden files: `NAME.input.yaml` renders to `NAME.expected.yaml`.
 /// `UPDATE_FIXTURES=1 cargo test` rewrites the expected files.
 #[test]
@@ -96,8 +124,16 @@ fn fixtures_render_to_their_expected_children() {
         "expected at least three render fixtures, found {inputs:?}"
     );
     for input in inputs {
-        let tunnel = stored(&std::fs::read_to_string(&input).expect("read input"));
-        let children = render_with_token(&tunnel, "c2VjcmV0LXZhbHVlLWZvci10ZXN0cw==");
+        let text = std::fs::read_to_string(&input).expect("read input");
+        let (tunnel, services) = tunnel_and_services(&text);
+        let children = desired_children(
+            &tunnel,
+            &Dereferenced {
+                token: Some(test_token("c2VjcmV0LXZhbHVlLWZvci10ZXN0cw==")),
+                services,
+            },
+        )
+        .expect("renders");
         let mut actual = String::new();
         for doc in children.to_values().expect("serializes") {
             actual.push_str("---\n");
@@ -162,6 +198,7 @@ fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
         &tunnel,
         &Dereferenced {
             token: Some(token.clone()),
+            ..Default::default()
         },
     )
     .expect("renders");

@@ -1,0 +1,437 @@
+//! The egress sandbox: origin resolution and the NetworkPolicy built from it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::json;
+
+use super::origins::{
+    referenced_services, resolve, service_name, ServiceName, ServiceRef, TargetPort,
+};
+use super::*;
+use crate::api::SecureTunnel;
+
+fn tunnel(rules: &[&str]) -> SecureTunnel {
+    let ingress: Vec<serde_json::Value> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({ "hostname": format!("h{i}.example.com"), "service": s }))
+        .collect();
+    let mut t: SecureTunnel = serde_json::from_value(json!({
+        "apiVersion": "securetunnel.dev/v1alpha1",
+        "kind": "SecureTunnel",
+        "metadata": { "name": "home", "namespace": "apps", "uid": "uid-1" },
+        "spec": { "tokenSecretRef": { "name": "tok" }, "ingress": ingress }
+    }))
+    .expect("tunnel parses");
+    t.metadata.uid = Some("uid-1".into());
+    t
+}
+
+fn service(namespace: &str, name: &str, spec: serde_json::Value) -> (ServiceRef, Service) {
+    let s: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": spec
+    }))
+    .expect("service parses");
+    (
+        ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        },
+        s,
+    )
+}
+
+fn web() -> (ServiceRef, Service) {
+    service(
+        "apps",
+        "web",
+        json!({ "selector": { "app": "web" }, "ports": [ { "port": 80, "targetPort": 8080 } ] }),
+    )
+}
+
+fn policy(t: &SecureTunnel, services: &[(ServiceRef, Service)]) -> (NetworkPolicy, Vec<String>) {
+    let deref = Dereferenced {
+        token: None,
+        services: services.iter().cloned().collect(),
+    };
+    let children = desired_children(t, &deref).expect("renders");
+    let unresolved = children
+        .unresolved
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    (children.network_policy, unresolved)
+}
+
+/// The egress rules after DNS and the edge, as (peer JSON, ports JSON).
+fn origin_rules(np: &NetworkPolicy) -> Vec<serde_json::Value> {
+    let egress = np
+        .spec
+        .as_ref()
+        .and_then(|s| s.egress.clone())
+        .expect("egress");
+    egress[2..]
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("json"))
+        .collect()
+}
+
+#[test]
+fn host_names_are_classified_like_the_pod_dns_search_path() {
+    let r = |ns: &str, name: &str| ServiceRef {
+        namespace: ns.into(),
+        name: name.into(),
+    };
+    assert_eq!(
+        service_name("web", "apps"),
+        ServiceName::Certain(r("apps", "web"))
+    );
+    assert_eq!(
+        service_name("web.shop", "apps"),
+        ServiceName::Possible(r("shop", "web"))
+    );
+    assert_eq!(
+        service_name("web.shop.svc", "apps"),
+        ServiceName::Certain(r("shop", "web"))
+    );
+    assert_eq!(
+        service_name("web.shop.svc.cluster.local", "apps"),
+        ServiceName::Certain(r("shop", "web"))
+    );
+    assert_eq!(
+        service_name("Web.Shop.SVC.cluster.local.", "apps"),
+        ServiceName::Certain(r("shop", "web"))
+    );
+    assert_eq!(
+        service_name("example.com", "apps"),
+        ServiceName::Possible(r("com", "example"))
+    );
+    assert_eq!(
+        service_name("api.github.com", "apps"),
+        ServiceName::NotAService
+    );
+    assert_eq!(
+        service_name("pod.web.shop.svc.cluster.local", "apps"),
+        ServiceName::NotAService
+    );
+}
+
+#[test]
+fn every_in_cluster_name_form_reaches_the_service_pods_on_the_target_port() {
+    for host in [
+        "web",
+        "web.apps",
+        "web.apps.svc",
+        "web.apps.svc.cluster.local",
+    ] {
+        let t = tunnel(&[&format!("http://{host}")]);
+        let (np, unresolved) = policy(&t, &[web()]);
+        assert_eq!(unresolved, Vec::<String>::new(), "{host}");
+        assert_eq!(
+            origin_rules(&np),
+            vec![json!({
+                "to": [ { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "apps" } },
+                          "podSelector": { "matchLabels": { "app": "web" } } } ],
+                "ports": [ { "protocol": "TCP", "port": 8080 } ]
+            })],
+            "{host}: the scheme's default port 80 is the Service port; the pods listen on 8080"
+        );
+    }
+}
+
+#[test]
+fn a_named_target_port_becomes_a_named_policy_port() {
+    let api = service(
+        "shop",
+        "api",
+        json!({ "selector": { "app": "api" }, "ports": [ { "name": "http", "port": 443, "targetPort": "https-web", "protocol": "TCP" } ] }),
+    );
+    let t = tunnel(&["https://api.shop.svc"]);
+    let (np, unresolved) = policy(&t, &[api]);
+    assert!(unresolved.is_empty());
+    assert_eq!(
+        origin_rules(&np)[0]["ports"],
+        json!([ { "protocol": "TCP", "port": "https-web" } ])
+    );
+}
+
+#[test]
+fn a_service_without_target_port_uses_its_port() {
+    let db = service(
+        "data",
+        "db",
+        json!({ "selector": { "app": "db" }, "ports": [ { "port": 5432 } ] }),
+    );
+    let t = tunnel(&["tcp://db.data.svc:5432"]);
+    let (np, _) = policy(&t, &[db]);
+    assert_eq!(
+        origin_rules(&np)[0]["ports"],
+        json!([ { "protocol": "TCP", "port": 5432 } ])
+    );
+    let resolution = resolve(
+        &t.spec,
+        "apps",
+        &BTreeMap::from([service(
+            "data",
+            "db",
+            json!({ "selector": { "app": "db" }, "ports": [ { "port": 5432, "targetPort": "5433" } ] }),
+        )]),
+    );
+    let ports: Vec<_> = resolution.pods.values().flatten().cloned().collect();
+    assert_eq!(
+        ports,
+        [("TCP".to_string(), TargetPort::Number(5433))],
+        "a numeric string is a number"
+    );
+}
+
+#[test]
+fn ip_literals_become_host_blocks() {
+    let t = tunnel(&[
+        "tcp://10.20.0.15:5432",
+        "https://[2001:db8::10]:8443",
+        "http://10.20.0.15:8080",
+    ]);
+    let (np, unresolved) = policy(&t, &[]);
+    assert!(unresolved.is_empty());
+    assert_eq!(
+        origin_rules(&np),
+        vec![
+            json!({ "to": [ { "ipBlock": { "cidr": "10.20.0.15/32" } } ], "ports": [ { "protocol": "TCP", "port": 5432 }, { "protocol": "TCP", "port": 8080 } ] }),
+            json!({ "to": [ { "ipBlock": { "cidr": "2001:db8::10/128" } } ], "ports": [ { "protocol": "TCP", "port": 8443 } ] }),
+        ]
+    );
+}
+
+#[test]
+fn dns_and_the_edge_are_always_allowed_and_nothing_else_for_local_answers() {
+    let t = tunnel(&["http_status:404", "hello_world"]);
+    let (np, unresolved) = policy(&t, &[]);
+    assert!(unresolved.is_empty());
+    let spec = serde_json::to_value(np.spec.expect("spec")).expect("json");
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        spec["podSelector"],
+        json!({ "matchLabels": { "app.kubernetes.io/instance": "home", "app.kubernetes.io/name": "cloudflared" } })
+    );
+    assert_eq!(
+        spec["egress"],
+        json!([
+            {
+                "to": [ { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } },
+                          "podSelector": { "matchLabels": { "k8s-app": "kube-dns" } } } ],
+                "ports": [ { "protocol": "UDP", "port": 53 }, { "protocol": "TCP", "port": 53 } ]
+            },
+            {
+                "to": [
+                    { "ipBlock": { "cidr": "198.41.192.0/24" } }, { "ipBlock": { "cidr": "198.41.200.0/24" } },
+                    { "ipBlock": { "cidr": "2606:4700:a0::/48" } }, { "ipBlock": { "cidr": "2606:4700:a8::/48" } }
+                ],
+                "ports": [ { "protocol": "TCP", "port": 7844 }, { "protocol": "UDP", "port": 7844 } ]
+            }
+        ])
+    );
+    assert_eq!(
+        spec["ingress"],
+        json!([]),
+        "no metrics scrapers by default: nothing may connect"
+    );
+}
+
+#[test]
+fn metrics_scrapers_get_port_2000_only() {
+    let mut t = tunnel(&["http_status:404"]);
+    t.spec.metrics.allow_from = Some(crate::api::PeerSelector {
+        namespace_labels: BTreeMap::from([(
+            "kubernetes.io/metadata.name".into(),
+            "monitoring".into(),
+        )]),
+        pod_labels: BTreeMap::new(),
+    });
+    let (np, _) = policy(&t, &[]);
+    let spec = serde_json::to_value(np.spec.expect("spec")).expect("json");
+    assert_eq!(
+        spec["ingress"],
+        json!([ { "from": [ { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "monitoring" } } } ],
+                  "ports": [ { "protocol": "TCP", "port": 2000 } ] } ])
+    );
+}
+
+#[test]
+fn extra_origins_are_allowed_as_given_and_merged_by_cidr() {
+    let mut t = tunnel(&["https://api.github.com"]);
+    t.spec.egress.extra_origins = vec![
+        crate::api::ExtraOrigin {
+            cidr: "140.82.112.0/20".into(),
+            ports: vec![443],
+        },
+        crate::api::ExtraOrigin {
+            cidr: "140.82.112.0/20".into(),
+            ports: vec![22, 443],
+        },
+    ];
+    let (np, unresolved) = policy(&t, &[]);
+    assert!(
+        unresolved.is_empty(),
+        "the external host is covered: {unresolved:?}"
+    );
+    assert_eq!(
+        origin_rules(&np),
+        vec![
+            json!({ "to": [ { "ipBlock": { "cidr": "140.82.112.0/20" } } ], "ports": [ { "protocol": "TCP", "port": 22 }, { "protocol": "TCP", "port": 443 } ] })
+        ]
+    );
+}
+
+#[test]
+fn unresolvable_origins_are_reported_and_never_opened() {
+    let selectorless = service("apps", "manual", json!({ "ports": [ { "port": 80 } ] }));
+    let external_name = service(
+        "apps",
+        "ext",
+        json!({ "type": "ExternalName", "externalName": "db.example.net" }),
+    );
+    let t = tunnel(&[
+        "http://missing",                // certain Service name, no such Service
+        "http://missing.other.svc:8080", // same, in another namespace
+        "http://manual",                 // Service without a selector
+        "https://ext:443",               // ExternalName Service
+        "http://web:9090",               // Service exists, port does not
+        "https://api.github.com",        // external host, no extraOrigins
+        "https://example.com",           // could be Service example/com; is not
+    ]);
+    let (np, unresolved) = policy(&t, &[web(), selectorless, external_name]);
+    assert_eq!(
+        unresolved,
+        [
+            "spec.ingress[0] (http://missing): no Service apps/missing",
+            "spec.ingress[1] (http://missing.other.svc:8080): no Service other/missing",
+            "spec.ingress[2] (http://manual): Service apps/manual has no pod selector, so its endpoints are unknown: add a spec.egress.extraOrigins entry with its address and port 80",
+            "spec.ingress[3] (https://ext:443): Service apps/ext has no pod selector, so its endpoints are unknown: add a spec.egress.extraOrigins entry with its address and port 443",
+            "spec.ingress[4] (http://web:9090): Service apps/web has no port 9090",
+            "spec.ingress[5] (https://api.github.com): api.github.com is outside the cluster: add a spec.egress.extraOrigins entry with its address and port 443",
+            "spec.ingress[6] (https://example.com): no Service com/example, so example.com is outside the cluster: add a spec.egress.extraOrigins entry with its address and port 443",
+        ]
+    );
+    assert!(
+        origin_rules(&np).is_empty(),
+        "nothing was opened: {:?}",
+        origin_rules(&np)
+    );
+}
+
+#[test]
+fn a_resolvable_rule_still_applies_beside_an_unresolved_one() {
+    let t = tunnel(&["http://missing", "http://web"]);
+    let (np, unresolved) = policy(&t, &[web()]);
+    assert_eq!(unresolved.len(), 1);
+    assert_eq!(origin_rules(&np).len(), 1);
+}
+
+fn assert_peer_is_bounded(peer: &NetworkPolicyPeer, context: &str) {
+    let selects = |s: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>| {
+        s.as_ref()
+            .is_some_and(|s| s.match_labels.as_ref().is_some_and(|m| !m.is_empty()))
+    };
+    let bounded =
+        peer.ip_block.is_some() || selects(&peer.namespace_selector) || selects(&peer.pod_selector);
+    assert!(bounded, "{context}: peer {peer:?} selects everything");
+    if let Some(pod_selector) = &peer.pod_selector {
+        assert!(
+            pod_selector
+                .match_labels
+                .as_ref()
+                .is_some_and(|m| !m.is_empty()),
+            "{context}: an empty podSelector selects every pod"
+        );
+    }
+}
+
+/// An egress rule with an empty or absent `to` allows every destination.
+#[test]
+fn no_rule_ever_allows_any_destination_or_any_source() {
+    let selectorless = service("apps", "manual", json!({ "ports": [ { "port": 80 } ] }));
+    let empty_selector = service(
+        "apps",
+        "blank",
+        json!({ "selector": {}, "ports": [ { "port": 80 } ] }),
+    );
+    let specs = [
+        tunnel(&["http_status:404"]),
+        tunnel(&["http://web", "tcp://10.0.0.1:22", "https://[::1]:443"]),
+        tunnel(&[
+            "http://manual",
+            "http://blank",
+            "http://missing",
+            "https://api.github.com",
+        ]),
+    ];
+    for (i, mut t) in specs.into_iter().enumerate() {
+        t.spec.metrics.allow_from = Some(crate::api::PeerSelector {
+            namespace_labels: BTreeMap::new(),
+            pod_labels: BTreeMap::from([("app".into(), "prometheus".into())]),
+        });
+        let (np, _) = policy(&t, &[web(), selectorless.clone(), empty_selector.clone()]);
+        let spec = np.spec.expect("spec");
+        for (j, rule) in spec.egress.iter().flatten().enumerate() {
+            let to = rule.to.as_ref().expect("egress rule has `to`");
+            assert!(
+                !to.is_empty(),
+                "case {i} egress[{j}]: empty `to` allows every destination"
+            );
+            for peer in to {
+                assert_peer_is_bounded(peer, &format!("case {i} egress[{j}]"));
+            }
+            assert!(
+                rule.ports.as_ref().is_some_and(|p| !p.is_empty()),
+                "case {i} egress[{j}]: every port"
+            );
+        }
+        for (j, rule) in spec.ingress.iter().flatten().enumerate() {
+            let from = rule.from.as_ref().expect("ingress rule has `from`");
+            assert!(
+                !from.is_empty(),
+                "case {i} ingress[{j}]: empty `from` allows every source"
+            );
+            for peer in from {
+                assert_peer_is_bounded(peer, &format!("case {i} ingress[{j}]"));
+            }
+            let ports = serde_json::to_value(&rule.ports).expect("json");
+            assert_eq!(ports, json!([ { "protocol": "TCP", "port": 2000 } ]));
+        }
+    }
+}
+
+#[test]
+fn the_services_to_read_are_the_ones_the_rules_may_name() {
+    let t = tunnel(&[
+        "http://web",
+        "http://api.shop",
+        "https://api.github.com",
+        "tcp://10.0.0.1:22",
+        "http://db.data.svc.cluster.local:80",
+        "http_status:404",
+    ]);
+    let names: Vec<String> = referenced_services(&t.spec, "apps")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(names, ["apps/web", "data/db", "shop/api"]);
+}
+
+#[test]
+fn named_ports_convert_to_int_or_string() {
+    assert_eq!(
+        IntOrString::from(TargetPort::Name("http".into())),
+        IntOrString::String("http".into())
+    );
+    assert_eq!(
+        IntOrString::from(TargetPort::Number(80)),
+        IntOrString::Int(80)
+    );
+}

@@ -946,3 +946,57 @@ async fn a_service_cache_that_never_lists_fails_the_reconcile_instead_of_closing
         .expect_err("waits, then fails");
     assert_eq!(err.metric_label(), "cache_not_ready");
 }
+
+#[tokio::test]
+async fn a_hand_edited_child_is_reverted_and_a_deleted_one_recreated() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let mut caches = Caches::holding(&children);
+
+    // Someone scaled the Deployment and added an argument; the hash annotation is untouched.
+    let mut edited = rolled_out(children.deployment.clone(), 2);
+    if let Some(spec) = edited.spec.as_mut() {
+        spec.replicas = Some(7);
+        if let Some(pod) = spec.template.spec.as_mut() {
+            pod.containers[0].args.get_or_insert_with(Vec::new).push("--loglevel=debug".into());
+        }
+    }
+    caches.deployments.apply_watcher_event(&watcher::Event::Apply(edited));
+    // Someone deleted the ConfigMap; the watch removed it from the cache.
+    caches
+        .config_maps
+        .apply_watcher_event(&watcher::Event::Delete(children.config_map.clone()));
+
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
+        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
+    ];
+    reconcile_against(tunnel_in_steady_state(&children), &caches, script)
+        .await
+        .expect("reconciles");
+}
+
+#[tokio::test]
+async fn defaults_added_by_the_api_server_are_not_drift() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let mut caches = Caches::holding(&children);
+    let mut defaulted = to_json(&rolled_out(children.deployment.clone(), 2));
+    defaulted["spec"]["progressDeadlineSeconds"] = json!(600);
+    defaulted["spec"]["template"]["spec"]["dnsPolicy"] = json!("ClusterFirst");
+    defaulted["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = json!("/dev/termination-log");
+    defaulted["metadata"]["managedFields"] = json!([ { "manager": "securetunnel-operator", "operation": "Apply" } ]);
+    let defaulted: Deployment = serde_json::from_value(defaulted).expect("deployment parses");
+    caches.deployments.apply_watcher_event(&watcher::Event::Apply(defaulted));
+    let mut np = to_json(&children.network_policy);
+    np["spec"].as_object_mut().expect("spec").remove("ingress"); // the API server omits the empty list
+    let np: NetworkPolicy = serde_json::from_value(np).expect("policy parses");
+    caches.network_policies.apply_watcher_event(&watcher::Event::Apply(np));
+
+    let script = vec![get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token))))];
+    reconcile_against(tunnel_in_steady_state(&children), &caches, script)
+        .await
+        .expect("reconciles");
+}

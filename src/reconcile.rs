@@ -322,6 +322,33 @@ async fn plan<K: Child>(client: &Client, store: &Store<K>, desired: K) -> Result
     Ok(Planned { desired, current })
 }
 
+/// Whether `current` holds every field of `desired` with the same value.
+/// Arrays must match element by element; an empty array or map in `desired`
+/// is also satisfied by an absent field (the API server omits empty lists).
+pub fn contains(current: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (current, desired) {
+        (Value::Object(cur), Value::Object(want)) => want.iter().all(|(key, want)| match cur.get(key) {
+            Some(cur) => contains(cur, want),
+            None => is_empty_collection(want),
+        }),
+        (Value::Array(cur), Value::Array(want)) => {
+            cur.len() == want.len() && cur.iter().zip(want).all(|(c, w)| contains(c, w))
+        }
+        (Value::Null, want) => is_empty_collection(want),
+        (cur, want) => cur == want,
+    }
+}
+
+fn is_empty_collection(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        serde_json::Value::Null => true,
+        _ => false,
+    }
+}
+
 fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     meta.owner_references
         .iter()
@@ -345,18 +372,26 @@ impl<K: Child> Planned<K> {
         (!is_controlled_by(current.meta(), uid)).then(|| describe(current.as_ref()))
     }
 
+    /// True when the existing object already has every field we set: our
+    /// hash annotation (the desired state did not change) and the content
+    /// (nobody edited it by hand). Fields others added (defaults, other
+    /// managers) do not count.
     fn up_to_date(&self) -> bool {
+        let Some(current) = &self.current else {
+            return false;
+        };
         let hash = |meta: &ObjectMeta| {
             meta.annotations
                 .as_ref()
                 .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
                 .cloned()
         };
-        match &self.current {
-            Some(current) => {
-                hash(current.meta()).is_some() && hash(current.meta()) == hash(self.desired.meta())
-            }
-            None => false,
+        if hash(current.meta()).is_none() || hash(current.meta()) != hash(self.desired.meta()) {
+            return false;
+        }
+        match (serde_json::to_value(current.as_ref()), serde_json::to_value(&self.desired)) {
+            (Ok(current), Ok(desired)) => contains(&current, &desired),
+            _ => false,
         }
     }
 
@@ -530,6 +565,24 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contains_ignores_fields_others_added_but_not_changed_ones() {
+        use serde_json::json;
+        let desired = json!({ "spec": { "replicas": 2, "template": { "containers": [ { "name": "c", "args": ["a", "b"] } ] }, "ingress": [] } });
+        let defaulted = json!({ "spec": { "replicas": 2, "progressDeadlineSeconds": 600,
+            "template": { "containers": [ { "name": "c", "args": ["a", "b"], "terminationMessagePath": "/dev/termination-log" } ] } },
+            "status": { "readyReplicas": 2 } });
+        assert!(contains(&defaulted, &desired), "defaults and an omitted empty list are fine");
+        let scaled = json!({ "spec": { "replicas": 5, "template": { "containers": [ { "name": "c", "args": ["a", "b"] } ] } } });
+        assert!(!contains(&scaled, &desired), "a changed field is drift");
+        let extra_arg = json!({ "spec": { "replicas": 2, "template": { "containers": [ { "name": "c", "args": ["a", "b", "--evil"] } ] } } });
+        assert!(!contains(&extra_arg, &desired), "an added list element is drift");
+        let second_container = json!({ "spec": { "replicas": 2, "template": { "containers": [ { "name": "c", "args": ["a", "b"] }, { "name": "sidecar" } ] } } });
+        assert!(!contains(&second_container, &desired), "an added container is drift");
+        let removed = json!({ "spec": { "template": { "containers": [ { "name": "c", "args": ["a", "b"] } ] } } });
+        assert!(!contains(&removed, &desired), "a removed field is drift");
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

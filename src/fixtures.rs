@@ -1000,3 +1000,63 @@ async fn defaults_added_by_the_api_server_are_not_drift() {
         .await
         .expect("reconciles");
 }
+
+#[tokio::test]
+async fn a_deleted_token_secret_keeps_the_connectors_and_degrades_the_tunnel() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let running = |reason: &str, message: &str| {
+        json!({
+            "observedGeneration": 1,
+            "tunnelID": TUNNEL_ID,
+            "replicas": 2,
+            "readyReplicas": 2,
+            "configHash": children.config_hash,
+            "conditions": conditions(
+                ("False", reason, message),
+                ("False", "Blocked", &format!("not applying the spec: {reason}")),
+                ("True", reason, &format!("the connectors keep running the last applied spec and token: {message}")),
+            ),
+        })
+    };
+    let script = vec![
+        get(TOKEN_SECRET_PATH, not_found("secrets", "home-tunnel-token")),
+        // No write to any child, and above all no DELETE: the operator's copy stays.
+        apply_status(running("TokenSecretMissing", "Secret apps/home-tunnel-token not found")),
+        event("Warning", "TokenSecretMissing", "Secret apps/home-tunnel-token not found"),
+    ];
+    reconcile_against(tunnel_in_steady_state(&children), &Caches::holding(&children), script)
+        .await
+        .expect("reconciles");
+}
+
+#[tokio::test]
+async fn a_spec_that_becomes_invalid_leaves_the_running_connector_alone() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let mut t = tunnel_in_steady_state(&children);
+    t.spec.ingress[0].hostname = Some("app.example.com:443".into());
+    t.metadata.generation = Some(2);
+    let message = "spec.ingress[0].hostname: \"app.example.com:443\" must not include a port";
+    let c = |ty: &str, status: &str, reason: &str, msg: &str| {
+        json!({ "type": ty, "status": status, "reason": reason, "message": msg, "observedGeneration": 2 })
+    };
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        apply_status(json!({
+            "observedGeneration": 2,
+            "tunnelID": TUNNEL_ID,
+            "replicas": 2,
+            "readyReplicas": 2,
+            "configHash": children.config_hash,
+            "conditions": [
+                c("Ready", "False", "InvalidSpec", message),
+                c("Progressing", "False", "Blocked", "not applying the spec: InvalidSpec"),
+                c("Degraded", "True", "InvalidSpec", &format!("the connectors keep running the last applied spec and token: {message}")),
+            ],
+        })),
+        event("Warning", "InvalidSpec", message),
+    ];
+    let action = reconcile_against(t, &Caches::holding(&children), script).await.expect("reconciles");
+    assert_eq!(action, Action::await_change(), "no retry loop: the next edit brings it back");
+}

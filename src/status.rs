@@ -89,6 +89,13 @@ pub fn desired_status(
             format!("{ready}/{desired} connectors ready"),
         ),
         _ => match verdict {
+            // Nothing was applied, but what was applied before keeps the tunnel up.
+            Verdict::Blocked { reason, message } if deployment.is_some() => DesiredCondition::new(
+                DEGRADED,
+                true,
+                reason,
+                format!("the connectors keep running the last applied spec and token: {message}"),
+            ),
             Verdict::Applied { unresolved, .. } if !unresolved.is_empty() => DesiredCondition::new(
                 DEGRADED,
                 true,
@@ -359,6 +366,26 @@ mod tests {
         assert_eq!(cond(&s, PROGRESSING).1, "Blocked");
         assert_eq!(s.tunnel_id.as_deref(), Some("old-id"));
         assert_eq!(s.config_hash.as_deref(), Some("sha256:old"));
+    }
+
+    #[test]
+    fn a_blocked_tunnel_with_running_connectors_is_degraded_not_down() {
+        let verdict = Verdict::Blocked {
+            reason: conditions::REASON_TOKEN_SECRET_MISSING,
+            message: "Secret apps/tok not found".into(),
+        };
+        let running = deployment(2, "NewReplicaSetAvailable", 1, 1);
+        let s = desired_status(&tunnel(), &verdict, Some(&running), now());
+        assert_eq!(cond(&s, READY).1, "TokenSecretMissing");
+        assert_eq!(
+            cond(&s, DEGRADED),
+            (
+                TRUE,
+                "TokenSecretMissing",
+                "the connectors keep running the last applied spec and token: Secret apps/tok not found"
+            )
+        );
+        assert_eq!(s.ready_replicas, 2, "the running connectors are still counted");
     }
 
     #[test]

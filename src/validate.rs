@@ -26,6 +26,11 @@ pub const RESERVED_ANNOTATION_PREFIX: &str = "securetunnel.dev/";
 /// evaluates it on every request.
 const MAX_PATH_REGEX_SIZE: usize = 1 << 20;
 
+// Length bounds, the same as the CRD's (so a giant object is refused at admission too).
+pub const MAX_IMAGE_LEN: usize = 512;
+pub const MAX_SERVICE_LEN: usize = 512;
+pub const MAX_PATH_LEN: usize = 1024;
+
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
@@ -121,6 +126,9 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// Parses an ingress `service` value the way cloudflared does, refusing the
 /// forms this operator does not run (unix sockets, bastion, SOCKS proxy).
 pub fn parse_service(service: &str) -> Result<Origin, String> {
+    if service.len() > MAX_SERVICE_LEN {
+        return Err(format!("is longer than {MAX_SERVICE_LEN} characters"));
+    }
     if service == "hello_world" {
         return Ok(Origin::HelloWorld);
     }
@@ -243,6 +251,22 @@ fn check_dns_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Kubernetes object name (RFC 1123 subdomain): a lowercase DNS name.
+fn check_object_name(name: &str) -> Result<(), String> {
+    if name.chars().any(|c| c.is_ascii_uppercase()) || name.ends_with('.') {
+        return Err(format!("{name:?} is not a valid object name (lowercase letters, digits, '-' and '.')"));
+    }
+    check_dns_name(name)
+}
+
+/// A namespace name (RFC 1123 label): lowercase, no dots, 63 characters at most.
+fn check_namespace_name(name: &str) -> Result<(), String> {
+    if name.contains('.') {
+        return Err(format!("{name:?} is not a valid namespace name (no dots)"));
+    }
+    check_object_name(name)
+}
+
 /// cloudflared hostnames: a DNS name with at most one leading `*.`, no port.
 fn check_hostname(hostname: &str) -> Result<(), String> {
     if hostname.contains(':') {
@@ -304,6 +328,9 @@ fn check_cidr(value: &str) -> Result<(), String> {
 fn check_image(image: &str) -> Result<(), String> {
     if image.is_empty() {
         return Err("must not be empty".into());
+    }
+    if image.len() > MAX_IMAGE_LEN {
+        return Err(format!("is longer than {MAX_IMAGE_LEN} characters"));
     }
     let (name, digest) = match image.split_once('@') {
         Some((n, d)) => (n, Some(d)),
@@ -382,7 +409,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
 
     if spec.token_secret_ref.name.is_empty() {
         errs.push("spec.tokenSecretRef.name", "must not be empty");
-    } else if let Err(e) = check_dns_name(&spec.token_secret_ref.name) {
+    } else if let Err(e) = check_object_name(&spec.token_secret_ref.name) {
         errs.push("spec.tokenSecretRef.name", e);
     }
     let key = &spec.token_secret_ref.key;
@@ -419,8 +446,22 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
             format!("has {count} rules: must have 1 to {MAX_INGRESS_RULES}"),
         );
     }
+    let mut seen: std::collections::HashMap<(String, &str), usize> = std::collections::HashMap::new();
     for (i, rule) in spec.ingress.iter().enumerate() {
         check_rule(&format!("spec.ingress[{i}]"), rule, &mut errs);
+        // cloudflared uses the first match: a repeated hostname + path is dead.
+        let key = (
+            rule.hostname.as_deref().unwrap_or("").to_ascii_lowercase(),
+            rule.path.as_deref().unwrap_or(""),
+        );
+        if let Some(first) = seen.get(&key) {
+            errs.push(
+                format!("spec.ingress[{i}]"),
+                format!("has the same hostname and path as spec.ingress[{first}], so it could never match"),
+            );
+        } else {
+            seen.insert(key, i);
+        }
     }
 
     if let Err(e) = parse_service(&spec.fallback) {
@@ -438,7 +479,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
             "must list at least one CIDR: the connector cannot reach Cloudflare otherwise",
         );
     }
-    if let Err(e) = check_dns_name(&spec.egress.dns.namespace) {
+    if let Err(e) = check_namespace_name(&spec.egress.dns.namespace) {
         errs.push("spec.egress.dns.namespace", e);
     }
     for (k, v) in &spec.egress.dns.pod_labels {
@@ -479,7 +520,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
     }
 
     if let Some(rc) = &spec.sandbox.runtime_class_name {
-        if let Err(e) = check_dns_name(rc) {
+        if let Err(e) = check_object_name(rc) {
             errs.push("spec.sandbox.runtimeClassName", e);
         }
     }
@@ -527,7 +568,9 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
             errs.push(format!("{path}.hostname"), e);
         }
     }
-    if let Some(re) = rule.path.as_deref().filter(|p| !p.is_empty()) {
+    if let Some(re) = rule.path.as_deref().filter(|p| p.len() > MAX_PATH_LEN) {
+        errs.push(format!("{path}.path"), format!("is {} characters long: at most {MAX_PATH_LEN}", re.len()));
+    } else if let Some(re) = rule.path.as_deref().filter(|p| !p.is_empty()) {
         if let Err(e) = regex::RegexBuilder::new(re)
             .size_limit(MAX_PATH_REGEX_SIZE)
             .build()

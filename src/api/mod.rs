@@ -1,6 +1,7 @@
 //! The `securetunnel.dev/v1alpha1` API: the `SecureTunnel` resource, its
 //! status and the conditions the operator reports.
 
+pub mod cel;
 pub mod conditions;
 mod tunnel;
 

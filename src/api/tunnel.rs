@@ -2,9 +2,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use super::cel;
 
 /// The cloudflared image used when `spec.image` is not set. Must support
 /// `--token-file` (cloudflared >= 2025.4.0).
@@ -19,8 +21,9 @@ pub const DEFAULT_FALLBACK: &str = "http_status:404";
 
 /// A Cloudflare Tunnel connector: a replicated, hardened `cloudflared`
 /// Deployment whose routes are the `ingress` rules below.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
+    validation = Rule::new(cel::NAME_LENGTH).message("metadata.name must be at most 51 characters so that <name>-cloudflared is a valid DNS label"),
     group = "securetunnel.dev",
     version = "v1alpha1",
     kind = "SecureTunnel",
@@ -47,6 +50,9 @@ pub struct SecureTunnelSpec {
 
     /// The cloudflared image; the tag must be pinned (not `latest`).
     #[serde(default = "default_image")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(cel::IMAGE_PINNED).message("the image tag must be pinned to a release, not latest"))]
+    #[x_kube(validation = Rule::new(cel::IMAGE_HAS_TAG).message("the image needs a tag or a digest"))]
     pub image: String,
 
     /// Transport to the Cloudflare edge.
@@ -55,10 +61,16 @@ pub struct SecureTunnelSpec {
 
     /// Routing rules, in match order. The operator appends `fallback` last.
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(cel::NO_CATCH_ALL).message("a rule with no hostname and no path matches every request; use spec.fallback for the catch-all"))]
     pub ingress: Vec<IngressRule>,
 
     /// The service of the catch-all rule appended after `ingress`.
     #[serde(default = "default_fallback")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(cel::SERVICE_SHAPE).message(cel::SERVICE_SHAPE_MESSAGE))]
+    #[x_kube(validation = Rule::new(cel::SERVICE_NOT_OPEN_PROXY).message(cel::SERVICE_NOT_OPEN_PROXY_MESSAGE))]
+    #[x_kube(validation = Rule::new(cel::SERVICE_NOT_UNIX).message(cel::SERVICE_NOT_UNIX_MESSAGE))]
+    #[x_kube(validation = Rule::new(cel::HTTP_STATUS_RANGE).message(cel::HTTP_STATUS_RANGE_MESSAGE))]
     pub fallback: String,
 
     /// What the connector may reach (the NetworkPolicy sandbox).
@@ -95,9 +107,11 @@ fn default_token_key() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct TokenSecretRef {
     /// Name of a Secret in the SecureTunnel's namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
     pub name: String,
     /// Key within the Secret.
     #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
 }
 
@@ -121,16 +135,25 @@ impl Protocol {
 }
 
 /// One cloudflared ingress rule.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressRule {
     /// DNS name, or one leading `*.` wildcard; no port. Empty matches every host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(cel::HOSTNAME).message("must be a DNS name with at most one leading '*.', and no port"))]
     pub hostname: Option<String>,
     /// Go RE2 regular expression matched against the request path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub path: Option<String>,
     /// `scheme://host[:port]` (no path), `http_status:NNN` or `hello_world`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(cel::SERVICE_SHAPE).message(cel::SERVICE_SHAPE_MESSAGE))]
+    #[x_kube(validation = Rule::new(cel::SERVICE_NOT_OPEN_PROXY).message(cel::SERVICE_NOT_OPEN_PROXY_MESSAGE))]
+    #[x_kube(validation = Rule::new(cel::SERVICE_NOT_UNIX).message(cel::SERVICE_NOT_UNIX_MESSAGE))]
+    #[x_kube(validation = Rule::new(cel::HTTP_STATUS_RANGE).message(cel::HTTP_STATUS_RANGE_MESSAGE))]
+    #[x_kube(validation = Rule::new(cel::SERVICE_PORT_NEEDED).message("a scheme without a default port needs an explicit port"))]
     pub service: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_request: Option<OriginRequest>,
@@ -139,20 +162,28 @@ pub struct IngressRule {
 /// The subset of cloudflared's `originRequest` settings that make sense in a
 /// sandboxed pod. Bastion mode, SOCKS proxying and CA files on disk are left
 /// out on purpose.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OriginRequest {
     /// Timeout for establishing a connection to the origin (Go duration, e.g. `30s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub connect_timeout: Option<String>,
     /// Timeout for the TLS handshake with the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub tls_timeout: Option<String>,
     /// TCP keep-alive period for origin connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub tcp_keep_alive: Option<String>,
     /// Idle time after which an origin keep-alive connection is closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub keep_alive_timeout: Option<String>,
     /// Maximum idle keep-alive connections to the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,9 +193,11 @@ pub struct OriginRequest {
     pub no_happy_eyeballs: Option<bool>,
     /// Host header sent to the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub http_host_header: Option<String>,
     /// Hostname expected on the origin's TLS certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$"))]
     pub origin_server_name: Option<String>,
     #[serde(
         default,
@@ -189,30 +222,36 @@ pub struct OriginRequest {
     pub access: Option<AccessSettings>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new(cel::ACCESS_TEAM).message("access.teamName is required when access.audTag is set"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<bool>,
     /// The Zero Trust team name; required when `audTag` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub team_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 128)))]
     pub aud_tag: Vec<String>,
 }
 
 /// The egress allow-list of the connector.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Egress {
     /// CIDRs of the Cloudflare edge, reached on port 7844 (TCP and UDP).
     #[serde(default = "default_cloudflare_edge")]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 43)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR such as 198.41.192.0/24"))]
     pub cloudflare_edge: Vec<String>,
     /// Where cluster DNS runs (port 53, UDP and TCP).
     #[serde(default)]
     pub dns: DnsPeer,
     /// Origins outside the cluster, by CIDR and port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub extra_origins: Vec<ExtraOrigin>,
 }
 
@@ -242,6 +281,7 @@ pub fn default_cloudflare_edge() -> Vec<String> {
 #[serde(rename_all = "camelCase")]
 pub struct DnsPeer {
     #[serde(default = "default_dns_namespace")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub namespace: String,
     #[serde(default = "default_dns_pod_labels")]
     pub pod_labels: BTreeMap<String, String>,
@@ -263,10 +303,15 @@ fn default_dns_pod_labels() -> BTreeMap<String, String> {
     BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())])
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExtraOrigin {
+    /// The destination, e.g. 10.20.0.0/16.
+    #[schemars(length(max = 43))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("must be a CIDR such as 10.20.0.0/16"))]
     pub cidr: String,
+    /// TCP ports allowed to that destination.
+    #[schemars(length(min = 1, max = 32), inner(range(min = 1, max = 65535)))]
     pub ports: Vec<i32>,
 }
 
@@ -278,7 +323,8 @@ pub struct Metrics {
     pub allow_from: Option<PeerSelector>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new(cel::PEERS_SELECTED).message("allowFrom needs namespaceLabels or podLabels: an empty selector would admit every pod"))]
 #[serde(rename_all = "camelCase")]
 pub struct PeerSelector {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -292,13 +338,14 @@ pub struct PeerSelector {
 pub struct Sandbox {
     /// A RuntimeClass such as `gvisor` or `kata`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
     pub runtime_class_name: Option<String>,
     /// Let cloudflared proxy ICMP through the unprivileged ping socket.
     #[serde(default, rename = "allowICMP")]
     pub allow_icmp: bool,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
     /// Replaces the default requests and limits.
@@ -311,10 +358,15 @@ pub struct PodOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub priority_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('securetunnel.dev/'))").message("annotations under securetunnel.dev/ are set by the operator"))]
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(cel::NO_SELECTOR_LABELS).message("app.kubernetes.io/name and app.kubernetes.io/instance are set by the operator"))]
     pub labels: BTreeMap<String, String>,
 }
 

@@ -129,6 +129,8 @@ enum Reply {
     /// (what the status subresource returns).
     EchoOnto(Value),
     Json(StatusCode, Value),
+    /// No answer: the connection drops (a timeout or reset, as the client sees it).
+    Cut,
 }
 
 fn no_normalize(_: &mut Value) {}
@@ -275,76 +277,119 @@ fn query_pairs(query: Option<&str>) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Serves `script` in order, then requires that the client sends nothing more.
-async fn serve(mut handle: ApiServerHandle, script: Vec<Exchange>) {
-    for (i, expected) in script.into_iter().enumerate() {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "request {i} ({} {}) never came",
-                    expected.method, expected.path
-                )
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "client gone before request {i} ({} {})",
-                    expected.method, expected.path
-                )
-            });
-        let step = format!("request {i}: {} {}", request.method(), request.uri());
-        assert_eq!(request.method(), expected.method, "{step}");
-        assert_eq!(request.uri().path(), expected.path, "{step}");
-        let want_query: BTreeSet<(String, String)> = expected
-            .query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(query_pairs(request.uri().query()), want_query, "{step}");
+/// Answers one expected request, checking every part of it.
+async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange) {
+    let (request, send) = handle
+        .next_request()
+        .await
+        .unwrap_or_else(|| panic!("client gone before request {i} ({} {})", expected.method, expected.path));
+    let step = format!("request {i}: {} {}", request.method(), request.uri());
+    assert_eq!(request.method(), expected.method, "{step}");
+    assert_eq!(request.uri().path(), expected.path, "{step}");
+    let want_query: BTreeSet<(String, String)> =
+        expected.query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(query_pairs(request.uri().query()), want_query, "{step}");
 
-        let bytes = request
-            .into_body()
-            .collect_bytes()
-            .await
-            .expect("request body");
-        let body: Option<Value> = if bytes.is_empty() {
-            None
-        } else {
-            Some(serde_json::from_slice(&bytes).expect("request body is JSON"))
-        };
-        let mut normalized = body.clone();
-        if let Some(b) = normalized.as_mut() {
-            (expected.normalize)(b);
-        }
-        pretty_assertions::assert_eq!(normalized, expected.body, "{step}");
-
-        let (status, reply) = match expected.reply {
-            Reply::Echo => (StatusCode::OK, body.unwrap_or(Value::Null)),
-            Reply::EchoOnto(mut stored) => {
-                if let (Some(target), Some(Value::Object(fields))) = (stored.as_object_mut(), body)
-                {
-                    target.extend(fields);
-                }
-                (StatusCode::OK, stored)
-            }
-            Reply::Json(status, value) => (status, value),
-        };
-        let response = Response::builder()
-            .status(status)
-            .body(Body::from(
-                serde_json::to_vec(&reply).expect("reply serializes"),
-            ))
-            .expect("response builds");
-        send.send_response(response);
+    let bytes = request.into_body().collect_bytes().await.expect("request body");
+    let body: Option<Value> = if bytes.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&bytes).expect("request body is JSON"))
+    };
+    let mut normalized = body.clone();
+    if let Some(b) = normalized.as_mut() {
+        (expected.normalize)(b);
     }
-    // Generous bounds: some tests pause time, and the reconciler may wait up to 30 s.
-    let extra = tokio::time::timeout(Duration::from_secs(90), handle.next_request()).await;
-    match extra {
-        Ok(None) => {}
-        Ok(Some((request, _))) => {
-            panic!("unexpected request: {} {}", request.method(), request.uri())
+    pretty_assertions::assert_eq!(normalized, expected.body, "{step}");
+
+    let (status, reply) = match expected.reply {
+        Reply::Echo => (StatusCode::OK, body.unwrap_or(Value::Null)),
+        Reply::EchoOnto(mut stored) => {
+            if let (Some(target), Some(Value::Object(fields))) = (stored.as_object_mut(), body) {
+                target.extend(fields);
+            }
+            (StatusCode::OK, stored)
         }
-        Err(_) => panic!("the client was never dropped"),
+        Reply::Json(status, value) => (status, value),
+        Reply::Cut => {
+            // The connection drops before an answer: the client sees a transport error.
+            send.send_error("connection reset by peer");
+            return;
+        }
+    };
+    let response = Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(&reply).expect("reply serializes")))
+        .expect("response builds");
+    send.send_response(response);
+}
+
+/// A reconciler wired to a scripted API server. Each `reconcile` must send
+/// exactly its script; `finish` checks that nothing else was ever sent.
+struct MockCluster {
+    ctx: Arc<Context>,
+    handle: ApiServerHandle,
+}
+
+impl MockCluster {
+    fn new(caches: &Caches) -> Self {
+        let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(mock, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "securetunnel-operator".into(),
+                instance: None,
+            },
+        );
+        MockCluster {
+            ctx: Arc::new(Context::new(client, recorder, caches.stores())),
+            handle,
+        }
+    }
+
+    async fn reconcile(&mut self, tunnel: SecureTunnel, script: Vec<Exchange>) -> crate::Result<Action> {
+        let expected = script.len();
+        let mut served = 0;
+        let run = reconcile(Arc::new(tunnel), self.ctx.clone());
+        tokio::pin!(run);
+        let mut script = script.into_iter();
+        // Generous bound: some tests pause time, and the reconciler may wait up to 30 s.
+        let deadline = tokio::time::sleep(Duration::from_secs(120));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                result = &mut run => {
+                    assert_eq!(served, expected, "the reconcile ended after {served} of {expected} scripted requests");
+                    return result;
+                }
+                _ = async {
+                    match script.next() {
+                        Some(exchange) => answer(served, &mut self.handle, exchange).await,
+                        None => match self.handle.next_request().await {
+                            Some((request, _)) => panic!("unexpected request: {} {}", request.method(), request.uri()),
+                            None => panic!("the client went away mid-reconcile"),
+                        },
+                    }
+                } => {
+                    served += 1;
+                }
+                _ = &mut deadline => panic!("the reconcile did not finish in time ({served} of {expected} requests served)"),
+            }
+        }
+    }
+
+    /// Backoff the controller would apply after `error`.
+    fn error_policy(&self, tunnel: &SecureTunnel, error: &crate::Error) -> Action {
+        crate::reconcile::error_policy(Arc::new(tunnel.clone()), error, self.ctx.clone())
+    }
+
+    async fn finish(self) {
+        let MockCluster { ctx, mut handle } = self;
+        drop(ctx);
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected request: {} {}", request.method(), request.uri());
+        }
     }
 }
 
@@ -450,27 +495,10 @@ fn rolled_out(mut deployment: Deployment, ready: i32) -> Deployment {
 }
 
 /// Runs one reconcile of `tunnel` against `script` and returns its result.
-async fn reconcile_against(
-    tunnel: SecureTunnel,
-    caches: &Caches,
-    script: Vec<Exchange>,
-) -> crate::Result<Action> {
-    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(mock, "default");
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "securetunnel-operator".into(),
-            instance: None,
-        },
-    );
-    let ctx = Arc::new(Context::new(client, recorder, caches.stores()));
-    let server = tokio::spawn(serve(handle, script));
-    let result = tokio::time::timeout(Duration::from_secs(120), reconcile(Arc::new(tunnel), ctx))
-        .await
-        .expect("reconcile finished in time");
-    // The context (and so the client) is dropped here, which ends `serve`.
-    server.await.expect("API server script held");
+async fn reconcile_against(tunnel: SecureTunnel, caches: &Caches, script: Vec<Exchange>) -> crate::Result<Action> {
+    let mut cluster = MockCluster::new(caches);
+    let result = cluster.reconcile(tunnel, script).await;
+    cluster.finish().await;
     result
 }
 
@@ -1059,4 +1087,166 @@ async fn a_spec_that_becomes_invalid_leaves_the_running_connector_alone() {
     ];
     let action = reconcile_against(t, &Caches::holding(&children), script).await.expect("reconciles");
     assert_eq!(action, Action::await_change(), "no retry loop: the next edit brings it back");
+}
+
+fn api_error(code: u16, reason: &str, message: &str) -> Reply {
+    Reply::Json(
+        StatusCode::from_u16(code).expect("status code"),
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code }),
+    )
+}
+
+/// A GET that finds what an earlier apply stored.
+fn stored_reply<T: serde::Serialize>(obj: &T) -> Reply {
+    Reply::Json(StatusCode::OK, to_json(obj))
+}
+
+#[tokio::test]
+async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let pdb = children.pod_disruption_budget.clone().expect("pdb");
+    let token_get = || get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token))));
+    let mut cluster = MockCluster::new(&Caches::empty());
+    let t = tunnel();
+    let mut delays = Vec::new();
+
+    // 1. The API server is down.
+    let err = cluster
+        .reconcile(t.clone(), vec![get(TOKEN_SECRET_PATH, api_error(500, "InternalError", "etcd unavailable"))])
+        .await
+        .expect_err("500");
+    delays.push(cluster.error_policy(&t, &err));
+
+    // 2. It comes back, then answers 503 to the first write.
+    let err = cluster
+        .reconcile(
+            t.clone(),
+            vec![
+                token_get(),
+                get(NETWORK_POLICY_PATH, not_found("networkpolicies.networking.k8s.io", "home-cloudflared")),
+                get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
+                get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+                get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
+                get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
+                get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+                Exchange {
+                    reply: api_error(503, "ServiceUnavailable", "the server is currently unable to handle the request"),
+                    ..apply(NETWORK_POLICY_PATH, to_json(&children.network_policy))
+                },
+            ],
+        )
+        .await
+        .expect_err("503");
+    delays.push(cluster.error_policy(&t, &err));
+
+    // 3. The policy and Secret land; the connection drops on the ConfigMap.
+    let err = cluster
+        .reconcile(
+            t.clone(),
+            vec![
+                token_get(),
+                get(NETWORK_POLICY_PATH, not_found("networkpolicies.networking.k8s.io", "home-cloudflared")),
+                get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
+                get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+                get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
+                get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
+                get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+                apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
+                apply(SECRET_PATH, to_json(&children.secret)),
+                Exchange {
+                    reply: Reply::Cut,
+                    ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
+                },
+            ],
+        )
+        .await
+        .expect_err("connection reset");
+    delays.push(cluster.error_policy(&t, &err));
+
+    // 4. Everything applies, but the status write meets a conflict.
+    let status_after = json!({
+        "observedGeneration": 1, "tunnelID": TUNNEL_ID, "replicas": 0, "readyReplicas": 0,
+        "configHash": children.config_hash,
+        "conditions": conditions(
+            ("False", "ConnectorsNotReady", "0/2 connectors ready"),
+            ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
+            ("False", "AsExpected", "all connectors are available or starting"),
+        ),
+    });
+    let created_so_far = || {
+        vec![
+            token_get(),
+            // What earlier attempts stored is found, and not written again.
+            get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
+            get(SECRET_PATH, stored_reply(&children.secret)),
+            get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+            get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
+            get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
+            get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        ]
+    };
+    let mut script = created_so_far();
+    script.extend([
+        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
+        apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
+        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
+        apply(PDB_PATH, to_json(&pdb)),
+        Exchange {
+            reply: api_error(409, "Conflict", "Operation cannot be fulfilled: the object has been modified"),
+            ..apply_status(status_after.clone())
+        },
+    ]);
+    let err = cluster.reconcile(t.clone(), script).await.expect_err("409");
+    delays.push(cluster.error_policy(&t, &err));
+
+    // 5. It converges: every child found as stored, the status written, the event sent.
+    let script = vec![
+        token_get(),
+        get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
+        get(SECRET_PATH, stored_reply(&children.secret)),
+        get(CONFIG_MAP_PATH, stored_reply(&children.config_map)),
+        get(SERVICE_ACCOUNT_PATH, stored_reply(&children.service_account)),
+        get(DEPLOYMENT_PATH, stored_reply(&children.deployment)),
+        get(PDB_PATH, stored_reply(&pdb)),
+        apply_status(status_after),
+        event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+    ];
+    let action = cluster.reconcile(t.clone(), script).await.expect("converges");
+    assert_eq!(action, Action::requeue(RESYNC_INTERVAL));
+
+    let backoff = |s| Action::requeue(Duration::from_secs(s));
+    assert_eq!(
+        delays,
+        [backoff(5), backoff(10), backoff(20), backoff(40)],
+        "exponential backoff across consecutive failures"
+    );
+
+    // Success resets the backoff.
+    let err = cluster
+        .reconcile(t.clone(), vec![get(TOKEN_SECRET_PATH, api_error(500, "InternalError", "again"))])
+        .await
+        .expect_err("500");
+    assert_eq!(cluster.error_policy(&t, &err), Action::requeue(Duration::from_secs(5)));
+    // The script never allowed a DELETE: `finish` fails on any unscripted request.
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_throttled_request_waits_at_least_as_long_as_the_server_asks() {
+    let throttled = Reply::Json(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "too many requests", "reason": "TooManyRequests", "code": 429,
+                "details": { "retryAfterSeconds": 60 } }),
+    );
+    let mut cluster = MockCluster::new(&Caches::empty());
+    let t = tunnel();
+    let err = cluster
+        .reconcile(t.clone(), vec![get(TOKEN_SECRET_PATH, throttled)])
+        .await
+        .expect_err("429");
+    assert_eq!(cluster.error_policy(&t, &err), Action::requeue(Duration::from_secs(60)));
+    cluster.finish().await;
 }

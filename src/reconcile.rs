@@ -96,6 +96,19 @@ impl Context {
     }
 }
 
+/// The pause the API server asked for, if any.
+fn retry_after(error: &Error) -> Option<Duration> {
+    match error {
+        Error::Kube(kube::Error::Api(status)) => status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s))),
+        _ => None,
+    }
+}
+
 /// Delay after `failures` consecutive failures.
 pub fn backoff_delay(failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(16);
@@ -194,8 +207,11 @@ pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<A
 }
 
 /// Backoff for transient errors; spec and token problems never get here.
+/// An API server that asks for a pause (429 with `retryAfterSeconds`) gets
+/// at least that pause.
 pub fn error_policy(tunnel: Arc<SecureTunnel>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.next_backoff(ObjectRef::from_obj(tunnel.as_ref()));
+    let backoff = ctx.next_backoff(ObjectRef::from_obj(tunnel.as_ref()));
+    let delay = backoff.max(retry_after(error).unwrap_or_default());
     warn!(
         namespace = tunnel.namespace().unwrap_or_default(),
         name = %tunnel.name_any(),

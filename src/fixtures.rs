@@ -277,8 +277,11 @@ fn query_pairs(query: Option<&str>) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// Every request body sent, as (method path, body text), for leak checks.
+type SentLog = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// Answers one expected request, checking every part of it.
-async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange) {
+async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent: &SentLog) {
     let (request, send) = handle
         .next_request()
         .await
@@ -291,6 +294,9 @@ async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange) {
     assert_eq!(query_pairs(request.uri().query()), want_query, "{step}");
 
     let bytes = request.into_body().collect_bytes().await.expect("request body");
+    if let Ok(mut log) = sent.lock() {
+        log.push((step.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+    }
     let body: Option<Value> = if bytes.is_empty() {
         None
     } else {
@@ -329,6 +335,7 @@ async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange) {
 struct MockCluster {
     ctx: Arc<Context>,
     handle: ApiServerHandle,
+    sent: SentLog,
 }
 
 impl MockCluster {
@@ -345,6 +352,7 @@ impl MockCluster {
         MockCluster {
             ctx: Arc::new(Context::new(client, recorder, caches.stores())),
             handle,
+            sent: SentLog::default(),
         }
     }
 
@@ -365,7 +373,7 @@ impl MockCluster {
                 }
                 _ = async {
                     match script.next() {
-                        Some(exchange) => answer(served, &mut self.handle, exchange).await,
+                        Some(exchange) => answer(served, &mut self.handle, exchange, &self.sent).await,
                         None => match self.handle.next_request().await {
                             Some((request, _)) => panic!("unexpected request: {} {}", request.method(), request.uri()),
                             None => panic!("the client went away mid-reconcile"),
@@ -385,7 +393,7 @@ impl MockCluster {
     }
 
     async fn finish(self) {
-        let MockCluster { ctx, mut handle } = self;
+        let MockCluster { ctx, mut handle, .. } = self;
         drop(ctx);
         if let Some((request, _)) = handle.next_request().await {
             panic!("unexpected request: {} {}", request.method(), request.uri());
@@ -1249,4 +1257,112 @@ async fn a_throttled_request_waits_at_least_as_long_as_the_server_asks() {
         .expect_err("429");
     assert_eq!(cluster.error_policy(&t, &err), Action::requeue(Duration::from_secs(60)));
     cluster.finish().await;
+}
+
+/// A `Write` into a shared buffer, for capturing log output.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line (at trace level, ours and the client libraries'), every
+/// Event, the status and every request other than the Secret child's apply:
+/// none may contain the token or any piece of it.
+#[tokio::test(flavor = "current_thread")]
+async fn the_token_never_reaches_logs_events_or_the_status() {
+    let secret_part = "bGVhay1jYW5hcnktc2VjcmV0"; // base64 of "leak-canary-secret"
+    let token = token_string(secret_part);
+    let secret_child_encoding = base64::engine::general_purpose::STANDARD.encode(&token);
+    let needles = [token.as_str(), secret_part, "leak-canary-secret", secret_child_encoding.as_str()];
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let children = children_for(&tunnel(), &token);
+    let pdb = children.pod_disruption_budget.clone().expect("pdb");
+    let mut cluster = MockCluster::new(&Caches::empty());
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(NETWORK_POLICY_PATH, not_found("networkpolicies.networking.k8s.io", "home-cloudflared")),
+        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
+        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
+        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
+        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
+        apply(SECRET_PATH, to_json(&children.secret)),
+        // The Secret apply fails once, so error paths are logged too.
+        Exchange {
+            reply: api_error(500, "InternalError", "boom"),
+            ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
+        },
+    ];
+    let t = tunnel();
+    let err = cluster.reconcile(t.clone(), script).await.expect_err("500");
+    tracing::error!(error = %err, debug = ?err, "as the controller logs it");
+    cluster.error_policy(&t, &err);
+
+    let script = vec![
+        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
+        get(SECRET_PATH, stored_reply(&children.secret)),
+        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
+        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
+        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
+        apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
+        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
+        apply(PDB_PATH, to_json(&pdb)),
+        apply_status(json!({
+            "observedGeneration": 1, "tunnelID": TUNNEL_ID, "replicas": 0, "readyReplicas": 0,
+            "configHash": children.config_hash,
+            "conditions": conditions(
+                ("False", "ConnectorsNotReady", "0/2 connectors ready"),
+                ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
+                ("False", "AsExpected", "all connectors are available or starting"),
+            ),
+        })),
+        event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+    ];
+    cluster.reconcile(t, script).await.expect("converges");
+    let sent = cluster.sent.lock().map(|s| s.clone()).unwrap_or_default();
+    cluster.finish().await;
+    drop(_guard);
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+    assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "the capture saw the detailed levels:\n{logs}");
+    assert!(logs.contains("applied"), "the capture saw the reconciler's own lines");
+    for needle in needles {
+        assert!(!logs.contains(needle), "the token leaked into the logs ({needle}):\n{logs}");
+    }
+    let mut checked = 0;
+    for (request, body) in &sent {
+        if request.contains("/secrets/home-cloudflared") && request.starts_with("request") && request.contains("PATCH") {
+            continue; // the one place the token belongs
+        }
+        for needle in needles {
+            assert!(!body.contains(needle), "the token leaked into {request}");
+        }
+        checked += 1;
+    }
+    assert!(sent.iter().any(|(r, _)| r.contains("/events")), "an Event was checked");
+    assert!(sent.iter().any(|(r, _)| r.contains("/status")), "the status was checked");
+    assert!(checked >= 20, "checked {checked} requests");
 }

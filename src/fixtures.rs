@@ -282,18 +282,27 @@ type SentLog = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 /// Answers one expected request, checking every part of it.
 async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent: &SentLog) {
-    let (request, send) = handle
-        .next_request()
-        .await
-        .unwrap_or_else(|| panic!("client gone before request {i} ({} {})", expected.method, expected.path));
+    let (request, send) = handle.next_request().await.unwrap_or_else(|| {
+        panic!(
+            "client gone before request {i} ({} {})",
+            expected.method, expected.path
+        )
+    });
     let step = format!("request {i}: {} {}", request.method(), request.uri());
     assert_eq!(request.method(), expected.method, "{step}");
     assert_eq!(request.uri().path(), expected.path, "{step}");
-    let want_query: BTreeSet<(String, String)> =
-        expected.query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let want_query: BTreeSet<(String, String)> = expected
+        .query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     assert_eq!(query_pairs(request.uri().query()), want_query, "{step}");
 
-    let bytes = request.into_body().collect_bytes().await.expect("request body");
+    let bytes = request
+        .into_body()
+        .collect_bytes()
+        .await
+        .expect("request body");
     if let Ok(mut log) = sent.lock() {
         log.push((step.clone(), String::from_utf8_lossy(&bytes).into_owned()));
     }
@@ -325,7 +334,9 @@ async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent
     };
     let response = Response::builder()
         .status(status)
-        .body(Body::from(serde_json::to_vec(&reply).expect("reply serializes")))
+        .body(Body::from(
+            serde_json::to_vec(&reply).expect("reply serializes"),
+        ))
         .expect("response builds");
     send.send_response(response);
 }
@@ -356,7 +367,11 @@ impl MockCluster {
         }
     }
 
-    async fn reconcile(&mut self, tunnel: SecureTunnel, script: Vec<Exchange>) -> crate::Result<Action> {
+    async fn reconcile(
+        &mut self,
+        tunnel: SecureTunnel,
+        script: Vec<Exchange>,
+    ) -> crate::Result<Action> {
         let expected = script.len();
         let mut served = 0;
         let run = reconcile(Arc::new(tunnel), self.ctx.clone());
@@ -393,7 +408,9 @@ impl MockCluster {
     }
 
     async fn finish(self) {
-        let MockCluster { ctx, mut handle, .. } = self;
+        let MockCluster {
+            ctx, mut handle, ..
+        } = self;
         drop(ctx);
         if let Some((request, _)) = handle.next_request().await {
             panic!("unexpected request: {} {}", request.method(), request.uri());
@@ -503,7 +520,11 @@ fn rolled_out(mut deployment: Deployment, ready: i32) -> Deployment {
 }
 
 /// Runs one reconcile of `tunnel` against `script` and returns its result.
-async fn reconcile_against(tunnel: SecureTunnel, caches: &Caches, script: Vec<Exchange>) -> crate::Result<Action> {
+async fn reconcile_against(
+    tunnel: SecureTunnel,
+    caches: &Caches,
+    script: Vec<Exchange>,
+) -> crate::Result<Action> {
     let mut cluster = MockCluster::new(caches);
     let result = cluster.reconcile(tunnel, script).await;
     cluster.finish().await;
@@ -994,17 +1015,25 @@ async fn a_hand_edited_child_is_reverted_and_a_deleted_one_recreated() {
     if let Some(spec) = edited.spec.as_mut() {
         spec.replicas = Some(7);
         if let Some(pod) = spec.template.spec.as_mut() {
-            pod.containers[0].args.get_or_insert_with(Vec::new).push("--loglevel=debug".into());
+            pod.containers[0]
+                .args
+                .get_or_insert_with(Vec::new)
+                .push("--loglevel=debug".into());
         }
     }
-    caches.deployments.apply_watcher_event(&watcher::Event::Apply(edited));
+    caches
+        .deployments
+        .apply_watcher_event(&watcher::Event::Apply(edited));
     // Someone deleted the ConfigMap; the watch removed it from the cache.
     caches
         .config_maps
         .apply_watcher_event(&watcher::Event::Delete(children.config_map.clone()));
 
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
         apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
@@ -1022,16 +1051,25 @@ async fn defaults_added_by_the_api_server_are_not_drift() {
     let mut defaulted = to_json(&rolled_out(children.deployment.clone(), 2));
     defaulted["spec"]["progressDeadlineSeconds"] = json!(600);
     defaulted["spec"]["template"]["spec"]["dnsPolicy"] = json!("ClusterFirst");
-    defaulted["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = json!("/dev/termination-log");
-    defaulted["metadata"]["managedFields"] = json!([ { "manager": "securetunnel-operator", "operation": "Apply" } ]);
+    defaulted["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+        json!("/dev/termination-log");
+    defaulted["metadata"]["managedFields"] =
+        json!([ { "manager": "securetunnel-operator", "operation": "Apply" } ]);
     let defaulted: Deployment = serde_json::from_value(defaulted).expect("deployment parses");
-    caches.deployments.apply_watcher_event(&watcher::Event::Apply(defaulted));
+    caches
+        .deployments
+        .apply_watcher_event(&watcher::Event::Apply(defaulted));
     let mut np = to_json(&children.network_policy);
     np["spec"].as_object_mut().expect("spec").remove("ingress"); // the API server omits the empty list
     let np: NetworkPolicy = serde_json::from_value(np).expect("policy parses");
-    caches.network_policies.apply_watcher_event(&watcher::Event::Apply(np));
+    caches
+        .network_policies
+        .apply_watcher_event(&watcher::Event::Apply(np));
 
-    let script = vec![get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token))))];
+    let script = vec![get(
+        TOKEN_SECRET_PATH,
+        Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+    )];
     reconcile_against(tunnel_in_steady_state(&children), &caches, script)
         .await
         .expect("reconciles");
@@ -1058,12 +1096,23 @@ async fn a_deleted_token_secret_keeps_the_connectors_and_degrades_the_tunnel() {
     let script = vec![
         get(TOKEN_SECRET_PATH, not_found("secrets", "home-tunnel-token")),
         // No write to any child, and above all no DELETE: the operator's copy stays.
-        apply_status(running("TokenSecretMissing", "Secret apps/home-tunnel-token not found")),
-        event("Warning", "TokenSecretMissing", "Secret apps/home-tunnel-token not found"),
+        apply_status(running(
+            "TokenSecretMissing",
+            "Secret apps/home-tunnel-token not found",
+        )),
+        event(
+            "Warning",
+            "TokenSecretMissing",
+            "Secret apps/home-tunnel-token not found",
+        ),
     ];
-    reconcile_against(tunnel_in_steady_state(&children), &Caches::holding(&children), script)
-        .await
-        .expect("reconciles");
+    reconcile_against(
+        tunnel_in_steady_state(&children),
+        &Caches::holding(&children),
+        script,
+    )
+    .await
+    .expect("reconciles");
 }
 
 #[tokio::test]
@@ -1074,11 +1123,12 @@ async fn a_spec_that_becomes_invalid_leaves_the_running_connector_alone() {
     t.spec.ingress[0].hostname = Some("app.example.com:443".into());
     t.metadata.generation = Some(2);
     let message = "spec.ingress[0].hostname: \"app.example.com:443\" must not include a port";
-    let c = |ty: &str, status: &str, reason: &str, msg: &str| {
-        json!({ "type": ty, "status": status, "reason": reason, "message": msg, "observedGeneration": 2 })
-    };
+    let c = |ty: &str, status: &str, reason: &str, msg: &str| json!({ "type": ty, "status": status, "reason": reason, "message": msg, "observedGeneration": 2 });
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         apply_status(json!({
             "observedGeneration": 2,
             "tunnelID": TUNNEL_ID,
@@ -1093,8 +1143,14 @@ async fn a_spec_that_becomes_invalid_leaves_the_running_connector_alone() {
         })),
         event("Warning", "InvalidSpec", message),
     ];
-    let action = reconcile_against(t, &Caches::holding(&children), script).await.expect("reconciles");
-    assert_eq!(action, Action::await_change(), "no retry loop: the next edit brings it back");
+    let action = reconcile_against(t, &Caches::holding(&children), script)
+        .await
+        .expect("reconciles");
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "no retry loop: the next edit brings it back"
+    );
 }
 
 fn api_error(code: u16, reason: &str, message: &str) -> Reply {
@@ -1115,14 +1171,25 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&tunnel(), &token);
     let pdb = children.pod_disruption_budget.clone().expect("pdb");
-    let token_get = || get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token))));
+    let token_get = || {
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        )
+    };
     let mut cluster = MockCluster::new(&Caches::empty());
     let t = tunnel();
     let mut delays = Vec::new();
 
     // 1. The API server is down.
     let err = cluster
-        .reconcile(t.clone(), vec![get(TOKEN_SECRET_PATH, api_error(500, "InternalError", "etcd unavailable"))])
+        .reconcile(
+            t.clone(),
+            vec![get(
+                TOKEN_SECRET_PATH,
+                api_error(500, "InternalError", "etcd unavailable"),
+            )],
+        )
         .await
         .expect_err("500");
     delays.push(cluster.error_policy(&t, &err));
@@ -1133,14 +1200,30 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             t.clone(),
             vec![
                 token_get(),
-                get(NETWORK_POLICY_PATH, not_found("networkpolicies.networking.k8s.io", "home-cloudflared")),
+                get(
+                    NETWORK_POLICY_PATH,
+                    not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
+                ),
                 get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
                 get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-                get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
-                get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
-                get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+                get(
+                    SERVICE_ACCOUNT_PATH,
+                    not_found("serviceaccounts", "home-cloudflared"),
+                ),
+                get(
+                    DEPLOYMENT_PATH,
+                    not_found("deployments.apps", "home-cloudflared"),
+                ),
+                get(
+                    PDB_PATH,
+                    not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+                ),
                 Exchange {
-                    reply: api_error(503, "ServiceUnavailable", "the server is currently unable to handle the request"),
+                    reply: api_error(
+                        503,
+                        "ServiceUnavailable",
+                        "the server is currently unable to handle the request",
+                    ),
                     ..apply(NETWORK_POLICY_PATH, to_json(&children.network_policy))
                 },
             ],
@@ -1155,12 +1238,24 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             t.clone(),
             vec![
                 token_get(),
-                get(NETWORK_POLICY_PATH, not_found("networkpolicies.networking.k8s.io", "home-cloudflared")),
+                get(
+                    NETWORK_POLICY_PATH,
+                    not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
+                ),
                 get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
                 get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-                get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
-                get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
-                get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+                get(
+                    SERVICE_ACCOUNT_PATH,
+                    not_found("serviceaccounts", "home-cloudflared"),
+                ),
+                get(
+                    DEPLOYMENT_PATH,
+                    not_found("deployments.apps", "home-cloudflared"),
+                ),
+                get(
+                    PDB_PATH,
+                    not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+                ),
                 apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
                 apply(SECRET_PATH, to_json(&children.secret)),
                 Exchange {
@@ -1190,9 +1285,18 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
             get(SECRET_PATH, stored_reply(&children.secret)),
             get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-            get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
-            get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
-            get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+            get(
+                SERVICE_ACCOUNT_PATH,
+                not_found("serviceaccounts", "home-cloudflared"),
+            ),
+            get(
+                DEPLOYMENT_PATH,
+                not_found("deployments.apps", "home-cloudflared"),
+            ),
+            get(
+                PDB_PATH,
+                not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+            ),
         ]
     };
     let mut script = created_so_far();
@@ -1202,7 +1306,11 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
         apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
         apply(PDB_PATH, to_json(&pdb)),
         Exchange {
-            reply: api_error(409, "Conflict", "Operation cannot be fulfilled: the object has been modified"),
+            reply: api_error(
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled: the object has been modified",
+            ),
             ..apply_status(status_after.clone())
         },
     ]);
@@ -1215,13 +1323,19 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
         get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
         get(SECRET_PATH, stored_reply(&children.secret)),
         get(CONFIG_MAP_PATH, stored_reply(&children.config_map)),
-        get(SERVICE_ACCOUNT_PATH, stored_reply(&children.service_account)),
+        get(
+            SERVICE_ACCOUNT_PATH,
+            stored_reply(&children.service_account),
+        ),
         get(DEPLOYMENT_PATH, stored_reply(&children.deployment)),
         get(PDB_PATH, stored_reply(&pdb)),
         apply_status(status_after),
         event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
     ];
-    let action = cluster.reconcile(t.clone(), script).await.expect("converges");
+    let action = cluster
+        .reconcile(t.clone(), script)
+        .await
+        .expect("converges");
     assert_eq!(action, Action::requeue(RESYNC_INTERVAL));
 
     let backoff = |s| Action::requeue(Duration::from_secs(s));
@@ -1233,10 +1347,19 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
 
     // Success resets the backoff.
     let err = cluster
-        .reconcile(t.clone(), vec![get(TOKEN_SECRET_PATH, api_error(500, "InternalError", "again"))])
+        .reconcile(
+            t.clone(),
+            vec![get(
+                TOKEN_SECRET_PATH,
+                api_error(500, "InternalError", "again"),
+            )],
+        )
         .await
         .expect_err("500");
-    assert_eq!(cluster.error_policy(&t, &err), Action::requeue(Duration::from_secs(5)));
+    assert_eq!(
+        cluster.error_policy(&t, &err),
+        Action::requeue(Duration::from_secs(5))
+    );
     // The script never allowed a DELETE: `finish` fails on any unscripted request.
     cluster.finish().await;
 }
@@ -1255,7 +1378,10 @@ async fn a_throttled_request_waits_at_least_as_long_as_the_server_asks() {
         .reconcile(t.clone(), vec![get(TOKEN_SECRET_PATH, throttled)])
         .await
         .expect_err("429");
-    assert_eq!(cluster.error_policy(&t, &err), Action::requeue(Duration::from_secs(60)));
+    assert_eq!(
+        cluster.error_policy(&t, &err),
+        Action::requeue(Duration::from_secs(60))
+    );
     cluster.finish().await;
 }
 
@@ -1283,7 +1409,12 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     let secret_part = "bGVhay1jYW5hcnktc2VjcmV0"; // base64 of "leak-canary-secret"
     let token = token_string(secret_part);
     let secret_child_encoding = base64::engine::general_purpose::STANDARD.encode(&token);
-    let needles = [token.as_str(), secret_part, "leak-canary-secret", secret_child_encoding.as_str()];
+    let needles = [
+        token.as_str(),
+        secret_part,
+        "leak-canary-secret",
+        secret_child_encoding.as_str(),
+    ];
 
     let captured = Captured::default();
     let writer = captured.clone();
@@ -1298,13 +1429,28 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     let pdb = children.pod_disruption_budget.clone().expect("pdb");
     let mut cluster = MockCluster::new(&Caches::empty());
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
-        get(NETWORK_POLICY_PATH, not_found("networkpolicies.networking.k8s.io", "home-cloudflared")),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
+        get(
+            NETWORK_POLICY_PATH,
+            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
+        ),
         get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
         get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
-        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
-        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        get(
+            SERVICE_ACCOUNT_PATH,
+            not_found("serviceaccounts", "home-cloudflared"),
+        ),
+        get(
+            DEPLOYMENT_PATH,
+            not_found("deployments.apps", "home-cloudflared"),
+        ),
+        get(
+            PDB_PATH,
+            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+        ),
         apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
         apply(SECRET_PATH, to_json(&children.secret)),
         // The Secret apply fails once, so error paths are logged too.
@@ -1319,13 +1465,25 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     cluster.error_policy(&t, &err);
 
     let script = vec![
-        get(TOKEN_SECRET_PATH, Reply::Json(StatusCode::OK, to_json(&user_secret(&token)))),
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
+        ),
         get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
         get(SECRET_PATH, stored_reply(&children.secret)),
         get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        get(SERVICE_ACCOUNT_PATH, not_found("serviceaccounts", "home-cloudflared")),
-        get(DEPLOYMENT_PATH, not_found("deployments.apps", "home-cloudflared")),
-        get(PDB_PATH, not_found("poddisruptionbudgets.policy", "home-cloudflared")),
+        get(
+            SERVICE_ACCOUNT_PATH,
+            not_found("serviceaccounts", "home-cloudflared"),
+        ),
+        get(
+            DEPLOYMENT_PATH,
+            not_found("deployments.apps", "home-cloudflared"),
+        ),
+        get(
+            PDB_PATH,
+            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+        ),
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
         apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
         apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
@@ -1346,15 +1504,28 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     cluster.finish().await;
     drop(_guard);
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
-    assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "the capture saw the detailed levels:\n{logs}");
-    assert!(logs.contains("applied"), "the capture saw the reconciler's own lines");
+    let logs = String::from_utf8_lossy(&captured.0.lock().map(|b| b.clone()).unwrap_or_default())
+        .into_owned();
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "the capture saw the detailed levels:\n{logs}"
+    );
+    assert!(
+        logs.contains("applied"),
+        "the capture saw the reconciler's own lines"
+    );
     for needle in needles {
-        assert!(!logs.contains(needle), "the token leaked into the logs ({needle}):\n{logs}");
+        assert!(
+            !logs.contains(needle),
+            "the token leaked into the logs ({needle}):\n{logs}"
+        );
     }
     let mut checked = 0;
     for (request, body) in &sent {
-        if request.contains("/secrets/home-cloudflared") && request.starts_with("request") && request.contains("PATCH") {
+        if request.contains("/secrets/home-cloudflared")
+            && request.starts_with("request")
+            && request.contains("PATCH")
+        {
             continue; // the one place the token belongs
         }
         for needle in needles {
@@ -1362,7 +1533,13 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
         }
         checked += 1;
     }
-    assert!(sent.iter().any(|(r, _)| r.contains("/events")), "an Event was checked");
-    assert!(sent.iter().any(|(r, _)| r.contains("/status")), "the status was checked");
+    assert!(
+        sent.iter().any(|(r, _)| r.contains("/events")),
+        "an Event was checked"
+    );
+    assert!(
+        sent.iter().any(|(r, _)| r.contains("/status")),
+        "the status was checked"
+    );
     assert!(checked >= 20, "checked {checked} requests");
 }

@@ -344,10 +344,12 @@ async fn plan<K: Child>(client: &Client, store: &Store<K>, desired: K) -> Result
 pub fn contains(current: &serde_json::Value, desired: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (current, desired) {
-        (Value::Object(cur), Value::Object(want)) => want.iter().all(|(key, want)| match cur.get(key) {
-            Some(cur) => contains(cur, want),
-            None => is_empty_collection(want),
-        }),
+        (Value::Object(cur), Value::Object(want)) => {
+            want.iter().all(|(key, want)| match cur.get(key) {
+                Some(cur) => contains(cur, want),
+                None => is_empty_collection(want),
+            })
+        }
         (Value::Array(cur), Value::Array(want)) => {
             cur.len() == want.len() && cur.iter().zip(want).all(|(c, w)| contains(c, w))
         }
@@ -405,7 +407,10 @@ impl<K: Child> Planned<K> {
         if hash(current.meta()).is_none() || hash(current.meta()) != hash(self.desired.meta()) {
             return false;
         }
-        match (serde_json::to_value(current.as_ref()), serde_json::to_value(&self.desired)) {
+        match (
+            serde_json::to_value(current.as_ref()),
+            serde_json::to_value(&self.desired),
+        ) {
             (Ok(current), Ok(desired)) => contains(&current, &desired),
             _ => false,
         }
@@ -589,13 +594,22 @@ mod tests {
         let defaulted = json!({ "spec": { "replicas": 2, "progressDeadlineSeconds": 600,
             "template": { "containers": [ { "name": "c", "args": ["a", "b"], "terminationMessagePath": "/dev/termination-log" } ] } },
             "status": { "readyReplicas": 2 } });
-        assert!(contains(&defaulted, &desired), "defaults and an omitted empty list are fine");
+        assert!(
+            contains(&defaulted, &desired),
+            "defaults and an omitted empty list are fine"
+        );
         let scaled = json!({ "spec": { "replicas": 5, "template": { "containers": [ { "name": "c", "args": ["a", "b"] } ] } } });
         assert!(!contains(&scaled, &desired), "a changed field is drift");
         let extra_arg = json!({ "spec": { "replicas": 2, "template": { "containers": [ { "name": "c", "args": ["a", "b", "--evil"] } ] } } });
-        assert!(!contains(&extra_arg, &desired), "an added list element is drift");
+        assert!(
+            !contains(&extra_arg, &desired),
+            "an added list element is drift"
+        );
         let second_container = json!({ "spec": { "replicas": 2, "template": { "containers": [ { "name": "c", "args": ["a", "b"] }, { "name": "sidecar" } ] } } });
-        assert!(!contains(&second_container, &desired), "an added container is drift");
+        assert!(
+            !contains(&second_container, &desired),
+            "an added container is drift"
+        );
         let removed = json!({ "spec": { "template": { "containers": [ { "name": "c", "args": ["a", "b"] } ] } } });
         assert!(!contains(&removed, &desired), "a removed field is drift");
     }

@@ -385,7 +385,10 @@ mod tests {
                 "the connectors keep running the last applied spec and token: Secret apps/tok not found"
             )
         );
-        assert_eq!(s.ready_replicas, 2, "the running connectors are still counted");
+        assert_eq!(
+            s.ready_replicas, 2,
+            "the running connectors are still counted"
+        );
     }
 
     #[test]

@@ -254,7 +254,9 @@ fn check_dns_name(name: &str) -> Result<(), String> {
 /// A Kubernetes object name (RFC 1123 subdomain): a lowercase DNS name.
 fn check_object_name(name: &str) -> Result<(), String> {
     if name.chars().any(|c| c.is_ascii_uppercase()) || name.ends_with('.') {
-        return Err(format!("{name:?} is not a valid object name (lowercase letters, digits, '-' and '.')"));
+        return Err(format!(
+            "{name:?} is not a valid object name (lowercase letters, digits, '-' and '.')"
+        ));
     }
     check_dns_name(name)
 }
@@ -446,7 +448,8 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
             format!("has {count} rules: must have 1 to {MAX_INGRESS_RULES}"),
         );
     }
-    let mut seen: std::collections::HashMap<(String, &str), usize> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<(String, &str), usize> =
+        std::collections::HashMap::new();
     for (i, rule) in spec.ingress.iter().enumerate() {
         check_rule(&format!("spec.ingress[{i}]"), rule, &mut errs);
         // cloudflared uses the first match: a repeated hostname + path is dead.
@@ -569,7 +572,10 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
         }
     }
     if let Some(re) = rule.path.as_deref().filter(|p| p.len() > MAX_PATH_LEN) {
-        errs.push(format!("{path}.path"), format!("is {} characters long: at most {MAX_PATH_LEN}", re.len()));
+        errs.push(
+            format!("{path}.path"),
+            format!("is {} characters long: at most {MAX_PATH_LEN}", re.len()),
+        );
     } else if let Some(re) = rule.path.as_deref().filter(|p| !p.is_empty()) {
         if let Err(e) = regex::RegexBuilder::new(re)
             .size_limit(MAX_PATH_REGEX_SIZE)

@@ -442,9 +442,22 @@ fn metrics_scrapers_must_be_selected_by_some_label() {
 #[test]
 fn a_repeated_hostname_and_path_is_refused() {
     let mut spec = base();
-    spec.ingress.push(rule(Some("APP.example.com"), None, "http://other:80"));
-    assert_one_error(&spec, "spec.ingress[1]", "same hostname and path as spec.ingress[0]");
+    spec.ingress
+        .push(rule(Some("APP.example.com"), None, "http://other:80"));
+    assert_one_error(
+        &spec,
+        "spec.ingress[1]",
+        "same hostname and path as spec.ingress[0]",
+    );
     let mut spec = base();
-    spec.ingress.push(rule(Some("app.example.com"), Some("^/api/"), "http://other:80"));
-    assert_eq!(errors_of(&spec), vec![], "a different path is a different rule");
+    spec.ingress.push(rule(
+        Some("app.example.com"),
+        Some("^/api/"),
+        "http://other:80",
+    ));
+    assert_eq!(
+        errors_of(&spec),
+        vec![],
+        "a different path is a different rule"
+    );
 }

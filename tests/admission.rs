@@ -4,22 +4,10 @@
 //! `validate`. A rule cannot be changed on one side without this test
 //! noticing; where admission cannot express a rule, the case says why.
 
-use kube::core::cel::Validator;
-use kube::CustomResourceExt;
+mod common;
+
+use common::{admission, crd_schema, operator};
 use serde_json::{json, Value};
-
-use securetunnel_operator::api::SecureTunnel;
-use securetunnel_operator::validate::validate;
-
-fn crd_schema() -> Value {
-    let crd = SecureTunnel::crd();
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("the CRD has a schema");
-    serde_json::to_value(schema).expect("schema serializes")
-}
 
 fn base() -> Value {
     json!({
@@ -51,7 +39,9 @@ fn set(obj: &mut Value, path: &str, value: Value) {
         }
     }
     let (parent, key) = pointer.rsplit_once('/').expect("a path");
-    let target = obj.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent} in the base object"));
+    let target = obj
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent} in the base object"));
     match target {
         Value::Object(map) => {
             if value.is_null() {
@@ -70,49 +60,6 @@ fn set(obj: &mut Value, path: &str, value: Value) {
         }
         other => panic!("{parent} is {other}"),
     }
-}
-
-/// Admission's verdict: every refusal as (field path, message).
-fn admission(schema: &Value, obj: &Value) -> Vec<(String, String)> {
-    let mut refusals = Vec::new();
-    let validator = jsonschema::validator_for(schema).expect("the CRD schema compiles as JSON Schema");
-    for e in validator.iter_errors(obj) {
-        refusals.push((pointer_to_path(&e.instance_path().to_string()), e.to_string()));
-    }
-    // CEL rules run on objects that passed the schema, as in the API server.
-    if refusals.is_empty() {
-        if let Err(errors) = Validator::new().validate(schema, obj, None) {
-            for e in errors.into_vec() {
-                refusals.push((e.field_path.clone(), e.message.clone()));
-            }
-        }
-    }
-    refusals
-}
-
-fn pointer_to_path(pointer: &str) -> String {
-    let mut out = String::new();
-    for part in pointer.split('/').filter(|p| !p.is_empty()) {
-        if part.chars().all(|c| c.is_ascii_digit()) {
-            out.push_str(&format!("[{part}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(part);
-        }
-    }
-    out
-}
-
-/// The operator's verdict: every refusal as (field path, message), or a parse error.
-fn operator(obj: &Value) -> Result<Vec<(String, String)>, String> {
-    let tunnel: SecureTunnel = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-    let name = tunnel.metadata.name.clone().unwrap_or_default();
-    Ok(match validate(&name, &tunnel.spec) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors.0.into_iter().map(|e| (e.path, e.message)).collect(),
-    })
 }
 
 /// What admission does with a bad case.
@@ -139,7 +86,12 @@ struct Bad {
     admission: Admission,
 }
 
-fn bad(name: &'static str, edits: Vec<(&'static str, Value)>, operator: Operator, admission: Admission) -> Bad {
+fn bad(
+    name: &'static str,
+    edits: Vec<(&'static str, Value)>,
+    operator: Operator,
+    admission: Admission,
+) -> Bad {
     Bad {
         name,
         edits,
@@ -176,7 +128,8 @@ fn bad_cases() -> Vec<Bad> {
     const S: &str = "spec.ingress[0].service";
     const H: &str = "spec.ingress[0].hostname";
     const OR: &str = "spec.ingress[0].originRequest";
-    let cost = "comparing every pair of up to 256 rules would exceed the API server's CEL cost limits";
+    let cost =
+        "comparing every pair of up to 256 rules would exceed the API server's CEL cost limits";
     vec![
         bad("replicas zero", one("spec.replicas", json!(0)), op("spec.replicas", "must be 1 to 20"), Refuses("spec.replicas")),
         bad("replicas above 20", one("spec.replicas", json!(21)), op("spec.replicas", "must be 1 to 20"), Refuses("spec.replicas")),
@@ -316,7 +269,11 @@ fn apply_edits(edits: &[(&'static str, Value)]) -> Value {
 #[test]
 fn the_table_is_big_enough() {
     assert!(bad_cases().len() >= 60, "{} bad cases", bad_cases().len());
-    assert!(good_cases().len() >= 20, "{} good cases", good_cases().len());
+    assert!(
+        good_cases().len() >= 20,
+        "{} good cases",
+        good_cases().len()
+    );
 }
 
 #[test]
@@ -324,8 +281,16 @@ fn good_specs_pass_admission_and_the_operator() {
     let schema = crd_schema();
     for (name, edits) in good_cases() {
         let obj = apply_edits(&edits);
-        assert_eq!(admission(&schema, &obj), Vec::<(String, String)>::new(), "admission refused good case {name:?}");
-        assert_eq!(operator(&obj), Ok(Vec::new()), "the operator refused good case {name:?}");
+        assert_eq!(
+            admission(&schema, &obj),
+            Vec::<(String, String)>::new(),
+            "admission refused good case {name:?}"
+        );
+        assert_eq!(
+            operator(&obj),
+            Ok(Vec::new()),
+            "the operator refused good case {name:?}"
+        );
     }
 }
 
@@ -339,11 +304,17 @@ fn bad_specs_are_refused_by_the_operator_and_wherever_possible_at_admission() {
 
         match (&case.operator, operator(&obj)) {
             (Operator::CannotParse, Err(_)) => {}
-            (Operator::CannotParse, Ok(errors)) => failures.push(format!("{name}: expected a parse error, got {errors:?}")),
-            (Operator::Refuses(_, _), Err(e)) => failures.push(format!("{name}: does not parse: {e}")),
+            (Operator::CannotParse, Ok(errors)) => {
+                failures.push(format!("{name}: expected a parse error, got {errors:?}"))
+            }
+            (Operator::Refuses(_, _), Err(e)) => {
+                failures.push(format!("{name}: does not parse: {e}"))
+            }
             (Operator::Refuses(path, needle), Ok(errors)) => {
                 if !errors.iter().any(|(p, m)| p == path && m.contains(needle)) {
-                    failures.push(format!("{name}: operator gave {errors:?}, expected {path}: …{needle}…"));
+                    failures.push(format!(
+                        "{name}: operator gave {errors:?}, expected {path}: …{needle}…"
+                    ));
                 }
             }
         }
@@ -352,16 +323,25 @@ fn bad_specs_are_refused_by_the_operator_and_wherever_possible_at_admission() {
         match case.admission {
             Refuses(path) => {
                 if !refusals.iter().any(|(p, _)| p == path) {
-                    failures.push(format!("{name}: admission gave {refusals:?}, expected a refusal at {path:?}"));
+                    failures.push(format!(
+                        "{name}: admission gave {refusals:?}, expected a refusal at {path:?}"
+                    ));
                 }
             }
             CannotExpress(why) => {
                 assert!(!why.is_empty());
                 if !refusals.is_empty() {
-                    failures.push(format!("{name}: admission now refuses it ({refusals:?}): mark the case Refuses"));
+                    failures.push(format!(
+                        "{name}: admission now refuses it ({refusals:?}): mark the case Refuses"
+                    ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} cases disagree:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -107,7 +107,10 @@ fn default_token_key() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct TokenSecretRef {
     /// Name of a Secret in the SecureTunnel's namespace.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Key within the Secret.
     #[serde(default = "default_token_key")]
@@ -197,7 +200,12 @@ pub struct OriginRequest {
     pub http_host_header: Option<String>,
     /// Hostname expected on the origin's TLS certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$"))]
+    #[schemars(
+        length(max = 253),
+        regex(
+            pattern = r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$"
+        )
+    )]
     pub origin_server_name: Option<String>,
     #[serde(
         default,
@@ -281,7 +289,10 @@ pub fn default_cloudflare_edge() -> Vec<String> {
 #[serde(rename_all = "camelCase")]
 pub struct DnsPeer {
     #[serde(default = "default_dns_namespace")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: String,
     #[serde(default = "default_dns_pod_labels")]
     pub pod_labels: BTreeMap<String, String>,
@@ -338,7 +349,10 @@ pub struct PeerSelector {
 pub struct Sandbox {
     /// A RuntimeClass such as `gvisor` or `kata`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub runtime_class_name: Option<String>,
     /// Let cloudflared proxy ICMP through the unprivileged ping socket.
     #[serde(default, rename = "allowICMP")]

@@ -36,8 +36,9 @@ pub struct Dereferenced {
     pub services: BTreeMap<ServiceRef, Service>,
 }
 
-/// Every object one SecureTunnel becomes, in apply order.
-#[derive(Clone, Debug, PartialEq)]
+/// Every object one SecureTunnel becomes, in apply order. `Debug` leaves out
+/// the Secret's data.
+#[derive(Clone, PartialEq)]
 pub struct Children {
     /// Applied first, so that no connector pod ever runs outside the sandbox.
     pub network_policy: NetworkPolicy,
@@ -51,6 +52,28 @@ pub struct Children {
     pub config_hash: String,
     /// Rules whose destination the sandbox could not open.
     pub unresolved: Vec<Unresolved>,
+}
+
+impl std::fmt::Debug for Children {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret_keys: Vec<&String> = self.secret.data.iter().flatten().map(|(k, _)| k).collect();
+        f.debug_struct("Children")
+            .field("network_policy", &self.network_policy)
+            .field(
+                "secret",
+                &format_args!(
+                    "Secret {:?} (data keys {secret_keys:?}, values redacted)",
+                    self.secret.metadata.name
+                ),
+            )
+            .field("config_map", &self.config_map)
+            .field("service_account", &self.service_account)
+            .field("deployment", &self.deployment)
+            .field("pod_disruption_budget", &self.pod_disruption_budget)
+            .field("config_hash", &self.config_hash)
+            .field("unresolved", &self.unresolved)
+            .finish()
+    }
 }
 
 impl Children {

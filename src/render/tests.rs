@@ -267,6 +267,23 @@ fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
 }
 
 #[test]
+fn debug_output_of_the_children_leaves_out_the_token() {
+    let token = test_token("ZGVidWctY2FuYXJ5");
+    let children = desired_children(
+        &stored(BASIC),
+        &Dereferenced {
+            token: Some(token.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("renders");
+    let debug = format!("{children:?}");
+    assert!(!debug.contains(token.expose_secret()));
+    assert!(!debug.contains("ZGVidWctY2FuYXJ5"));
+    assert!(debug.contains("values redacted"));
+}
+
+#[test]
 fn connector_runs_under_the_restricted_profile() {
     let children = render_with_token(&stored(BASIC), "s");
     let pod = pod_spec(&children);

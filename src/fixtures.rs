@@ -289,6 +289,16 @@ async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent
         )
     });
     let step = format!("request {i}: {} {}", request.method(), request.uri());
+    // Every call the reconciler makes must be granted by the RBAC list the chart is built from.
+    assert!(
+        crate::rbac::allows(
+            crate::rbac::CONTROLLER,
+            request.method().as_str(),
+            request.uri().path(),
+            request.uri().query().unwrap_or("")
+        ),
+        "{step} is not granted by src/rbac.rs"
+    );
     assert_eq!(request.method(), expected.method, "{step}");
     assert_eq!(request.uri().path(), expected.path, "{step}");
     let want_query: BTreeSet<(String, String)> = expected

@@ -8,7 +8,11 @@
 
 pub mod api;
 pub mod controller;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod offline;
+pub mod rbac;
 pub mod reconcile;
 pub mod render;
 pub mod status;
@@ -41,6 +45,9 @@ pub enum Error {
 
     #[error("the {0} cache has not finished its first listing")]
     CacheNotReady(&'static str),
+
+    #[error("lost the leader Lease; stopping so that another replica takes over")]
+    LostLeadership,
 
     #[error("object is missing {0}")]
     MissingObjectKey(&'static str),
@@ -76,6 +83,7 @@ impl Error {
             Error::Serialize { .. } => "serialize",
             Error::ConfigYaml(_) => "config_yaml",
             Error::CacheNotReady(_) => "cache_not_ready",
+            Error::LostLeadership => "lost_leadership",
             Error::MissingObjectKey(_) => "missing_object_key",
             Error::ReadFile { .. } => "read_file",
             Error::Input { .. } => "input",

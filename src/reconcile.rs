@@ -23,6 +23,7 @@ use serde::Serialize;
 use tracing::{debug, info, instrument, warn};
 
 use crate::api::conditions::{self, READY};
+use crate::metrics::Metrics;
 use crate::api::{SecureTunnel, SecureTunnelStatus, TokenSecretRef};
 use crate::render::labels::APPLIED_HASH_ANNOTATION;
 use crate::render::origins::{self, ServiceRef};
@@ -61,16 +62,22 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub stores: Stores,
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per tunnel, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
 }
 
 impl Context {
     pub fn new(client: Client, recorder: Recorder, stores: Stores) -> Self {
+        Context::with_metrics(client, recorder, stores, Arc::new(Metrics::new()))
+    }
+
+    pub fn with_metrics(client: Client, recorder: Recorder, stores: Stores, metrics: Arc<Metrics>) -> Self {
         Context {
             client,
             recorder,
             stores,
+            metrics,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -122,8 +129,16 @@ struct TokenProblem {
     message: String,
 }
 
+/// One reconcile, timed and counted in the metrics.
 #[instrument(skip(tunnel, ctx), fields(namespace = tunnel.namespace().unwrap_or_default(), name = %tunnel.name_any()))]
 pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(tunnel, &ctx).await;
+    ctx.metrics.observe(&result, started.elapsed());
+    result
+}
+
+async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result<Action> {
     let namespace = tunnel
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;

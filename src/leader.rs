@@ -1,0 +1,267 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so that two
+//! replicas of the operator never reconcile at once. The replica holding a
+//! fresh Lease runs the controller; the others wait and take over when it
+//! expires. Losing the Lease stops the controller (the process then exits,
+//! and comes back as a standby).
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{PostParams};
+use kube::{Api, Client};
+use tracing::{info, warn};
+
+use crate::{Error, Result};
+
+/// How the Lease is held.
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's identity (the pod name).
+    pub identity: String,
+    /// A Lease not renewed for this long is free to take.
+    pub lease_duration: Duration,
+    /// How often the holder renews, and a standby retries.
+    pub retry_period: Duration,
+}
+
+impl LeaseSettings {
+    pub fn new(namespace: String, name: String, identity: String) -> Self {
+        LeaseSettings {
+            namespace,
+            name,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What to do with the Lease as found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nobody holds it, or the holder let it expire: take it.
+    Acquire,
+    /// We hold it: renew it.
+    Renew,
+    /// Someone else holds a fresh Lease: wait.
+    Standby { holder: String },
+}
+
+/// Decides from the Lease's spec alone (pure, for tests).
+pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp, default_duration: Duration) -> Decision {
+    let Some(spec) = spec else {
+        return Decision::Acquire;
+    };
+    let holder = spec.holder_identity.clone().unwrap_or_default();
+    if holder == identity {
+        return Decision::Renew;
+    }
+    if holder.is_empty() {
+        return Decision::Acquire;
+    }
+    let duration = spec
+        .lease_duration_seconds
+        .map(|s| SignedDuration::from_secs(i64::from(s)))
+        .unwrap_or_else(|| SignedDuration::try_from(default_duration).unwrap_or(SignedDuration::from_secs(15)));
+    match spec.renew_time.as_ref() {
+        Some(MicroTime(renewed)) if renewed.saturating_add(duration).map_or(true, |expiry| expiry > now) => {
+            Decision::Standby { holder }
+        }
+        _ => Decision::Acquire,
+    }
+}
+
+pub struct LeaderElection {
+    api: Api<Lease>,
+    settings: LeaseSettings,
+}
+
+fn conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+impl LeaderElection {
+    pub fn new(client: Client, settings: LeaseSettings) -> Self {
+        LeaderElection {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+        }
+    }
+
+    fn lease_spec(&self, previous: Option<&LeaseSpec>, now: Timestamp, acquiring: bool) -> LeaseSpec {
+        let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
+        LeaseSpec {
+            holder_identity: Some(self.settings.identity.clone()),
+            lease_duration_seconds: i32::try_from(self.settings.lease_duration.as_secs()).ok(),
+            acquire_time: if acquiring {
+                Some(MicroTime(now))
+            } else {
+                previous.and_then(|p| p.acquire_time.clone())
+            },
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(if acquiring && previous.is_some() {
+                transitions + 1
+            } else {
+                transitions
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// One round: returns whether this replica holds the Lease afterwards.
+    /// Writes are guarded by the Lease's resourceVersion, so two replicas
+    /// racing for an expired Lease cannot both win.
+    pub async fn try_acquire_or_renew(&self) -> Result<bool> {
+        let now = Timestamp::now();
+        let current = self.api.get_opt(&self.settings.name).await?;
+        let decision = decide(
+            current.as_ref().and_then(|l| l.spec.as_ref()),
+            &self.settings.identity,
+            now,
+            self.settings.lease_duration,
+        );
+        let acquiring = match &decision {
+            Decision::Standby { .. } => return Ok(false),
+            Decision::Acquire => true,
+            Decision::Renew => false,
+        };
+        let result = match current {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.settings.name.clone()),
+                        namespace: Some(self.settings.namespace.clone()),
+                        ..Default::default()
+                    },
+                    spec: Some(self.lease_spec(None, now, true)),
+                };
+                self.api.create(&PostParams::default(), &lease).await.map(|_| ())
+            }
+            Some(mut lease) => {
+                lease.spec = Some(self.lease_spec(lease.spec.as_ref(), now, acquiring));
+                self.api
+                    .replace(&self.settings.name, &PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => {
+                if acquiring {
+                    info!(identity = %self.settings.identity, lease = %self.settings.name, "acquired leadership");
+                }
+                Ok(true)
+            }
+            // Someone else wrote first.
+            Err(e) if conflict(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the Lease up so a standby takes over at once (on shutdown).
+    pub async fn release(&self) -> Result<()> {
+        let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
+            return Ok(());
+        };
+        let ours = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&self.settings.identity);
+        if !ours {
+            return Ok(());
+        }
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.holder_identity = None;
+        }
+        match self.api.replace(&self.settings.name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(()),
+            Err(e) if conflict(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits for leadership, then runs `work` while renewing. Returns when
+    /// `work` ends (releasing the Lease), or with an error when the Lease
+    /// could not be renewed for a whole lease duration (`work` is dropped).
+    pub async fn run<F: Future<Output = ()>>(&self, work: F) -> Result<()> {
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "could not read or write the leader Lease"),
+            }
+            tokio::time::sleep(self.settings.retry_period).await;
+        }
+        tokio::pin!(work);
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = &mut work => {
+                    if let Err(e) = self.release().await {
+                        warn!(error = %e, "could not release the leader Lease");
+                    }
+                    return Ok(());
+                }
+                () = tokio::time::sleep(self.settings.retry_period) => {
+                    match self.try_acquire_or_renew().await {
+                        Ok(true) => last_renewal = tokio::time::Instant::now(),
+                        Ok(false) => return Err(Error::LostLeadership),
+                        Err(e) => {
+                            warn!(error = %e, "could not renew the leader Lease");
+                            if last_renewal.elapsed() >= self.settings.lease_duration {
+                                return Err(Error::LostLeadership);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("time")
+    }
+
+    fn held_by(holder: &str, renewed: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(at(renewed))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_lease_is_taken() {
+        let d = Duration::from_secs(15);
+        assert_eq!(decide(None, "me", at(100), d), Decision::Acquire);
+        let released = LeaseSpec::default();
+        assert_eq!(decide(Some(&released), "me", at(100), d), Decision::Acquire);
+    }
+
+    #[test]
+    fn our_own_lease_is_renewed_even_if_late() {
+        assert_eq!(decide(Some(&held_by("me", 0)), "me", at(100), Duration::from_secs(15)), Decision::Renew);
+    }
+
+    #[test]
+    fn a_fresh_lease_of_another_replica_is_respected_until_it_expires() {
+        let d = Duration::from_secs(15);
+        let lease = held_by("other", 100);
+        assert_eq!(decide(Some(&lease), "me", at(110), d), Decision::Standby { holder: "other".into() });
+        assert_eq!(decide(Some(&lease), "me", at(114), d), Decision::Standby { holder: "other".into() });
+        assert_eq!(decide(Some(&lease), "me", at(115), d), Decision::Acquire);
+        let never_renewed = LeaseSpec {
+            holder_identity: Some("other".into()),
+            ..Default::default()
+        };
+        assert_eq!(decide(Some(&never_renewed), "me", at(115), d), Decision::Acquire);
+    }
+}

@@ -1,0 +1,185 @@
+//! Every Kubernetes API the operator calls, in one place. The Helm chart's
+//! and kustomize's RBAC are generated from this list (`securetunnel-operator
+//! rbac`), tests check that the generated files match it, and the mock API
+//! server checks every request the reconciler sends against it.
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
+/// Access to one group's resources with some verbs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub group: &'static str,
+    pub resources: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+}
+
+/// What the controller needs wherever it watches SecureTunnels (cluster-wide,
+/// or in each watched namespace). Server-side apply of an object that does
+/// not exist yet is authorized as `create`, so every applied kind has both.
+pub const CONTROLLER: &[Access] = &[
+    // The SecureTunnels themselves: watched, and their status applied.
+    Access {
+        group: "securetunnel.dev",
+        resources: &["securetunnels"],
+        verbs: &["list", "watch"],
+    },
+    Access {
+        group: "securetunnel.dev",
+        resources: &["securetunnels/status"],
+        verbs: &["patch"],
+    },
+    // Secrets: the user's token (get; metadata watched for rotation) and our copy (applied).
+    Access {
+        group: "",
+        resources: &["secrets"],
+        verbs: &["get", "list", "watch", "create", "patch"],
+    },
+    // The other children: watched, looked up before the first apply, applied.
+    Access {
+        group: "",
+        resources: &["configmaps", "serviceaccounts"],
+        verbs: &["get", "list", "watch", "create", "patch"],
+    },
+    Access {
+        group: "apps",
+        resources: &["deployments"],
+        verbs: &["get", "list", "watch", "create", "patch"],
+    },
+    Access {
+        group: "networking.k8s.io",
+        resources: &["networkpolicies"],
+        verbs: &["get", "list", "watch", "create", "patch"],
+    },
+    // The disruption budget is also deleted when a tunnel scales to one replica.
+    Access {
+        group: "policy",
+        resources: &["poddisruptionbudgets"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+    },
+    // Services the ingress rules name: read to derive the NetworkPolicy.
+    Access {
+        group: "",
+        resources: &["services"],
+        verbs: &["list", "watch"],
+    },
+    // Events on SecureTunnels (a repeated Event is patched as a series).
+    Access {
+        group: "events.k8s.io",
+        resources: &["events"],
+        verbs: &["create", "patch"],
+    },
+];
+
+/// Cluster-scoped: waiting for the CRD to be established before starting.
+pub const CLUSTER: &[Access] = &[Access {
+    group: "apiextensions.k8s.io",
+    resources: &["customresourcedefinitions"],
+    verbs: &["get", "list", "watch"],
+}];
+
+/// In the operator's own namespace: the leader election Lease.
+pub const LEADER_ELECTION: &[Access] = &[Access {
+    group: "coordination.k8s.io",
+    resources: &["leases"],
+    verbs: &["get", "create", "update"],
+}];
+
+/// The list as RBAC rules.
+pub fn policy_rules(access: &[Access]) -> Vec<PolicyRule> {
+    access
+        .iter()
+        .map(|a| PolicyRule {
+            api_groups: Some(vec![a.group.to_string()]),
+            resources: Some(a.resources.iter().map(|r| r.to_string()).collect()),
+            verbs: a.verbs.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The three rule sets as one YAML document, as the chart and kustomize use them.
+pub fn rules_document() -> serde_json::Value {
+    serde_json::json!({
+        "controller": policy_rules(CONTROLLER),
+        "cluster": policy_rules(CLUSTER),
+        "leaderElection": policy_rules(LEADER_ELECTION),
+    })
+}
+
+/// The (group, resource, verb) an API request needs, from its method and path.
+pub fn request_needs(method: &str, path: &str, query: &str) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] if !rest.is_empty() => rest,
+        other => other,
+    };
+    let (resource, named) = match rest {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => return None,
+    };
+    let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => return None,
+    };
+    Some((group.to_string(), resource, verb.to_string()))
+}
+
+/// Whether `access` grants a request.
+pub fn allows(access: &[Access], method: &str, path: &str, query: &str) -> bool {
+    let Some((group, resource, verb)) = request_needs(method, path, query) else {
+        return false;
+    };
+    access
+        .iter()
+        .any(|a| a.group == group && a.resources.contains(&resource.as_str()) && a.verbs.contains(&verb.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_map_to_rbac_verbs() {
+        let n = |m, p, q| request_needs(m, p, q).map(|(g, r, v)| format!("{g}/{r}:{v}"));
+        assert_eq!(n("GET", "/api/v1/namespaces/apps/secrets/tok", ""), Some("/secrets:get".into()));
+        assert_eq!(n("GET", "/api/v1/services", ""), Some("/services:list".into()));
+        assert_eq!(n("GET", "/api/v1/namespaces/apps/services", "watch=true&resourceVersion=1"), Some("/services:watch".into()));
+        assert_eq!(
+            n("PATCH", "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status", ""),
+            Some("securetunnel.dev/securetunnels/status:patch".into())
+        );
+        assert_eq!(n("POST", "/apis/events.k8s.io/v1/namespaces/apps/events", ""), Some("events.k8s.io/events:create".into()));
+        assert_eq!(
+            n("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "fieldSelector=metadata.name%3Dx"),
+            Some("apiextensions.k8s.io/customresourcedefinitions:list".into())
+        );
+        assert_eq!(n("PUT", "/apis/coordination.k8s.io/v1/namespaces/ops/leases/l", ""), Some("coordination.k8s.io/leases:update".into()));
+        assert_eq!(n("GET", "/version", ""), None);
+    }
+
+    #[test]
+    fn nothing_is_granted_by_wildcard_and_writes_stay_on_our_kinds() {
+        for a in CONTROLLER.iter().chain(CLUSTER).chain(LEADER_ELECTION) {
+            assert!(!a.group.contains('*') && a.resources.iter().chain(a.verbs).all(|x| !x.contains('*')), "{a:?}");
+        }
+        assert!(!allows(CONTROLLER, "PATCH", "/apis/apps/v1/namespaces/a/statefulsets/x", ""));
+        assert!(!allows(CONTROLLER, "DELETE", "/api/v1/namespaces/a/secrets/x", ""), "never delete a Secret");
+        assert!(!allows(CONTROLLER, "PATCH", "/api/v1/namespaces/a/services/x", ""), "Services are only read");
+        assert!(!allows(CONTROLLER, "PATCH", "/apis/securetunnel.dev/v1alpha1/namespaces/a/securetunnels/x", ""), "only the status");
+        assert!(allows(CONTROLLER, "DELETE", "/apis/policy/v1/namespaces/a/poddisruptionbudgets/x", ""));
+    }
+}

@@ -21,15 +21,29 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::SecureTunnel;
+use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
 use crate::render::labels::{MANAGED_BY, MANAGED_SELECTOR};
 use crate::render::origins::{self, ServiceRef};
 
+/// Every resource the controller lists and watches (src/rbac.rs must grant
+/// `list` and `watch` on each; a test checks it).
+pub const WATCHED: &[(&str, &str)] = &[
+    ("securetunnel.dev", "securetunnels"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("", "secrets"),
+    ("", "configmaps"),
+    ("", "serviceaccounts"),
+    ("apps", "deployments"),
+    ("policy", "poddisruptionbudgets"),
+    ("", "services"),
+];
+
 /// How the controller runs.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Watch one namespace only; `None` watches all.
-    pub namespace: Option<String>,
+    /// Watch these namespaces only; empty watches all.
+    pub namespaces: Vec<String>,
     /// Reconciles running at once.
     pub concurrency: u16,
     /// Identifies this replica in Events (usually the pod name).
@@ -110,9 +124,21 @@ fn tunnels_using_service(
         .collect()
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C, then lets running reconciles finish.
-pub async fn run(client: Client, settings: Settings) {
-    let namespace = settings.namespace.as_deref();
+/// Runs the controller until SIGTERM or Ctrl-C, then lets running reconciles
+/// finish: one controller for the whole cluster, or one per watched namespace.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
+    if settings.namespaces.is_empty() {
+        run_scope(client, &settings, None, metrics).await;
+    } else {
+        let scopes = settings
+            .namespaces
+            .iter()
+            .map(|ns| run_scope(client.clone(), &settings, Some(ns.as_str()), metrics.clone()));
+        futures::future::join_all(scopes).await;
+    }
+}
+
+async fn run_scope(client: Client, settings: &Settings, namespace: Option<&str>, metrics: Arc<Metrics>) {
     let (network_policies, network_policy_stream) =
         child_watch::<NetworkPolicy>(&client, namespace);
     let (secrets, secret_stream) = child_watch::<Secret>(&client, namespace);
@@ -122,8 +148,9 @@ pub async fn run(client: Client, settings: Settings) {
     let (deployments, deployment_stream) = child_watch::<Deployment>(&client, namespace);
     let (pod_disruption_budgets, pdb_stream) =
         child_watch::<PodDisruptionBudget>(&client, namespace);
-    // Services in any namespace a rule may name (a tunnel can reach across
-    // namespaces), cached in full: the policy needs their selectors and ports.
+    // Services a rule may name, cached in full (the policy needs their
+    // selectors and ports): in every namespace, or in the watched one only,
+    // where a rule naming another namespace's Service is reported unresolved.
     let (services, services_writer) = reflector::store();
     let service_stream = reflector::reflector(
         services_writer,
@@ -151,13 +178,14 @@ pub async fn run(client: Client, settings: Settings) {
             instance: settings.instance.clone(),
         },
     );
-    let context = Arc::new(Context::new(client.clone(), recorder, stores));
+    let context = Arc::new(Context::with_metrics(client.clone(), recorder, stores, metrics.clone()));
 
     let controller = Controller::new(
         api_for::<SecureTunnel>(&client, namespace),
         watcher::Config::default().any_semantic(),
     );
     let tunnel_store = controller.store();
+    metrics.watch_tunnels(tunnel_store.clone());
     let tunnels_for_services = tunnel_store.clone();
     // Token Secrets carry no label of ours; watching their metadata is enough
     // to notice a rotation, and the reconcile reads the value.
@@ -220,6 +248,18 @@ mod tests {
                 ..Default::default()
             },
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rbac_grants_list_and_watch_on_everything_watched() {
+        for (group, resource) in WATCHED {
+            for verb in ["list", "watch"] {
+                let granted = crate::rbac::CONTROLLER
+                    .iter()
+                    .any(|a| a.group == *group && a.resources.contains(resource) && a.verbs.contains(&verb));
+                assert!(granted, "src/rbac.rs does not grant {verb} on {group}/{resource}");
+            }
         }
     }
 

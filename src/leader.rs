@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use tracing::{info, warn};
 
@@ -182,17 +182,26 @@ impl LeaderElection {
         }
     }
 
-    /// Waits for leadership, then runs `work` while renewing. Returns when
-    /// `work` ends (releasing the Lease), or with an error when the Lease
-    /// could not be renewed for a whole lease duration (`work` is dropped).
-    pub async fn run<F: Future<Output = ()>>(&self, work: F) -> Result<()> {
+    /// Waits for leadership (or `stop`, while waiting), then runs `work`
+    /// while renewing. Returns when `work` ends (releasing the Lease), or
+    /// with an error when the Lease could not be renewed for a whole lease
+    /// duration (`work` is then dropped).
+    pub async fn run<F, S>(&self, work: F, stop: S) -> Result<()>
+    where
+        F: Future<Output = ()>,
+        S: Future<Output = ()>,
+    {
+        tokio::pin!(stop);
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "could not read or write the leader Lease"),
             }
-            tokio::time::sleep(self.settings.retry_period).await;
+            tokio::select! {
+                () = &mut stop => return Ok(()),
+                () = tokio::time::sleep(self.settings.retry_period) => {}
+            }
         }
         tokio::pin!(work);
         let mut last_renewal = tokio::time::Instant::now();

@@ -1,13 +1,21 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, CustomResourceExt};
+use tracing::{error, info};
 
 use securetunnel_operator::api::SecureTunnel;
 use securetunnel_operator::controller::{self, Settings};
+use securetunnel_operator::http::{self, Health};
+use securetunnel_operator::leader::{LeaderElection, LeaseSettings};
+use securetunnel_operator::metrics::Metrics;
 use securetunnel_operator::telemetry::{self, LogFormat};
-use securetunnel_operator::{offline, Error};
+use securetunnel_operator::{offline, rbac, Error};
 
 /// Runs hardened, egress-sandboxed Cloudflare Tunnel connectors from SecureTunnel objects.
 #[derive(Parser)]
@@ -20,35 +28,55 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster from KUBECONFIG or the pod's service account.
-    Run {
-        /// Watch only this namespace (default: all namespaces).
-        #[arg(long, env = "WATCH_NAMESPACE")]
-        namespace: Option<String>,
-        /// Maximum reconciles running at once.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-        concurrency: u16,
-        /// Log format on stderr.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
-        log_format: LogFormat,
-    },
+    Run(RunArgs),
     /// Print the SecureTunnel CustomResourceDefinition as YAML.
     Crd,
+    /// Print the RBAC rules the operator needs (the chart and kustomize are built from them).
+    Rbac,
     /// Print the objects a SecureTunnel becomes, without a cluster.
     Render {
-        /// A YAML file with one or more SecureTunnels (and optionally their token Secrets); `-` for stdin.
+        /// A YAML file with one or more SecureTunnels (and optionally their token Secrets
+        /// and the Services their rules name); `-` for stdin.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
         /// A file holding the tunnel token (`cloudflared tunnel token NAME` output).
         #[arg(long)]
         token_file: Option<PathBuf>,
-        /// A YAML file with the Services the rules name (e.g. `kubectl get svc -A -o yaml`
-        /// split into documents), used to derive the NetworkPolicy.
+        /// A YAML file with the Services the rules name, used to derive the NetworkPolicy.
         #[arg(long)]
         services: Option<PathBuf>,
         /// Print the token in the Secret child instead of a placeholder.
         #[arg(long)]
         reveal_token: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only these namespaces (repeat, or comma-separate); default: all namespaces.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Maximum reconciles running at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Log format on stderr (levels come from RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_address: SocketAddr,
+    /// Hold a Lease so that only one replica reconciles at a time.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "securetunnel-operator")]
+    lease_name: String,
+    /// This replica's name in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
@@ -71,12 +99,7 @@ fn read_text(path: &PathBuf) -> Result<String, Error> {
     })
 }
 
-fn render(
-    file: &PathBuf,
-    token_file: Option<&PathBuf>,
-    services: Option<&PathBuf>,
-    reveal_token: bool,
-) -> Result<(), Error> {
+fn render(file: &PathBuf, token_file: Option<&PathBuf>, services: Option<&PathBuf>, reveal_token: bool) -> Result<(), Error> {
     let input = read_text(file)?;
     let source = file.display().to_string();
     let services = match services {
@@ -87,9 +110,7 @@ fn render(
     let rendered = offline::render_file(offline::RenderInput {
         source: &source,
         input: &input,
-        services: services
-            .as_ref()
-            .map(|(name, text)| (name.as_str(), text.as_str())),
+        services: services.as_ref().map(|(name, text)| (name.as_str(), text.as_str())),
         token: token.as_deref(),
         reveal_token,
     })?;
@@ -100,20 +121,57 @@ fn render(
     Ok(())
 }
 
-async fn run(
-    namespace: Option<String>,
-    concurrency: u16,
-    log_format: LogFormat,
-) -> Result<(), Error> {
-    telemetry::init(log_format);
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(args: RunArgs) -> Result<(), Error> {
+    telemetry::init(args.log_format);
     let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let server = tokio::spawn(http::serve(args.http_address, metrics.clone(), health.clone()));
+
+    // Starting before the CRD is established would only fill the log with watch errors.
+    let crd_name = SecureTunnel::crd_name();
+    info!(crd = crd_name, "waiting for the CRD to be established");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    tokio::select! {
+        result = await_condition(crds, crd_name, conditions::is_crd_established()) => {
+            result.map_err(|e| Error::Input { path: crd_name.to_string(), message: e.to_string() })?;
+        }
+        () = shutdown_signal() => return Ok(()),
+    }
+    health.set_ready(true);
+
     let settings = Settings {
-        namespace,
-        concurrency,
-        instance: std::env::var("POD_NAME").ok(),
+        namespaces: args.namespaces,
+        concurrency: args.concurrency,
+        instance: args.identity.clone(),
     };
-    controller::run(client, settings).await;
-    Ok(())
+    let controllers = controller::run(client.clone(), settings, metrics);
+    let result = if args.leader_elect {
+        let identity = args.identity.unwrap_or_else(|| format!("securetunnel-operator-{}", std::process::id()));
+        let election = LeaderElection::new(client, LeaseSettings::new(args.lease_namespace, args.lease_name, identity));
+        // A standby stops on SIGTERM at once; a leader's controller drains first.
+        election.run(controllers, shutdown_signal()).await
+    } else {
+        controllers.await;
+        Ok(())
+    };
+    server.abort();
+    result
 }
 
 #[tokio::main]
@@ -123,21 +181,21 @@ async fn main() -> ExitCode {
         Command::Crd => serde_yaml::to_string(&SecureTunnel::crd())
             .map(|yaml| print!("{yaml}"))
             .map_err(Error::ConfigYaml),
+        Command::Rbac => serde_yaml::to_string(&rbac::rules_document())
+            .map(|yaml| print!("{yaml}"))
+            .map_err(Error::ConfigYaml),
         Command::Render {
             file,
             token_file,
             services,
             reveal_token,
         } => render(&file, token_file.as_ref(), services.as_ref(), reveal_token),
-        Command::Run {
-            namespace,
-            concurrency,
-            log_format,
-        } => run(namespace, concurrency, log_format).await,
+        Command::Run(args) => run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            error!(error = %e, "stopping");
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

@@ -130,15 +130,24 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     if settings.namespaces.is_empty() {
         run_scope(client, &settings, None, metrics).await;
     } else {
-        let scopes = settings
-            .namespaces
-            .iter()
-            .map(|ns| run_scope(client.clone(), &settings, Some(ns.as_str()), metrics.clone()));
+        let scopes = settings.namespaces.iter().map(|ns| {
+            run_scope(
+                client.clone(),
+                &settings,
+                Some(ns.as_str()),
+                metrics.clone(),
+            )
+        });
         futures::future::join_all(scopes).await;
     }
 }
 
-async fn run_scope(client: Client, settings: &Settings, namespace: Option<&str>, metrics: Arc<Metrics>) {
+async fn run_scope(
+    client: Client,
+    settings: &Settings,
+    namespace: Option<&str>,
+    metrics: Arc<Metrics>,
+) {
     let (network_policies, network_policy_stream) =
         child_watch::<NetworkPolicy>(&client, namespace);
     let (secrets, secret_stream) = child_watch::<Secret>(&client, namespace);
@@ -178,7 +187,12 @@ async fn run_scope(client: Client, settings: &Settings, namespace: Option<&str>,
             instance: settings.instance.clone(),
         },
     );
-    let context = Arc::new(Context::with_metrics(client.clone(), recorder, stores, metrics.clone()));
+    let context = Arc::new(Context::with_metrics(
+        client.clone(),
+        recorder,
+        stores,
+        metrics.clone(),
+    ));
 
     let controller = Controller::new(
         api_for::<SecureTunnel>(&client, namespace),
@@ -255,10 +269,13 @@ mod tests {
     fn rbac_grants_list_and_watch_on_everything_watched() {
         for (group, resource) in WATCHED {
             for verb in ["list", "watch"] {
-                let granted = crate::rbac::CONTROLLER
-                    .iter()
-                    .any(|a| a.group == *group && a.resources.contains(resource) && a.verbs.contains(&verb));
-                assert!(granted, "src/rbac.rs does not grant {verb} on {group}/{resource}");
+                let granted = crate::rbac::CONTROLLER.iter().any(|a| {
+                    a.group == *group && a.resources.contains(resource) && a.verbs.contains(&verb)
+                });
+                assert!(
+                    granted,
+                    "src/rbac.rs does not grant {verb} on {group}/{resource}"
+                );
             }
         }
     }

@@ -53,7 +53,12 @@ pub enum Decision {
 }
 
 /// Decides from the Lease's spec alone (pure, for tests).
-pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp, default_duration: Duration) -> Decision {
+pub fn decide(
+    spec: Option<&LeaseSpec>,
+    identity: &str,
+    now: Timestamp,
+    default_duration: Duration,
+) -> Decision {
     let Some(spec) = spec else {
         return Decision::Acquire;
     };
@@ -67,9 +72,15 @@ pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp, default_
     let duration = spec
         .lease_duration_seconds
         .map(|s| SignedDuration::from_secs(i64::from(s)))
-        .unwrap_or_else(|| SignedDuration::try_from(default_duration).unwrap_or(SignedDuration::from_secs(15)));
+        .unwrap_or_else(|| {
+            SignedDuration::try_from(default_duration).unwrap_or(SignedDuration::from_secs(15))
+        });
     match spec.renew_time.as_ref() {
-        Some(MicroTime(renewed)) if renewed.saturating_add(duration).map_or(true, |expiry| expiry > now) => {
+        Some(MicroTime(renewed))
+            if renewed
+                .saturating_add(duration)
+                .map_or(true, |expiry| expiry > now) =>
+        {
             Decision::Standby { holder }
         }
         _ => Decision::Acquire,
@@ -93,7 +104,12 @@ impl LeaderElection {
         }
     }
 
-    fn lease_spec(&self, previous: Option<&LeaseSpec>, now: Timestamp, acquiring: bool) -> LeaseSpec {
+    fn lease_spec(
+        &self,
+        previous: Option<&LeaseSpec>,
+        now: Timestamp,
+        acquiring: bool,
+    ) -> LeaseSpec {
         let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
         LeaseSpec {
             holder_identity: Some(self.settings.identity.clone()),
@@ -140,7 +156,10 @@ impl LeaderElection {
                     },
                     spec: Some(self.lease_spec(None, now, true)),
                 };
-                self.api.create(&PostParams::default(), &lease).await.map(|_| ())
+                self.api
+                    .create(&PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
             }
             Some(mut lease) => {
                 lease.spec = Some(self.lease_spec(lease.spec.as_ref(), now, acquiring));
@@ -168,14 +187,22 @@ impl LeaderElection {
         let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
             return Ok(());
         };
-        let ours = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&self.settings.identity);
+        let ours = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            == Some(&self.settings.identity);
         if !ours {
             return Ok(());
         }
         if let Some(spec) = lease.spec.as_mut() {
             spec.holder_identity = None;
         }
-        match self.api.replace(&self.settings.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if conflict(&e) => Ok(()),
             Err(e) => Err(e.into()),
@@ -257,20 +284,41 @@ mod tests {
 
     #[test]
     fn our_own_lease_is_renewed_even_if_late() {
-        assert_eq!(decide(Some(&held_by("me", 0)), "me", at(100), Duration::from_secs(15)), Decision::Renew);
+        assert_eq!(
+            decide(
+                Some(&held_by("me", 0)),
+                "me",
+                at(100),
+                Duration::from_secs(15)
+            ),
+            Decision::Renew
+        );
     }
 
     #[test]
     fn a_fresh_lease_of_another_replica_is_respected_until_it_expires() {
         let d = Duration::from_secs(15);
         let lease = held_by("other", 100);
-        assert_eq!(decide(Some(&lease), "me", at(110), d), Decision::Standby { holder: "other".into() });
-        assert_eq!(decide(Some(&lease), "me", at(114), d), Decision::Standby { holder: "other".into() });
+        assert_eq!(
+            decide(Some(&lease), "me", at(110), d),
+            Decision::Standby {
+                holder: "other".into()
+            }
+        );
+        assert_eq!(
+            decide(Some(&lease), "me", at(114), d),
+            Decision::Standby {
+                holder: "other".into()
+            }
+        );
         assert_eq!(decide(Some(&lease), "me", at(115), d), Decision::Acquire);
         let never_renewed = LeaseSpec {
             holder_identity: Some("other".into()),
             ..Default::default()
         };
-        assert_eq!(decide(Some(&never_renewed), "me", at(115), d), Decision::Acquire);
+        assert_eq!(
+            decide(Some(&never_renewed), "me", at(115), d),
+            Decision::Acquire
+        );
     }
 }

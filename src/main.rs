@@ -99,7 +99,12 @@ fn read_text(path: &PathBuf) -> Result<String, Error> {
     })
 }
 
-fn render(file: &PathBuf, token_file: Option<&PathBuf>, services: Option<&PathBuf>, reveal_token: bool) -> Result<(), Error> {
+fn render(
+    file: &PathBuf,
+    token_file: Option<&PathBuf>,
+    services: Option<&PathBuf>,
+    reveal_token: bool,
+) -> Result<(), Error> {
     let input = read_text(file)?;
     let source = file.display().to_string();
     let services = match services {
@@ -110,7 +115,9 @@ fn render(file: &PathBuf, token_file: Option<&PathBuf>, services: Option<&PathBu
     let rendered = offline::render_file(offline::RenderInput {
         source: &source,
         input: &input,
-        services: services.as_ref().map(|(name, text)| (name.as_str(), text.as_str())),
+        services: services
+            .as_ref()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
         token: token.as_deref(),
         reveal_token,
     })?;
@@ -125,7 +132,9 @@ fn render(file: &PathBuf, token_file: Option<&PathBuf>, services: Option<&PathBu
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
@@ -141,7 +150,11 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let server = tokio::spawn(http::serve(args.http_address, metrics.clone(), health.clone()));
+    let server = tokio::spawn(http::serve(
+        args.http_address,
+        metrics.clone(),
+        health.clone(),
+    ));
 
     // Starting before the CRD is established would only fill the log with watch errors.
     let crd_name = SecureTunnel::crd_name();
@@ -162,8 +175,13 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     };
     let controllers = controller::run(client.clone(), settings, metrics);
     let result = if args.leader_elect {
-        let identity = args.identity.unwrap_or_else(|| format!("securetunnel-operator-{}", std::process::id()));
-        let election = LeaderElection::new(client, LeaseSettings::new(args.lease_namespace, args.lease_name, identity));
+        let identity = args
+            .identity
+            .unwrap_or_else(|| format!("securetunnel-operator-{}", std::process::id()));
+        let election = LeaderElection::new(
+            client,
+            LeaseSettings::new(args.lease_namespace, args.lease_name, identity),
+        );
         // A standby stops on SIGTERM at once; a leader's controller drains first.
         election.run(controllers, shutdown_signal()).await
     } else {

@@ -37,7 +37,11 @@ impl prometheus_client::collector::Collector for TunnelsByReady {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let family = Family::<ReadyLabels, Gauge>::default();
         for status in [conditions::TRUE, conditions::FALSE, "Unknown"] {
-            family.get_or_create(&ReadyLabels { ready: status.into() }).set(0);
+            family
+                .get_or_create(&ReadyLabels {
+                    ready: status.into(),
+                })
+                .set(0);
         }
         let stores = self.stores.lock().map(|s| s.clone()).unwrap_or_default();
         for tunnel in stores.iter().flat_map(Store::state) {
@@ -46,7 +50,11 @@ impl prometheus_client::collector::Collector for TunnelsByReady {
                 .as_ref()
                 .and_then(|s| conditions::find(&s.conditions, READY))
                 .map_or("Unknown", |c| c.status.as_str());
-            family.get_or_create(&ReadyLabels { ready: ready.into() }).inc();
+            family
+                .get_or_create(&ReadyLabels {
+                    ready: ready.into(),
+                })
+                .inc();
         }
         let metric = encoder.encode_descriptor(
             "securetunnel_tunnels",
@@ -82,7 +90,11 @@ impl Metrics {
         // 1 ms to about 16 s.
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let tunnels = Arc::new(TunnelsByReady::default());
-        registry.register("securetunnel_reconciles", "Reconciles run", reconciles.clone());
+        registry.register(
+            "securetunnel_reconciles",
+            "Reconciles run",
+            reconciles.clone(),
+        );
         registry.register(
             "securetunnel_reconcile_failures",
             "Reconciles that failed, by error label",

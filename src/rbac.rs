@@ -124,7 +124,9 @@ pub fn request_needs(method: &str, path: &str, query: &str) -> Option<(String, S
         [resource, _name, sub] => (format!("{resource}/{sub}"), true),
         _ => return None,
     };
-    let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
     let verb = match (method, named) {
         ("GET", true) => "get",
         ("GET", false) if watch => "watch",
@@ -143,9 +145,11 @@ pub fn allows(access: &[Access], method: &str, path: &str, query: &str) -> bool 
     let Some((group, resource, verb)) = request_needs(method, path, query) else {
         return false;
     };
-    access
-        .iter()
-        .any(|a| a.group == group && a.resources.contains(&resource.as_str()) && a.verbs.contains(&verb.as_str()))
+    access.iter().any(|a| {
+        a.group == group
+            && a.resources.contains(&resource.as_str())
+            && a.verbs.contains(&verb.as_str())
+    })
 }
 
 #[cfg(test)]
@@ -155,31 +159,90 @@ mod tests {
     #[test]
     fn requests_map_to_rbac_verbs() {
         let n = |m, p, q| request_needs(m, p, q).map(|(g, r, v)| format!("{g}/{r}:{v}"));
-        assert_eq!(n("GET", "/api/v1/namespaces/apps/secrets/tok", ""), Some("/secrets:get".into()));
-        assert_eq!(n("GET", "/api/v1/services", ""), Some("/services:list".into()));
-        assert_eq!(n("GET", "/api/v1/namespaces/apps/services", "watch=true&resourceVersion=1"), Some("/services:watch".into()));
         assert_eq!(
-            n("PATCH", "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status", ""),
+            n("GET", "/api/v1/namespaces/apps/secrets/tok", ""),
+            Some("/secrets:get".into())
+        );
+        assert_eq!(
+            n("GET", "/api/v1/services", ""),
+            Some("/services:list".into())
+        );
+        assert_eq!(
+            n(
+                "GET",
+                "/api/v1/namespaces/apps/services",
+                "watch=true&resourceVersion=1"
+            ),
+            Some("/services:watch".into())
+        );
+        assert_eq!(
+            n(
+                "PATCH",
+                "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status",
+                ""
+            ),
             Some("securetunnel.dev/securetunnels/status:patch".into())
         );
-        assert_eq!(n("POST", "/apis/events.k8s.io/v1/namespaces/apps/events", ""), Some("events.k8s.io/events:create".into()));
         assert_eq!(
-            n("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "fieldSelector=metadata.name%3Dx"),
+            n("POST", "/apis/events.k8s.io/v1/namespaces/apps/events", ""),
+            Some("events.k8s.io/events:create".into())
+        );
+        assert_eq!(
+            n(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                "fieldSelector=metadata.name%3Dx"
+            ),
             Some("apiextensions.k8s.io/customresourcedefinitions:list".into())
         );
-        assert_eq!(n("PUT", "/apis/coordination.k8s.io/v1/namespaces/ops/leases/l", ""), Some("coordination.k8s.io/leases:update".into()));
+        assert_eq!(
+            n(
+                "PUT",
+                "/apis/coordination.k8s.io/v1/namespaces/ops/leases/l",
+                ""
+            ),
+            Some("coordination.k8s.io/leases:update".into())
+        );
         assert_eq!(n("GET", "/version", ""), None);
     }
 
     #[test]
     fn nothing_is_granted_by_wildcard_and_writes_stay_on_our_kinds() {
         for a in CONTROLLER.iter().chain(CLUSTER).chain(LEADER_ELECTION) {
-            assert!(!a.group.contains('*') && a.resources.iter().chain(a.verbs).all(|x| !x.contains('*')), "{a:?}");
+            assert!(
+                !a.group.contains('*')
+                    && a.resources.iter().chain(a.verbs).all(|x| !x.contains('*')),
+                "{a:?}"
+            );
         }
-        assert!(!allows(CONTROLLER, "PATCH", "/apis/apps/v1/namespaces/a/statefulsets/x", ""));
-        assert!(!allows(CONTROLLER, "DELETE", "/api/v1/namespaces/a/secrets/x", ""), "never delete a Secret");
-        assert!(!allows(CONTROLLER, "PATCH", "/api/v1/namespaces/a/services/x", ""), "Services are only read");
-        assert!(!allows(CONTROLLER, "PATCH", "/apis/securetunnel.dev/v1alpha1/namespaces/a/securetunnels/x", ""), "only the status");
-        assert!(allows(CONTROLLER, "DELETE", "/apis/policy/v1/namespaces/a/poddisruptionbudgets/x", ""));
+        assert!(!allows(
+            CONTROLLER,
+            "PATCH",
+            "/apis/apps/v1/namespaces/a/statefulsets/x",
+            ""
+        ));
+        assert!(
+            !allows(CONTROLLER, "DELETE", "/api/v1/namespaces/a/secrets/x", ""),
+            "never delete a Secret"
+        );
+        assert!(
+            !allows(CONTROLLER, "PATCH", "/api/v1/namespaces/a/services/x", ""),
+            "Services are only read"
+        );
+        assert!(
+            !allows(
+                CONTROLLER,
+                "PATCH",
+                "/apis/securetunnel.dev/v1alpha1/namespaces/a/securetunnels/x",
+                ""
+            ),
+            "only the status"
+        );
+        assert!(allows(
+            CONTROLLER,
+            "DELETE",
+            "/apis/policy/v1/namespaces/a/poddisruptionbudgets/x",
+            ""
+        ));
     }
 }

@@ -23,8 +23,8 @@ use serde::Serialize;
 use tracing::{debug, info, instrument, warn};
 
 use crate::api::conditions::{self, READY};
-use crate::metrics::Metrics;
 use crate::api::{SecureTunnel, SecureTunnelStatus, TokenSecretRef};
+use crate::metrics::Metrics;
 use crate::render::labels::APPLIED_HASH_ANNOTATION;
 use crate::render::origins::{self, ServiceRef};
 use crate::render::{self, Children, Dereferenced};
@@ -72,7 +72,12 @@ impl Context {
         Context::with_metrics(client, recorder, stores, Arc::new(Metrics::new()))
     }
 
-    pub fn with_metrics(client: Client, recorder: Recorder, stores: Stores, metrics: Arc<Metrics>) -> Self {
+    pub fn with_metrics(
+        client: Client,
+        recorder: Recorder,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Context {
             client,
             recorder,

@@ -190,7 +190,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
                 for origin in &children.unresolved {
                     warn!(%origin, "origin not opened in the sandbox");
                 }
-                match apply_children(&ctx, &uid, &children).await? {
+                match apply_children(ctx, &uid, &children).await? {
                     Some(conflict) => (
                         Verdict::Blocked {
                             reason: conditions::REASON_NAME_CONFLICT,
@@ -221,7 +221,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
         &render::labels::child_name(&tunnel.name_any()),
     );
     let status = desired_status(&tunnel, &verdict, deployment.as_deref(), Timestamp::now());
-    write_status(&ctx, &tunnel, &namespace, status).await?;
+    write_status(ctx, &tunnel, &namespace, status).await?;
     ctx.reset_failures(&key);
     Ok(action)
 }

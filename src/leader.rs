@@ -321,4 +321,110 @@ mod tests {
             Decision::Acquire
         );
     }
+
+    use http::{Request, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::{json, Value};
+
+    /// Answers the election's requests from a script of (method, reply status, reply body),
+    /// and returns the bodies it was sent.
+    async fn election_against(
+        script: Vec<(&'static str, u16, Value)>,
+    ) -> (Result<bool>, Vec<Value>) {
+        let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(mock, "ops");
+        let election = LeaderElection::new(
+            client,
+            LeaseSettings::new("ops".into(), "securetunnel-operator".into(), "pod-a".into()),
+        );
+        let server = tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for (method, status, reply) in script {
+                let (request, send) = handle.next_request().await.expect("a request");
+                assert_eq!(request.method().as_str(), method);
+                assert!(request
+                    .uri()
+                    .path()
+                    .starts_with("/apis/coordination.k8s.io/v1/namespaces/ops/leases"));
+                assert!(crate::rbac::allows(
+                    crate::rbac::LEADER_ELECTION,
+                    request.method().as_str(),
+                    request.uri().path(),
+                    request.uri().query().unwrap_or("")
+                ));
+                let bytes = request.into_body().collect_bytes().await.expect("body");
+                if !bytes.is_empty() {
+                    sent.push(serde_json::from_slice(&bytes).expect("json"));
+                }
+                let body = serde_json::to_vec(&reply).expect("reply");
+                send.send_response(
+                    Response::builder()
+                        .status(StatusCode::from_u16(status).expect("status"))
+                        .body(Body::from(body))
+                        .expect("response"),
+                );
+            }
+            sent
+        });
+        let result = election.try_acquire_or_renew().await;
+        drop(election);
+        (result, server.await.expect("script"))
+    }
+
+    fn not_found() -> Value {
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found" })
+    }
+
+    fn lease(holder: &str, renewed: &str) -> Value {
+        json!({ "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": { "name": "securetunnel-operator", "namespace": "ops", "resourceVersion": "7" },
+                "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renewed, "leaseTransitions": 2 } })
+    }
+
+    #[tokio::test]
+    async fn a_missing_lease_is_created_with_us_as_holder() {
+        let (won, sent) = election_against(vec![
+            ("GET", 404, not_found()),
+            ("POST", 201, lease("pod-a", "2026-11-25T00:00:00.000000Z")),
+        ])
+        .await;
+        assert!(won.expect("no error"));
+        assert_eq!(sent[0]["spec"]["holderIdentity"], "pod-a");
+        assert_eq!(sent[0]["spec"]["leaseDurationSeconds"], 15);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_lease_of_another_replica_is_not_touched() {
+        let fresh = Timestamp::now().to_string();
+        let (won, sent) = election_against(vec![("GET", 200, lease("pod-b", &fresh))]).await;
+        assert!(!won.expect("no error"));
+        assert!(sent.is_empty(), "a standby writes nothing");
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_guarded_by_its_resource_version() {
+        let (won, sent) = election_against(vec![
+            ("GET", 200, lease("pod-b", "2020-01-01T00:00:00.000000Z")),
+            ("PUT", 200, lease("pod-a", "2026-11-25T00:00:00.000000Z")),
+        ])
+        .await;
+        assert!(won.expect("no error"));
+        assert_eq!(
+            sent[0]["metadata"]["resourceVersion"], "7",
+            "optimistic concurrency"
+        );
+        assert_eq!(sent[0]["spec"]["holderIdentity"], "pod-a");
+        assert_eq!(sent[0]["spec"]["leaseTransitions"], 3);
+    }
+
+    #[tokio::test]
+    async fn losing_the_race_for_an_expired_lease_is_not_an_error() {
+        let conflict = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Conflict", "code": 409, "message": "modified" });
+        let (won, _) = election_against(vec![
+            ("GET", 200, lease("pod-b", "2020-01-01T00:00:00.000000Z")),
+            ("PUT", 409, conflict),
+        ])
+        .await;
+        assert!(!won.expect("a conflict means someone else won"));
+    }
 }

@@ -1,0 +1,460 @@
+//! An in-process stand-in for the Kubernetes API server, enough for the
+//! operator: list (with label and field selectors), watch (with replay from
+//! a resourceVersion), get, create, replace, apply, status apply and delete,
+//! for the kinds it touches. Every request is counted by verb and resource,
+//! and may be delayed to model a real API server's latency. Deployments
+//! become ready as soon as they are applied (there are no pods here).
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+/// (resource plural, namespace, name)
+type Key = (String, String, String);
+
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    rv: u64,
+    plural: String,
+    namespace: String,
+    kind: &'static str,
+    object: Arc<Value>,
+}
+
+#[derive(Default)]
+struct Data {
+    objects: HashMap<Key, Arc<Value>>,
+    log: Vec<WatchEvent>,
+}
+
+pub struct FakeApi {
+    data: Mutex<Data>,
+    rv: AtomicU64,
+    events: broadcast::Sender<WatchEvent>,
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+    pub delay: Duration,
+    uid: AtomicU64,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                       "message": message, "reason": reason, "code": code });
+    (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
+}
+
+fn label_selector_matches(selector: &str, obj: &Value) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| match term.split_once('=') {
+        Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v.trim_start_matches('=')),
+        None => obj["metadata"]["labels"].get(term).is_some(),
+    })
+}
+
+fn field_selector_matches(selector: &str, obj: &Value) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| match term.split_once('=') {
+        Some(("metadata.name", v)) => obj["metadata"]["name"].as_str() == Some(v.trim_start_matches('=')),
+        Some(("metadata.namespace", v)) => obj["metadata"]["namespace"].as_str() == Some(v.trim_start_matches('=')),
+        _ => true,
+    })
+}
+
+fn decode(s: &str) -> String {
+    let mut out = String::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b as char);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { ' ' } else { bytes[i] as char });
+        i += 1;
+    }
+    out
+}
+
+struct Request {
+    plural: String,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+    query: HashMap<String, String>,
+    api_version: String,
+}
+
+fn parse(uri: &Uri) -> Option<Request> {
+    let parts: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let (api_version, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("v1".to_string(), rest),
+        ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (ns.to_string(), rest),
+        other => (String::new(), other),
+    };
+    let (plural, name, subresource) = match rest {
+        [p] => (p.to_string(), None, None),
+        [p, n] => (p.to_string(), Some(n.to_string()), None),
+        [p, n, s] => (p.to_string(), Some(n.to_string()), Some(s.to_string())),
+        _ => return None,
+    };
+    let query = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), decode(v))))
+        .collect();
+    Some(Request {
+        plural,
+        namespace,
+        name,
+        subresource,
+        query,
+        api_version,
+    })
+}
+
+fn kind_of(plural: &str) -> &'static str {
+    match plural {
+        "securetunnels" => "SecureTunnel",
+        "secrets" => "Secret",
+        "configmaps" => "ConfigMap",
+        "serviceaccounts" => "ServiceAccount",
+        "services" => "Service",
+        "deployments" => "Deployment",
+        "networkpolicies" => "NetworkPolicy",
+        "poddisruptionbudgets" => "PodDisruptionBudget",
+        "events" => "Event",
+        "leases" => "Lease",
+        "customresourcedefinitions" => "CustomResourceDefinition",
+        _ => "Unknown",
+    }
+}
+
+fn metadata_only(obj: &Value) -> Value {
+    json!({ "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": obj["metadata"] })
+}
+
+impl FakeApi {
+    pub fn new(delay: Duration) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1 << 16);
+        Arc::new(FakeApi {
+            data: Mutex::new(Data::default()),
+            rv: AtomicU64::new(1),
+            events,
+            counts: Mutex::new(BTreeMap::new()),
+            delay,
+            uid: AtomicU64::new(1),
+        })
+    }
+
+    fn count(&self, verb: &str, plural: &str) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry((verb.to_string(), plural.to_string())).or_default() += 1;
+        }
+    }
+
+    /// Requests so far by (verb, resource).
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn reset_counts(&self) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.clear();
+        }
+    }
+
+    /// Stores an object as a client would create it (used to load the scenario).
+    pub fn put(&self, plural: &str, mut obj: Value) {
+        let namespace = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        self.stamp_new(&mut obj);
+        self.store(plural, &namespace, &name, obj, "ADDED");
+    }
+
+    fn stamp_new(&self, obj: &mut Value) {
+        let uid = self.uid.fetch_add(1, Ordering::SeqCst);
+        obj["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{uid:012}"));
+        obj["metadata"]["creationTimestamp"] = json!("2026-11-25T00:00:00Z");
+        if obj["metadata"].get("generation").is_none() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+    }
+
+    fn store(&self, plural: &str, namespace: &str, name: &str, mut obj: Value, kind: &'static str) -> Arc<Value> {
+        let mut data = self.data.lock().expect("data lock");
+        let rv = self.rv.fetch_add(1, Ordering::SeqCst) + 1;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let obj = Arc::new(obj);
+        let key = (plural.to_string(), namespace.to_string(), name.to_string());
+        if kind == "DELETED" {
+            data.objects.remove(&key);
+        } else {
+            data.objects.insert(key, obj.clone());
+        }
+        let event = WatchEvent {
+            rv,
+            plural: plural.to_string(),
+            namespace: namespace.to_string(),
+            kind,
+            object: obj.clone(),
+        };
+        data.log.push(event.clone());
+        let _ = self.events.send(event);
+        obj
+    }
+
+    pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let data = self.data.lock().ok()?;
+        data.objects.get(&(plural.to_string(), namespace.to_string(), name.to_string())).cloned()
+    }
+
+    pub fn all(&self, plural: &str) -> Vec<Arc<Value>> {
+        let data = self.data.lock().expect("data lock");
+        data.objects.iter().filter(|((p, _, _), _)| p == plural).map(|(_, v)| v.clone()).collect()
+    }
+
+    async fn handle(self: Arc<Self>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        let Some(req) = parse(&uri) else {
+            return status(404, "NotFound", "unknown path");
+        };
+        let watch = req.query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let verb = match (&method, req.name.is_some(), watch) {
+            (&Method::GET, true, _) => "get",
+            (&Method::GET, false, true) => "watch",
+            (&Method::GET, false, false) => "list",
+            (&Method::POST, _, _) => "create",
+            (&Method::PUT, _, _) => "update",
+            (&Method::PATCH, _, _) => "patch",
+            (&Method::DELETE, _, _) => "delete",
+            _ => "other",
+        };
+        let counted = match &req.subresource {
+            Some(sub) => format!("{}/{sub}", req.plural),
+            None => req.plural.clone(),
+        };
+        self.count(verb, &counted);
+        if !watch && !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let meta_only = headers
+            .get("accept")
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+        match verb {
+            "list" => self.list(&req, meta_only),
+            "watch" => self.watch(&req, meta_only),
+            "get" => match self.get(&req.plural, &req.namespace, req.name.as_deref().unwrap_or("")) {
+                Some(obj) => axum::Json(obj.as_ref().clone()).into_response(),
+                None => status(404, "NotFound", "not found"),
+            },
+            "create" => self.create(&req, &body),
+            "update" => self.replace(&req, &body),
+            "patch" => self.patch(&req, &headers, &body),
+            "delete" => {
+                let name = req.name.clone().unwrap_or_default();
+                match self.get(&req.plural, &req.namespace, &name) {
+                    Some(obj) => {
+                        self.store(&req.plural, &req.namespace, &name, obj.as_ref().clone(), "DELETED");
+                        axum::Json(json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" })).into_response()
+                    }
+                    None => status(404, "NotFound", "not found"),
+                }
+            }
+            _ => status(405, "MethodNotAllowed", "unsupported"),
+        }
+    }
+
+    fn matches(req: &Request, plural: &str, namespace: &str, obj: &Value) -> bool {
+        plural == req.plural
+            && (req.namespace.is_empty() || req.namespace == namespace)
+            && req.query.get("labelSelector").is_none_or(|s| label_selector_matches(s, obj))
+            && req.query.get("fieldSelector").is_none_or(|s| field_selector_matches(s, obj))
+    }
+
+    fn list(&self, req: &Request, meta_only: bool) -> Response {
+        let data = self.data.lock().expect("data lock");
+        let items: Vec<Value> = data
+            .objects
+            .iter()
+            .filter(|((p, ns, _), obj)| Self::matches(req, p, ns, obj))
+            .map(|(_, obj)| if meta_only { metadata_only(obj) } else { obj.as_ref().clone() })
+            .collect();
+        let rv = self.rv.load(Ordering::SeqCst);
+        let kind = if meta_only {
+            "PartialObjectMetadataList".to_string()
+        } else {
+            format!("{}List", kind_of(&req.plural))
+        };
+        let api_version = if meta_only { "meta.k8s.io/v1".to_string() } else { req.api_version.clone() };
+        axum::Json(json!({ "apiVersion": api_version, "kind": kind, "metadata": { "resourceVersion": rv.to_string() }, "items": items }))
+            .into_response()
+    }
+
+    fn watch(self: &Arc<Self>, req: &Request, meta_only: bool) -> Response {
+        let since: u64 = req.query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let rx = self.events.subscribe();
+        let replay: Vec<WatchEvent> = {
+            let data = self.data.lock().expect("data lock");
+            data.log.iter().filter(|e| e.rv > since).cloned().collect()
+        };
+        let filter = Request {
+            plural: req.plural.clone(),
+            namespace: req.namespace.clone(),
+            name: None,
+            subresource: None,
+            query: req.query.clone(),
+            api_version: req.api_version.clone(),
+        };
+        let timeout = req.query.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(290u64);
+        let last_replayed = replay.last().map_or(since, |e| e.rv);
+        let line = move |e: &WatchEvent| -> Option<Bytes> {
+            if !Self::matches(&filter, &e.plural, &e.namespace, &e.object) {
+                return None;
+            }
+            let object = if meta_only { metadata_only(&e.object) } else { e.object.as_ref().clone() };
+            let mut text = serde_json::to_vec(&json!({ "type": e.kind, "object": object })).ok()?;
+            text.push(b'\n');
+            Some(Bytes::from(text))
+        };
+        let replayed: Vec<Bytes> = replay.iter().filter_map(&line).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        let live = futures::stream::unfold((rx, line), move |(mut rx, line)| async move {
+            loop {
+                let next = tokio::time::timeout_at(deadline, rx.recv()).await;
+                match next {
+                    Ok(Ok(e)) if e.rv > last_replayed => {
+                        if let Some(bytes) = line(&e) {
+                            return Some((Ok::<Bytes, Infallible>(bytes), (rx, line)));
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                    _ => return None,
+                }
+            }
+        });
+        let stream = futures::StreamExt::chain(futures::stream::iter(replayed.into_iter().map(Ok::<Bytes, Infallible>)), live);
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap_or_else(|_| status(500, "InternalError", "stream"))
+    }
+
+    fn create(&self, req: &Request, body: &Bytes) -> Response {
+        let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
+            return status(400, "BadRequest", "not JSON");
+        };
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if self.get(&req.plural, &req.namespace, &name).is_some() {
+            return status(409, "AlreadyExists", "already exists");
+        }
+        obj["metadata"]["namespace"] = json!(req.namespace);
+        self.stamp_new(&mut obj);
+        let stored = self.store(&req.plural, &req.namespace, &name, obj, "ADDED");
+        (StatusCode::CREATED, axum::Json(stored.as_ref().clone())).into_response()
+    }
+
+    fn replace(&self, req: &Request, body: &Bytes) -> Response {
+        let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
+            return status(400, "BadRequest", "not JSON");
+        };
+        let name = req.name.clone().unwrap_or_default();
+        let Some(current) = self.get(&req.plural, &req.namespace, &name) else {
+            return status(404, "NotFound", "not found");
+        };
+        if obj["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+            return status(409, "Conflict", "the object has been modified");
+        }
+        obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+        let stored = self.store(&req.plural, &req.namespace, &name, obj, "MODIFIED");
+        axum::Json(stored.as_ref().clone()).into_response()
+    }
+
+    fn patch(&self, req: &Request, headers: &HeaderMap, body: &Bytes) -> Response {
+        let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+            return status(400, "BadRequest", "not JSON");
+        };
+        let name = req.name.clone().unwrap_or_default();
+        let apply = headers
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.contains("apply-patch"));
+        let current = self.get(&req.plural, &req.namespace, &name);
+        if req.subresource.as_deref() == Some("status") {
+            let Some(current) = current else {
+                return status(404, "NotFound", "not found");
+            };
+            let mut obj = current.as_ref().clone();
+            obj["status"] = patch["status"].clone();
+            let stored = self.store(&req.plural, &req.namespace, &name, obj, "MODIFIED");
+            return axum::Json(stored.as_ref().clone()).into_response();
+        }
+        if !apply {
+            // Merge patches (Event series): accepted as they are.
+            return match current {
+                Some(c) => axum::Json(c.as_ref().clone()).into_response(),
+                None => status(404, "NotFound", "not found"),
+            };
+        }
+        // Server-side apply: the applied fields replace ours; server fields stay.
+        let mut obj = patch.clone();
+        obj["metadata"]["namespace"] = json!(req.namespace);
+        let kind = match &current {
+            Some(c) => {
+                obj["metadata"]["uid"] = c["metadata"]["uid"].clone();
+                obj["metadata"]["creationTimestamp"] = c["metadata"]["creationTimestamp"].clone();
+                let generation = c["metadata"]["generation"].as_i64().unwrap_or(1);
+                let changed = c.get("spec") != obj.get("spec");
+                obj["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
+                if let Some(s) = c.get("status") {
+                    obj["status"] = s.clone();
+                }
+                "MODIFIED"
+            }
+            None => {
+                self.stamp_new(&mut obj);
+                "ADDED"
+            }
+        };
+        if req.plural == "deployments" {
+            // No pods here: the rollout completes at once.
+            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            obj["status"] = json!({
+                "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
+                "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
+                "conditions": [ { "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable" },
+                                { "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" } ]
+            });
+        }
+        let stored = self.store(&req.plural, &req.namespace, &name, obj, kind);
+        axum::Json(stored.as_ref().clone()).into_response()
+    }
+
+    /// Serves on 127.0.0.1 (an ephemeral port); returns the address.
+    pub async fn serve(self: Arc<Self>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(
+            |State(api): State<Arc<FakeApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+                api.handle(method, uri, headers, body).await
+            },
+        );
+        let app = app.with_state(self);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+}

@@ -1,0 +1,372 @@
+//! Scale benchmark: the real operator binary against an in-process API server
+//! stand-in (benches/fake_api.rs).
+//!
+//!     cargo bench --bench scale -- [--tunnels N] [--delay-ms D] [--concurrency C] [--runs R]
+//!
+//! For N SecureTunnels (each with a token Secret and 1-8 ingress rules naming
+//! Services), it measures: time from operator start to every tunnel Ready;
+//! API requests per tunnel while converging, by verb; the requests of a full
+//! resync with nothing changed (the operator restarted over the converged
+//! state: every tunnel reconciled again); the operator process's peak RSS
+//! and CPU time; and the time to render a 256-rule tunnel. Prints one
+//! Markdown row per run and the median of the runs.
+
+#[path = "fake_api.rs"]
+mod fake_api;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use fake_api::FakeApi;
+
+struct Args {
+    tunnels: usize,
+    delay: Duration,
+    concurrency: u16,
+    runs: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        tunnels: 100,
+        delay: Duration::from_millis(1),
+        concurrency: 16,
+        runs: 3,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--tunnels" => a.tunnels = value.parse().expect("--tunnels N"),
+            "--delay-ms" => a.delay = Duration::from_millis(value.parse().expect("--delay-ms D")),
+            "--concurrency" => a.concurrency = value.parse().expect("--concurrency C"),
+            "--runs" => a.runs = value.parse().expect("--runs R"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+const NAMESPACES: usize = 10;
+const SERVICES_PER_NAMESPACE: usize = 8;
+
+fn token(i: usize) -> String {
+    let json = format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"6ff42ae2-765d-4adf-8112-{i:012}","s":"c2VjcmV0LXtpfQ=="}}"#);
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+fn load(api: &FakeApi, n: usize) {
+    api.put(
+        "customresourcedefinitions",
+        json!({ "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": { "name": "securetunnels.securetunnel.dev" },
+                "spec": {}, "status": { "conditions": [
+                    { "type": "NamesAccepted", "status": "True" }, { "type": "Established", "status": "True" } ] } }),
+    );
+    for ns in 0..NAMESPACES {
+        for s in 0..SERVICES_PER_NAMESPACE {
+            api.put(
+                "services",
+                json!({ "apiVersion": "v1", "kind": "Service",
+                        "metadata": { "name": format!("web-{s}"), "namespace": format!("ns-{ns}") },
+                        "spec": { "selector": { "app": format!("web-{s}") }, "ports": [ { "port": 8080, "targetPort": "http" } ] } }),
+            );
+        }
+    }
+    for i in 0..n {
+        let ns = format!("ns-{}", i % NAMESPACES);
+        let rules: Vec<Value> = (0..(i % 8 + 1))
+            .map(|r| json!({ "hostname": format!("t{i}-r{r}.example.com"), "service": format!("http://web-{r}.{ns}.svc:8080") }))
+            .collect();
+        api.put(
+            "secrets",
+            json!({ "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": { "name": format!("tunnel-{i}-token"), "namespace": ns },
+                    "data": { "token": base64::engine::general_purpose::STANDARD.encode(token(i)) } }),
+        );
+        api.put(
+            "securetunnels",
+            json!({ "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel",
+                    "metadata": { "name": format!("tunnel-{i}"), "namespace": ns },
+                    "spec": { "tokenSecretRef": { "name": format!("tunnel-{i}-token"), "key": "token" }, "ingress": rules } }),
+        );
+    }
+}
+
+fn ready_count(api: &FakeApi) -> usize {
+    api.all("securetunnels")
+        .iter()
+        .filter(|t| {
+            t["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count()
+}
+
+fn spawn_operator(kubeconfig: &std::path::Path, concurrency: u16) -> Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    Command::new(env!("CARGO_BIN_EXE_securetunnel-operator"))
+        .args(["run", "--concurrency", &concurrency.to_string(), "--http-address", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the operator starts")
+}
+
+/// (peak RSS in KiB, CPU seconds) of a live process, from /proc.
+fn process_usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
+    let clock = 100.0; // USER_HZ on Linux
+    (rss, (ticks(11) + ticks(12)) as f64 / clock)
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn by_verb(counts: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((verb, _), n) in counts {
+        *out.entry(verb.clone()).or_default() += n;
+    }
+    out
+}
+
+fn writes(counts: &BTreeMap<(String, String), u64>) -> u64 {
+    counts
+        .iter()
+        .filter(|((verb, _), _)| matches!(verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+struct Run {
+    converge_secs: f64,
+    per_tunnel: BTreeMap<String, f64>,
+    create_rss_mib: f64,
+    create_cpu_secs: f64,
+    resync_secs: f64,
+    resync_writes: u64,
+    resync_reads: u64,
+    resync_cpu_ms_per_tunnel: f64,
+    resync_rss_mib: f64,
+}
+
+async fn one_run(a: &Args) -> Run {
+    let api = FakeApi::new(a.delay);
+    load(&api, a.tunnels);
+    api.reset_counts();
+    let addr = api.clone().serve().await;
+    let dir = std::env::temp_dir().join(format!("securetunnel-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [ {{ name: fake, cluster: {{ server: 'http://{addr}' }} }} ]\n\
+             users: [ {{ name: fake, user: {{}} }} ]\ncontexts: [ {{ name: fake, context: {{ cluster: fake, user: fake, namespace: default }} }} ]\n\
+             current-context: fake\n"
+        ),
+    )
+    .expect("kubeconfig");
+
+    // Creation: from operator start to every tunnel Ready.
+    let started = Instant::now();
+    let child = spawn_operator(&kubeconfig, a.concurrency);
+    let pid = child.id();
+    let mut usage = (0, 0.0);
+    while ready_count(&api) < a.tunnels {
+        assert!(started.elapsed() < Duration::from_secs(600), "no convergence in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        usage = process_usage(pid);
+    }
+    let converge_secs = started.elapsed().as_secs_f64();
+    // Let follow-up reconciles (from our own writes) settle before counting.
+    quiet(&api, Duration::from_millis(1500)).await;
+    let usage_after = process_usage(pid);
+    if usage_after.0 > 0 {
+        usage = usage_after;
+    }
+    let counts = api.counts();
+    let per_tunnel = by_verb(&counts).into_iter().map(|(v, n)| (v, n as f64 / a.tunnels as f64)).collect();
+    stop(child);
+
+    // A full resync with nothing changed: a fresh operator over the converged state.
+    api.reset_counts();
+    let started = Instant::now();
+    let child = spawn_operator(&kubeconfig, a.concurrency);
+    let pid = child.id();
+    let token_gets = |api: &FakeApi| api.counts().get(&("get".to_string(), "secrets".to_string())).copied().unwrap_or(0);
+    let mut resync_usage = (0, 0.0);
+    while (token_gets(&api) as usize) < a.tunnels {
+        assert!(started.elapsed() < Duration::from_secs(600), "no resync in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        resync_usage = process_usage(pid);
+    }
+    let resync_secs = started.elapsed().as_secs_f64();
+    quiet(&api, Duration::from_millis(1500)).await;
+    let after = process_usage(pid);
+    if after.0 > 0 {
+        resync_usage = after;
+    }
+    let counts = api.counts();
+    stop(child);
+    std::fs::remove_dir_all(&dir).ok();
+
+    let reads: u64 = counts.iter().filter(|((v, _), _)| v == "get").map(|(_, n)| n).sum();
+    Run {
+        converge_secs,
+        per_tunnel,
+        create_rss_mib: usage.0 as f64 / 1024.0,
+        create_cpu_secs: usage.1,
+        resync_secs,
+        resync_writes: writes(&counts),
+        resync_reads: reads,
+        resync_cpu_ms_per_tunnel: resync_usage.1 * 1000.0 / a.tunnels as f64,
+        resync_rss_mib: resync_usage.0 as f64 / 1024.0,
+    }
+}
+
+/// Waits until no request has arrived for `quiet_for`.
+async fn quiet(api: &FakeApi, quiet_for: Duration) {
+    let total = |api: &FakeApi| api.counts().values().sum::<u64>();
+    let mut last = total(api);
+    let mut since = Instant::now();
+    while since.elapsed() < quiet_for {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = total(api);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
+
+fn render_256_rules_micros() -> f64 {
+    use securetunnel_operator::api::SecureTunnel;
+    use securetunnel_operator::render::{render, Dereferenced};
+    use securetunnel_operator::token::TunnelToken;
+    let rules: Vec<Value> = (0..256)
+        .map(|r| json!({ "hostname": format!("h{r}.example.com"), "path": format!("^/{r}/"), "service": format!("http://web-{}.apps.svc:8080", r % 8) }))
+        .collect();
+    let tunnel: SecureTunnel = serde_json::from_value(json!({
+        "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel",
+        "metadata": { "name": "big", "namespace": "apps", "uid": "00000000-0000-4000-8000-000000000001" },
+        "spec": { "tokenSecretRef": { "name": "t" }, "ingress": rules }
+    }))
+    .expect("tunnel");
+    let services = (0..8)
+        .map(|s| {
+            let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+                "metadata": { "name": format!("web-{s}"), "namespace": "apps" },
+                "spec": { "selector": { "app": format!("web-{s}") }, "ports": [ { "port": 8080, "targetPort": "http" } ] }
+            }))
+            .expect("service");
+            (
+                securetunnel_operator::render::origins::ServiceRef {
+                    namespace: "apps".into(),
+                    name: format!("web-{s}"),
+                },
+                svc,
+            )
+        })
+        .collect();
+    let deref = Dereferenced {
+        token: Some(TunnelToken::parse(token(1).as_bytes()).expect("token")),
+        services,
+    };
+    let mut samples = Vec::new();
+    for _ in 0..9 {
+        let iterations = 200;
+        let started = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(render(&tunnel, &deref).expect("renders"));
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1e6 / iterations as f64);
+    }
+    median(&mut samples)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    println!(
+        "tunnels={} delay={}ms concurrency={} runs={} cores={}",
+        a.tunnels,
+        a.delay.as_millis(),
+        a.concurrency,
+        a.runs,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!("| run | converge s | reqs/tunnel (by verb) | RSS MiB | CPU s | resync s | resync writes | resync gets | CPU ms/no-op reconcile | resync RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut runs = Vec::new();
+    for r in 0..a.runs {
+        let run = one_run(&a).await;
+        let verbs: Vec<String> = run.per_tunnel.iter().map(|(v, n)| format!("{v} {n:.2}")).collect();
+        println!(
+            "| {} | {:.2} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {:.3} | {:.1} |",
+            r + 1,
+            run.converge_secs,
+            verbs.join(", "),
+            run.create_rss_mib,
+            run.create_cpu_secs,
+            run.resync_secs,
+            run.resync_writes,
+            run.resync_reads,
+            run.resync_cpu_ms_per_tunnel,
+            run.resync_rss_mib
+        );
+        runs.push(run);
+    }
+    let med = |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    println!(
+        "| median | {:.2} | total {:.2} | {:.1} | {:.2} | {:.2} | {} | {} | {:.3} | {:.1} |",
+        med(&|r| r.converge_secs),
+        med(&|r| r.per_tunnel.values().sum()),
+        med(&|r| r.create_rss_mib),
+        med(&|r| r.create_cpu_secs),
+        med(&|r| r.resync_secs),
+        med(&|r| r.resync_writes as f64),
+        med(&|r| r.resync_reads as f64),
+        med(&|r| r.resync_cpu_ms_per_tunnel),
+        med(&|r| r.resync_rss_mib)
+    );
+    println!("render of a 256-rule tunnel: {:.1} µs (median of 9 batches of 200)", render_256_rules_micros());
+}

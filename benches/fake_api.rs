@@ -48,22 +48,38 @@ pub struct FakeApi {
 fn status(code: u16, reason: &str, message: &str) -> Response {
     let body = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                        "message": message, "reason": reason, "code": code });
-    (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 fn label_selector_matches(selector: &str, obj: &Value) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| match term.split_once('=') {
-        Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v.trim_start_matches('=')),
-        None => obj["metadata"]["labels"].get(term).is_some(),
-    })
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((k, v)) => {
+                obj["metadata"]["labels"][k].as_str() == Some(v.trim_start_matches('='))
+            }
+            None => obj["metadata"]["labels"].get(term).is_some(),
+        })
 }
 
 fn field_selector_matches(selector: &str, obj: &Value) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| match term.split_once('=') {
-        Some(("metadata.name", v)) => obj["metadata"]["name"].as_str() == Some(v.trim_start_matches('=')),
-        Some(("metadata.namespace", v)) => obj["metadata"]["namespace"].as_str() == Some(v.trim_start_matches('=')),
-        _ => true,
-    })
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some(("metadata.name", v)) => {
+                obj["metadata"]["name"].as_str() == Some(v.trim_start_matches('='))
+            }
+            Some(("metadata.namespace", v)) => {
+                obj["metadata"]["namespace"].as_str() == Some(v.trim_start_matches('='))
+            }
+            _ => true,
+        })
 }
 
 fn decode(s: &str) -> String {
@@ -78,7 +94,11 @@ fn decode(s: &str) -> String {
                 continue;
             }
         }
-        out.push(if bytes[i] == b'+' { ' ' } else { bytes[i] as char });
+        out.push(if bytes[i] == b'+' {
+            ' '
+        } else {
+            bytes[i] as char
+        });
         i += 1;
     }
     out
@@ -179,7 +199,10 @@ impl FakeApi {
 
     /// Stores an object as a client would create it (used to load the scenario).
     pub fn put(&self, plural: &str, mut obj: Value) {
-        let namespace = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let namespace = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         self.stamp_new(&mut obj);
         self.store(plural, &namespace, &name, obj, "ADDED");
@@ -194,7 +217,14 @@ impl FakeApi {
         }
     }
 
-    fn store(&self, plural: &str, namespace: &str, name: &str, mut obj: Value, kind: &'static str) -> Arc<Value> {
+    fn store(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        mut obj: Value,
+        kind: &'static str,
+    ) -> Arc<Value> {
         let mut data = self.data.lock().expect("data lock");
         let rv = self.rv.fetch_add(1, Ordering::SeqCst) + 1;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -219,19 +249,34 @@ impl FakeApi {
 
     pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
         let data = self.data.lock().ok()?;
-        data.objects.get(&(plural.to_string(), namespace.to_string(), name.to_string())).cloned()
+        data.objects
+            .get(&(plural.to_string(), namespace.to_string(), name.to_string()))
+            .cloned()
     }
 
     pub fn all(&self, plural: &str) -> Vec<Arc<Value>> {
         let data = self.data.lock().expect("data lock");
-        data.objects.iter().filter(|((p, _, _), _)| p == plural).map(|(_, v)| v.clone()).collect()
+        data.objects
+            .iter()
+            .filter(|((p, _, _), _)| p == plural)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
-    async fn handle(self: Arc<Self>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    async fn handle(
+        self: Arc<Self>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
         let Some(req) = parse(&uri) else {
             return status(404, "NotFound", "unknown path");
         };
-        let watch = req.query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let watch = req
+            .query
+            .get("watch")
+            .is_some_and(|w| w == "true" || w == "1");
         let verb = match (&method, req.name.is_some(), watch) {
             (&Method::GET, true, _) => "get",
             (&Method::GET, false, true) => "watch",
@@ -257,7 +302,11 @@ impl FakeApi {
         match verb {
             "list" => self.list(&req, meta_only),
             "watch" => self.watch(&req, meta_only),
-            "get" => match self.get(&req.plural, &req.namespace, req.name.as_deref().unwrap_or("")) {
+            "get" => match self.get(
+                &req.plural,
+                &req.namespace,
+                req.name.as_deref().unwrap_or(""),
+            ) {
                 Some(obj) => axum::Json(obj.as_ref().clone()).into_response(),
                 None => status(404, "NotFound", "not found"),
             },
@@ -268,7 +317,13 @@ impl FakeApi {
                 let name = req.name.clone().unwrap_or_default();
                 match self.get(&req.plural, &req.namespace, &name) {
                     Some(obj) => {
-                        self.store(&req.plural, &req.namespace, &name, obj.as_ref().clone(), "DELETED");
+                        self.store(
+                            &req.plural,
+                            &req.namespace,
+                            &name,
+                            obj.as_ref().clone(),
+                            "DELETED",
+                        );
                         axum::Json(json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" })).into_response()
                     }
                     None => status(404, "NotFound", "not found"),
@@ -281,8 +336,14 @@ impl FakeApi {
     fn matches(req: &Request, plural: &str, namespace: &str, obj: &Value) -> bool {
         plural == req.plural
             && (req.namespace.is_empty() || req.namespace == namespace)
-            && req.query.get("labelSelector").is_none_or(|s| label_selector_matches(s, obj))
-            && req.query.get("fieldSelector").is_none_or(|s| field_selector_matches(s, obj))
+            && req
+                .query
+                .get("labelSelector")
+                .is_none_or(|s| label_selector_matches(s, obj))
+            && req
+                .query
+                .get("fieldSelector")
+                .is_none_or(|s| field_selector_matches(s, obj))
     }
 
     fn list(&self, req: &Request, meta_only: bool) -> Response {
@@ -291,7 +352,13 @@ impl FakeApi {
             .objects
             .iter()
             .filter(|((p, ns, _), obj)| Self::matches(req, p, ns, obj))
-            .map(|(_, obj)| if meta_only { metadata_only(obj) } else { obj.as_ref().clone() })
+            .map(|(_, obj)| {
+                if meta_only {
+                    metadata_only(obj)
+                } else {
+                    obj.as_ref().clone()
+                }
+            })
             .collect();
         let rv = self.rv.load(Ordering::SeqCst);
         let kind = if meta_only {
@@ -299,13 +366,21 @@ impl FakeApi {
         } else {
             format!("{}List", kind_of(&req.plural))
         };
-        let api_version = if meta_only { "meta.k8s.io/v1".to_string() } else { req.api_version.clone() };
+        let api_version = if meta_only {
+            "meta.k8s.io/v1".to_string()
+        } else {
+            req.api_version.clone()
+        };
         axum::Json(json!({ "apiVersion": api_version, "kind": kind, "metadata": { "resourceVersion": rv.to_string() }, "items": items }))
             .into_response()
     }
 
     fn watch(self: &Arc<Self>, req: &Request, meta_only: bool) -> Response {
-        let since: u64 = req.query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let since: u64 = req
+            .query
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let rx = self.events.subscribe();
         let replay: Vec<WatchEvent> = {
             let data = self.data.lock().expect("data lock");
@@ -319,13 +394,21 @@ impl FakeApi {
             query: req.query.clone(),
             api_version: req.api_version.clone(),
         };
-        let timeout = req.query.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(290u64);
+        let timeout = req
+            .query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(290u64);
         let last_replayed = replay.last().map_or(since, |e| e.rv);
         let line = move |e: &WatchEvent| -> Option<Bytes> {
             if !Self::matches(&filter, &e.plural, &e.namespace, &e.object) {
                 return None;
             }
-            let object = if meta_only { metadata_only(&e.object) } else { e.object.as_ref().clone() };
+            let object = if meta_only {
+                metadata_only(&e.object)
+            } else {
+                e.object.as_ref().clone()
+            };
             let mut text = serde_json::to_vec(&json!({ "type": e.kind, "object": object })).ok()?;
             text.push(b'\n');
             Some(Bytes::from(text))
@@ -347,7 +430,10 @@ impl FakeApi {
                 }
             }
         });
-        let stream = futures::StreamExt::chain(futures::stream::iter(replayed.into_iter().map(Ok::<Bytes, Infallible>)), live);
+        let stream = futures::StreamExt::chain(
+            futures::stream::iter(replayed.into_iter().map(Ok::<Bytes, Infallible>)),
+            live,
+        );
         Response::builder()
             .header("content-type", "application/json")
             .body(Body::from_stream(stream))
@@ -419,7 +505,8 @@ impl FakeApi {
                 obj["metadata"]["creationTimestamp"] = c["metadata"]["creationTimestamp"].clone();
                 let generation = c["metadata"]["generation"].as_i64().unwrap_or(1);
                 let changed = c.get("spec") != obj.get("spec");
-                obj["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
+                obj["metadata"]["generation"] =
+                    json!(if changed { generation + 1 } else { generation });
                 if let Some(s) = c.get("status") {
                     obj["status"] = s.clone();
                 }
@@ -446,12 +533,16 @@ impl FakeApi {
 
     /// Serves on 127.0.0.1 (an ephemeral port); returns the address.
     pub async fn serve(self: Arc<Self>) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().fallback(
-            |State(api): State<Arc<FakeApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
-                api.handle(method, uri, headers, body).await
-            },
+            |State(api): State<Arc<FakeApi>>,
+             method: Method,
+             uri: Uri,
+             headers: HeaderMap,
+             body: Bytes| async move { api.handle(method, uri, headers, body).await },
         );
         let app = app.with_state(self);
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -60,7 +60,9 @@ const NAMESPACES: usize = 10;
 const SERVICES_PER_NAMESPACE: usize = 8;
 
 fn token(i: usize) -> String {
-    let json = format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"6ff42ae2-765d-4adf-8112-{i:012}","s":"c2VjcmV0LXtpfQ=="}}"#);
+    let json = format!(
+        r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"6ff42ae2-765d-4adf-8112-{i:012}","s":"c2VjcmV0LXtpfQ=="}}"#
+    );
     base64::engine::general_purpose::STANDARD.encode(json)
 }
 
@@ -106,17 +108,27 @@ fn ready_count(api: &FakeApi) -> usize {
     api.all("securetunnels")
         .iter()
         .filter(|t| {
-            t["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            t["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
         })
         .count()
 }
 
 fn spawn_operator(kubeconfig: &std::path::Path, concurrency: u16) -> Child {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     Command::new(env!("CARGO_BIN_EXE_securetunnel-operator"))
-        .args(["run", "--concurrency", &concurrency.to_string(), "--http-address", &format!("127.0.0.1:{port}")])
+        .args([
+            "run",
+            "--concurrency",
+            &concurrency.to_string(),
+            "--http-address",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -135,15 +147,25 @@ fn process_usage(pid: u32) -> (u64, f64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
     let clock = 100.0; // USER_HZ on Linux
     (rss, (ticks(11) + ticks(12)) as f64 / clock)
 }
 
 fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -207,7 +229,10 @@ async fn one_run(a: &Args) -> Run {
     let pid = child.id();
     let mut usage = (0, 0.0);
     while ready_count(&api) < a.tunnels {
-        assert!(started.elapsed() < Duration::from_secs(600), "no convergence in 10 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no convergence in 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         usage = process_usage(pid);
     }
@@ -219,7 +244,10 @@ async fn one_run(a: &Args) -> Run {
         usage = usage_after;
     }
     let counts = api.counts();
-    let per_tunnel = by_verb(&counts).into_iter().map(|(v, n)| (v, n as f64 / a.tunnels as f64)).collect();
+    let per_tunnel = by_verb(&counts)
+        .into_iter()
+        .map(|(v, n)| (v, n as f64 / a.tunnels as f64))
+        .collect();
     stop(child);
 
     // A full resync with nothing changed: a fresh operator over the converged state.
@@ -227,10 +255,18 @@ async fn one_run(a: &Args) -> Run {
     let started = Instant::now();
     let child = spawn_operator(&kubeconfig, a.concurrency);
     let pid = child.id();
-    let token_gets = |api: &FakeApi| api.counts().get(&("get".to_string(), "secrets".to_string())).copied().unwrap_or(0);
+    let token_gets = |api: &FakeApi| {
+        api.counts()
+            .get(&("get".to_string(), "secrets".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
     let mut resync_usage = (0, 0.0);
     while (token_gets(&api) as usize) < a.tunnels {
-        assert!(started.elapsed() < Duration::from_secs(600), "no resync in 10 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no resync in 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         resync_usage = process_usage(pid);
     }
@@ -244,7 +280,11 @@ async fn one_run(a: &Args) -> Run {
     stop(child);
     std::fs::remove_dir_all(&dir).ok();
 
-    let reads: u64 = counts.iter().filter(|((v, _), _)| v == "get").map(|(_, n)| n).sum();
+    let reads: u64 = counts
+        .iter()
+        .filter(|((v, _), _)| v == "get")
+        .map(|(_, n)| n)
+        .sum();
     Run {
         converge_secs,
         per_tunnel,
@@ -332,14 +372,20 @@ async fn main() {
         a.delay.as_millis(),
         a.concurrency,
         a.runs,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
     println!("| run | converge s | reqs/tunnel (by verb) | RSS MiB | CPU s | resync s | resync writes | resync gets | CPU ms/no-op reconcile | resync RSS MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut runs = Vec::new();
     for r in 0..a.runs {
         let run = one_run(&a).await;
-        let verbs: Vec<String> = run.per_tunnel.iter().map(|(v, n)| format!("{v} {n:.2}")).collect();
+        let verbs: Vec<String> = run
+            .per_tunnel
+            .iter()
+            .map(|(v, n)| format!("{v} {n:.2}"))
+            .collect();
         println!(
             "| {} | {:.2} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {:.3} | {:.1} |",
             r + 1,
@@ -368,5 +414,8 @@ async fn main() {
         med(&|r| r.resync_cpu_ms_per_tunnel),
         med(&|r| r.resync_rss_mib)
     );
-    println!("render of a 256-rule tunnel: {:.1} µs (median of 9 batches of 200)", render_256_rules_micros());
+    println!(
+        "render of a 256-rule tunnel: {:.1} µs (median of 9 batches of 200)",
+        render_256_rules_micros()
+    );
 }

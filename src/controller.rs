@@ -82,7 +82,10 @@ where
     let config = watcher::Config::default()
         .labels(MANAGED_SELECTOR)
         .any_semantic();
-    let stream = reflector::reflector(writer, watcher(api_for::<K>(client, namespace), config))
+    // managedFields are the largest part of most objects and never read here.
+    let events = watcher(api_for::<K>(client, namespace), config)
+        .modify(|obj| obj.managed_fields_mut().clear());
+    let stream = reflector::reflector(writer, events)
         .default_backoff()
         .touched_objects();
     (reader, stream)
@@ -170,6 +173,7 @@ async fn run_scope(
     )
     .default_backoff()
     .touched_objects();
+    let (token_secrets, token_secrets_writer) = reflector::store();
     let stores = Stores {
         network_policies,
         secrets,
@@ -178,6 +182,7 @@ async fn run_scope(
         deployments,
         pod_disruption_budgets,
         services,
+        token_secrets,
     };
 
     let recorder = Recorder::new(
@@ -201,11 +206,21 @@ async fn run_scope(
     let tunnel_store = controller.store();
     metrics.watch_tunnels(tunnel_store.clone());
     let tunnels_for_services = tunnel_store.clone();
-    // Token Secrets carry no label of ours; watching their metadata is enough
-    // to notice a rotation, and the reconcile reads the value.
-    let token_secrets = watcher(
-        api_for::<PartialObjectMeta<Secret>>(&client, namespace),
-        watcher::Config::default().any_semantic(),
+    // Token Secrets carry no label of ours; their metadata is enough to notice
+    // a rotation (and to skip re-reading a token that did not change). Only
+    // the identity and resourceVersion are kept.
+    let token_secrets_stream = reflector::reflector(
+        token_secrets_writer,
+        watcher(
+            api_for::<PartialObjectMeta<Secret>>(&client, namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .modify(|meta| {
+            meta.metadata.managed_fields = None;
+            meta.metadata.annotations = None;
+            meta.metadata.labels = None;
+            meta.metadata.owner_references = None;
+        }),
     )
     .default_backoff()
     .touched_objects();
@@ -223,7 +238,7 @@ async fn run_scope(
         .owns_stream(service_account_stream)
         .owns_stream(deployment_stream)
         .owns_stream(pdb_stream)
-        .watches_stream(token_secrets, move |secret| {
+        .watches_stream(token_secrets_stream, move |secret| {
             tunnels_using_secret(&tunnel_store, &secret)
         })
         .watches_stream(service_stream, move |service| {

@@ -179,6 +179,19 @@ const STATUS_PATH: &str =
     "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
 
+/// Applying a Deployment that exists: the API server answers with the
+/// applied object and the status its controller keeps.
+fn apply_existing_deployment(body: Value) -> Exchange {
+    let live = to_json(&rolled_out(
+        serde_json::from_value(body.clone()).expect("deployment"),
+        2,
+    ));
+    Exchange {
+        reply: Reply::EchoOnto(live),
+        ..apply(DEPLOYMENT_PATH, body)
+    }
+}
+
 /// Condition timestamps are "now"; check they are present, then drop them.
 fn normalize_status(body: &mut Value) {
     if let Some(conditions) = body
@@ -437,30 +450,36 @@ struct Caches {
     deployments: Writer<Deployment>,
     pod_disruption_budgets: Writer<PodDisruptionBudget>,
     services: Writer<Service>,
+    token_secrets: Writer<kube::core::PartialObjectMeta<Secret>>,
 }
 
 impl Caches {
-    /// Nothing of ours cached; the Service cache has listed `services`.
+    /// Nothing of ours cached; the Service cache has listed `services`;
+    /// every cache has finished its first listing.
     fn with_services(services: &[Service]) -> Self {
-        let mut caches = Caches {
-            network_policies: Writer::default(),
-            secrets: Writer::default(),
-            config_maps: Writer::default(),
-            service_accounts: Writer::default(),
-            deployments: Writer::default(),
-            pod_disruption_budgets: Writer::default(),
-            services: Writer::default(),
-        };
-        caches.services.apply_watcher_event(&watcher::Event::Init);
-        for s in services {
-            caches
-                .services
-                .apply_watcher_event(&watcher::Event::InitApply(s.clone()));
+        fn listed<K>(items: &[K]) -> Writer<K>
+        where
+            K: kube::runtime::reflector::Lookup + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+        {
+            let mut writer = Writer::default();
+            writer.apply_watcher_event(&watcher::Event::Init);
+            for item in items {
+                writer.apply_watcher_event(&watcher::Event::InitApply(item.clone()));
+            }
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            writer
         }
-        caches
-            .services
-            .apply_watcher_event(&watcher::Event::InitDone);
-        caches
+        Caches {
+            network_policies: listed(&[]),
+            secrets: listed(&[]),
+            config_maps: listed(&[]),
+            service_accounts: listed(&[]),
+            deployments: listed(&[]),
+            pod_disruption_budgets: listed(&[]),
+            services: listed(services),
+            token_secrets: listed(&[]),
+        }
     }
 
     /// Nothing of ours cached; the fixture's Service exists.
@@ -506,6 +525,7 @@ impl Caches {
             deployments: self.deployments.as_reader(),
             pod_disruption_budgets: self.pod_disruption_budgets.as_reader(),
             services: self.services.as_reader(),
+            token_secrets: self.token_secrets.as_reader(),
         }
     }
 }
@@ -704,7 +724,7 @@ async fn a_rotated_token_updates_the_secret_and_rolls_the_deployment_only() {
             Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token))),
         ),
         apply(SECRET_PATH, to_json(&new_children.secret)),
-        apply(DEPLOYMENT_PATH, to_json(&new_children.deployment)),
+        apply_existing_deployment(to_json(&new_children.deployment)),
         // Same tunnel, same config: the status does not change.
     ];
     reconcile_against(
@@ -879,7 +899,7 @@ async fn scaling_to_one_replica_removes_our_disruption_budget() {
             TOKEN_SECRET_PATH,
             Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
         ),
-        apply(DEPLOYMENT_PATH, to_json(&scaled.deployment)),
+        apply_existing_deployment(to_json(&scaled.deployment)),
         Exchange {
             method: Method::DELETE,
             path: PDB_PATH.to_string(),
@@ -1004,11 +1024,8 @@ async fn a_service_cache_that_never_lists_fails_the_reconcile_instead_of_closing
     let mut caches = Caches::holding(&children);
     caches.services = Writer::default(); // never sees its first listing
     tokio::time::pause(); // the 30 s wait passes instantly
-    let script = vec![get(
-        TOKEN_SECRET_PATH,
-        Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-    )];
-    let err = reconcile_against(tunnel_in_steady_state(&children), &caches, script)
+                          // Nothing is read or written before every cache has listed.
+    let err = reconcile_against(tunnel_in_steady_state(&children), &caches, vec![])
         .await
         .expect_err("waits, then fails");
     assert_eq!(err.metric_label(), "cache_not_ready");
@@ -1046,7 +1063,7 @@ async fn a_hand_edited_child_is_reverted_and_a_deleted_one_recreated() {
         ),
         get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
-        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
+        apply_existing_deployment(to_json(&children.deployment)),
     ];
     reconcile_against(tunnel_in_steady_state(&children), &caches, script)
         .await
@@ -1552,4 +1569,60 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
         "the status was checked"
     );
     assert!(checked >= 20, "checked {checked} requests");
+}
+
+#[tokio::test]
+async fn an_unchanged_token_secret_is_not_read_again() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    let mut secret = user_secret(&token);
+    secret.metadata.resource_version = Some("5".into());
+    let metadata = |rv: &str| kube::core::PartialObjectMeta::<Secret> {
+        metadata: kube::api::ObjectMeta {
+            name: Some("home-tunnel-token".into()),
+            namespace: Some("apps".into()),
+            resource_version: Some(rv.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut caches = Caches::holding(&children);
+    caches
+        .token_secrets
+        .apply_watcher_event(&watcher::Event::Apply(metadata("5")));
+    let mut cluster = MockCluster::new(&caches);
+    let t = tunnel_in_steady_state(&children);
+
+    // First reconcile: the token is read once.
+    cluster
+        .reconcile(
+            t.clone(),
+            vec![get(
+                TOKEN_SECRET_PATH,
+                Reply::Json(StatusCode::OK, to_json(&secret)),
+            )],
+        )
+        .await
+        .expect("reconciles");
+    // Same resourceVersion: a resync sends nothing at all.
+    cluster
+        .reconcile(t.clone(), vec![])
+        .await
+        .expect("reconciles");
+    // The Secret changed: read again.
+    caches
+        .token_secrets
+        .apply_watcher_event(&watcher::Event::Apply(metadata("6")));
+    secret.metadata.resource_version = Some("6".into());
+    cluster
+        .reconcile(
+            t,
+            vec![get(
+                TOKEN_SECRET_PATH,
+                Reply::Json(StatusCode::OK, to_json(&secret)),
+            )],
+        )
+        .await
+        .expect("reconciles");
+    cluster.finish().await;
 }

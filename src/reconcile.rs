@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -39,10 +40,10 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const BLOCKED_RECHECK: Duration = Duration::from_secs(5 * 60);
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
-/// How long a reconcile waits for the Service cache's first listing. Until
-/// then a missing Service could mean "not listed yet", and rendering would
-/// close the sandbox on a working origin.
-const SERVICE_CACHE_WAIT: Duration = Duration::from_secs(30);
+/// How long a reconcile waits for the caches' first listing. Until then a
+/// missing Service could mean "not listed yet", and rendering would close the
+/// sandbox on a working origin.
+const CACHE_WAIT: Duration = Duration::from_secs(30);
 
 /// Caches filled by the controller's watches: the children (label-filtered)
 /// and the Services that ingress rules may name.
@@ -55,6 +56,30 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     pub pod_disruption_budgets: Store<PodDisruptionBudget>,
     pub services: Store<Service>,
+    /// Metadata of every Secret in scope: a token is read again only when its
+    /// Secret's resourceVersion changed.
+    pub token_secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+impl Stores {
+    /// Waits (bounded) for every cache's first listing: until then, a cache
+    /// miss would cost an API read, or hide an object.
+    async fn wait_until_ready(&self) -> Result<()> {
+        let all = async {
+            self.network_policies.wait_until_ready().await?;
+            self.secrets.wait_until_ready().await?;
+            self.config_maps.wait_until_ready().await?;
+            self.service_accounts.wait_until_ready().await?;
+            self.deployments.wait_until_ready().await?;
+            self.pod_disruption_budgets.wait_until_ready().await?;
+            self.services.wait_until_ready().await?;
+            self.token_secrets.wait_until_ready().await
+        };
+        tokio::time::timeout(CACHE_WAIT, all)
+            .await
+            .map_err(|_| Error::CacheNotReady("child"))?
+            .map_err(|_| Error::CacheNotReady("child"))
+    }
 }
 
 /// Shared state of the reconciler.
@@ -65,6 +90,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per tunnel, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
+    /// Parsed tokens by Secret (namespace, name, key), with the Secret's resourceVersion.
+    tokens: Mutex<HashMap<(String, String, String), CachedToken>>,
+}
+
+/// A token as read from a Secret at one resourceVersion.
+#[derive(Clone)]
+struct CachedToken {
+    resource_version: String,
+    token: Result<TunnelToken, TokenProblem>,
 }
 
 impl Context {
@@ -84,6 +118,7 @@ impl Context {
             stores,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
         }
     }
 
@@ -152,10 +187,13 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
         .ok_or(Error::MissingObjectKey("metadata.uid"))?;
     let key = ObjectRef::from_obj(tunnel.as_ref());
 
+    ctx.stores.wait_until_ready().await?;
+
     // Dereference.
-    let token = read_token(&ctx.client, &namespace, &tunnel.spec.token_secret_ref).await?;
+    let token = read_token(ctx, &namespace, &tunnel.spec.token_secret_ref).await?;
 
     // Validate, then render, then apply.
+    let mut fresh_deployment: Option<Deployment> = None;
     let (verdict, action) = match validate::validate(&tunnel.name_any(), &tunnel.spec) {
         Err(errors) => {
             warn!(problems = errors.0.len(), "spec is invalid");
@@ -180,8 +218,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
             }
             Ok(token) => {
                 let tunnel_id = token.tunnel_id().to_string();
-                let services =
-                    read_services(&ctx.stores.services, &tunnel.spec, &namespace).await?;
+                let services = read_services(&ctx.stores.services, &tunnel.spec, &namespace);
                 let deref = Dereferenced {
                     token: Some(token),
                     services,
@@ -191,35 +228,41 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
                     warn!(%origin, "origin not opened in the sandbox");
                 }
                 match apply_children(ctx, &uid, &children).await? {
-                    Some(conflict) => (
+                    Err(conflict) => (
                         Verdict::Blocked {
                             reason: conditions::REASON_NAME_CONFLICT,
                             message: conflict,
                         },
                         Action::requeue(BLOCKED_RECHECK),
                     ),
-                    None => (
-                        Verdict::Applied {
-                            tunnel_id,
-                            config_hash: children.config_hash.clone(),
-                            unresolved: children
-                                .unresolved
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect(),
-                        },
-                        Action::requeue(RESYNC_INTERVAL),
-                    ),
+                    Ok(written) => {
+                        fresh_deployment = written;
+                        (
+                            Verdict::Applied {
+                                tunnel_id,
+                                config_hash: children.config_hash.clone(),
+                                unresolved: children
+                                    .unresolved
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect(),
+                            },
+                            Action::requeue(RESYNC_INTERVAL),
+                        )
+                    }
                 }
             }
         },
     };
 
-    let deployment = cached(
-        &ctx.stores.deployments,
-        &namespace,
-        &render::labels::child_name(&tunnel.name_any()),
-    );
+    // The Deployment as just written, if it was; else as last seen.
+    let deployment = fresh_deployment.map(Arc::new).or_else(|| {
+        cached(
+            &ctx.stores.deployments,
+            &namespace,
+            &render::labels::child_name(&tunnel.name_any()),
+        )
+    });
     let status = desired_status(&tunnel, &verdict, deployment.as_deref(), Timestamp::now());
     write_status(ctx, &tunnel, &namespace, status).await?;
     ctx.reset_failures(&key);
@@ -244,58 +287,89 @@ pub fn error_policy(tunnel: Arc<SecureTunnel>, error: &Error, ctx: Arc<Context>)
 }
 
 /// Reads and parses the token. API failures are errors (retried with
-/// backoff); a missing or malformed token is a status, not an error.
+/// backoff); a missing or malformed token is a status, not an error. A token
+/// whose Secret has not changed (same resourceVersion in the metadata cache)
+/// is not read again.
 async fn read_token(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     reference: &TokenSecretRef,
 ) -> Result<Result<TunnelToken, TokenProblem>> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let key = (
+        namespace.to_string(),
+        reference.name.clone(),
+        reference.key.clone(),
+    );
+    let cached_version = ctx
+        .stores
+        .token_secrets
+        .get(&ObjectRef::new(&reference.name).within(namespace))
+        .and_then(|meta| meta.metadata.resource_version.clone());
+    if let Some(version) = &cached_version {
+        let hit = ctx.tokens.lock().ok().and_then(|tokens| {
+            tokens
+                .get(&key)
+                .filter(|c| &c.resource_version == version)
+                .map(|c| c.token.clone())
+        });
+        if let Some(token) = hit {
+            return Ok(token);
+        }
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(secret) = secrets.get_opt(&reference.name).await? else {
+        if let Ok(mut tokens) = ctx.tokens.lock() {
+            tokens.remove(&key);
+        }
         return Ok(Err(TokenProblem {
             reason: conditions::REASON_TOKEN_SECRET_MISSING,
             message: format!("Secret {namespace}/{} not found", reference.name),
         }));
     };
-    let Some(raw) = secret.data.as_ref().and_then(|d| d.get(&reference.key)) else {
-        return Ok(Err(TokenProblem {
+    let token = match secret.data.as_ref().and_then(|d| d.get(&reference.key)) {
+        None => Err(TokenProblem {
             reason: conditions::REASON_TOKEN_SECRET_MISSING,
             message: format!(
                 "Secret {namespace}/{} has no key {:?}",
                 reference.name, reference.key
             ),
-        }));
+        }),
+        Some(raw) => TunnelToken::parse(&raw.0).map_err(|e| TokenProblem {
+            reason: conditions::REASON_TOKEN_INVALID,
+            message: format!(
+                "Secret {namespace}/{} key {:?}: {e}",
+                reference.name, reference.key
+            ),
+        }),
     };
-    Ok(TunnelToken::parse(&raw.0).map_err(|e| TokenProblem {
-        reason: conditions::REASON_TOKEN_INVALID,
-        message: format!(
-            "Secret {namespace}/{} key {:?}: {e}",
-            reference.name, reference.key
-        ),
-    }))
+    if let (Some(version), Ok(mut tokens)) =
+        (secret.metadata.resource_version.clone(), ctx.tokens.lock())
+    {
+        tokens.insert(
+            key,
+            CachedToken {
+                resource_version: version,
+                token: token.clone(),
+            },
+        );
+    }
+    Ok(token)
 }
 
-/// The Services the rules name, from the cache (once it has listed them all).
-async fn read_services(
+/// The Services the rules name, from the cache (which has listed them all).
+fn read_services(
     store: &Store<Service>,
     spec: &crate::api::SecureTunnelSpec,
     namespace: &str,
-) -> Result<BTreeMap<ServiceRef, Service>> {
-    let wanted = origins::referenced_services(spec, namespace);
-    if wanted.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    tokio::time::timeout(SERVICE_CACHE_WAIT, store.wait_until_ready())
-        .await
-        .map_err(|_| Error::CacheNotReady("Services"))?
-        .map_err(|_| Error::CacheNotReady("Services"))?;
-    Ok(wanted
+) -> BTreeMap<ServiceRef, Service> {
+    origins::referenced_services(spec, namespace)
         .into_iter()
         .filter_map(|r| {
             let service = store.get(&ObjectRef::new(&r.name).within(&r.namespace))?;
             Some((r, service.as_ref().clone()))
         })
-        .collect())
+        .collect()
 }
 
 /// A child kind the reconciler manages.
@@ -436,10 +510,12 @@ impl<K: Child> Planned<K> {
         }
     }
 
-    async fn apply(&self, client: &Client) -> Result<()> {
+    /// Applies the desired object unless it is up to date; returns what the
+    /// API server answered, when something was written.
+    async fn apply(&self, client: &Client) -> Result<Option<K>> {
         if self.up_to_date() {
             debug!(object = %describe(&self.desired), "up to date");
-            return Ok(());
+            return Ok(None);
         }
         let namespace = self
             .desired
@@ -447,20 +523,26 @@ impl<K: Child> Planned<K> {
             .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
         let api: Api<K> = Api::namespaced(client.clone(), &namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(
-            &self.desired.name_any(),
-            &params,
-            &Patch::Apply(&self.desired),
-        )
-        .await?;
+        let stored = api
+            .patch(
+                &self.desired.name_any(),
+                &params,
+                &Patch::Apply(&self.desired),
+            )
+            .await?;
         info!(object = %describe(&self.desired), "applied");
-        Ok(())
+        Ok(Some(stored))
     }
 }
 
-/// Applies every child that differs from the cache. Returns a description of
-/// the first existing object we do not control, in which case nothing is written.
-async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result<Option<String>> {
+/// Applies every child that differs from the cache, and returns the
+/// Deployment if it was written. Returns `Err` with a description of the
+/// first existing object we do not control, in which case nothing is written.
+async fn apply_children(
+    ctx: &Context,
+    uid: &str,
+    children: &Children,
+) -> Result<Result<Option<Deployment>, String>> {
     let client = &ctx.client;
     let stores = &ctx.stores;
     let network_policy = plan(
@@ -492,7 +574,7 @@ async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result
         .or_else(|| pdb.as_ref().and_then(|p| p.conflict(uid)));
     if let Some(object) = conflict {
         warn!(%object, "name taken by an object this tunnel does not control");
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "{object} already exists and is not controlled by this SecureTunnel; rename or delete it"
         )));
     }
@@ -502,12 +584,14 @@ async fn apply_children(ctx: &Context, uid: &str, children: &Children) -> Result
     secret.apply(client).await?;
     config_map.apply(client).await?;
     service_account.apply(client).await?;
-    deployment.apply(client).await?;
+    let written = deployment.apply(client).await?;
     match pdb {
-        Some(pdb) => pdb.apply(client).await?,
+        Some(pdb) => {
+            pdb.apply(client).await?;
+        }
         None => delete_stale_pdb(ctx, uid, &children.deployment).await?,
     }
-    Ok(None)
+    Ok(Ok(written))
 }
 
 /// Scaling down to one replica leaves a budget that no longer makes sense;

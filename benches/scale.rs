@@ -130,7 +130,10 @@ fn spawn_operator(kubeconfig: &std::path::Path, concurrency: u16) -> Child {
             &format!("127.0.0.1:{port}"),
         ])
         .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

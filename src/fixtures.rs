@@ -1451,6 +1451,9 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests run in parallel without a subscriber; make every callsite
+    // re-evaluate its interest now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
 
     let children = children_for(&tunnel(), &token);
     let pdb = children.pod_disruption_budget.clone().expect("pdb");

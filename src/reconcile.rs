@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -63,22 +64,36 @@ pub struct Stores {
 
 impl Stores {
     /// Waits (bounded) for every cache's first listing: until then, a cache
-    /// miss would cost an API read, or hide an object.
+    /// miss would cost an API read, or hide an object. Readiness is polled:
+    /// a waiter that registered before the first listing could sleep until
+    /// some later wake-up (seen in the scale benchmark as 30 s stalls).
     async fn wait_until_ready(&self) -> Result<()> {
-        let all = async {
-            self.network_policies.wait_until_ready().await?;
-            self.secrets.wait_until_ready().await?;
-            self.config_maps.wait_until_ready().await?;
-            self.service_accounts.wait_until_ready().await?;
-            self.deployments.wait_until_ready().await?;
-            self.pod_disruption_budgets.wait_until_ready().await?;
-            self.services.wait_until_ready().await?;
-            self.token_secrets.wait_until_ready().await
-        };
-        tokio::time::timeout(CACHE_WAIT, all)
-            .await
-            .map_err(|_| Error::CacheNotReady("child"))?
-            .map_err(|_| Error::CacheNotReady("child"))
+        let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+        while !self.all_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::CacheNotReady("child"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    fn all_ready(&self) -> bool {
+        fn ready<K>(store: &Store<K>) -> bool
+        where
+            K: kube::runtime::reflector::Lookup + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+        }
+        ready(&self.network_policies)
+            && ready(&self.secrets)
+            && ready(&self.config_maps)
+            && ready(&self.service_accounts)
+            && ready(&self.deployments)
+            && ready(&self.pod_disruption_budgets)
+            && ready(&self.services)
+            && ready(&self.token_secrets)
     }
 }
 
@@ -92,6 +107,22 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
     /// Parsed tokens by Secret (namespace, name, key), with the Secret's resourceVersion.
     tokens: Mutex<HashMap<(String, String, String), CachedToken>>,
+    /// A digest of the status last written per tunnel (condition times left
+    /// out): a reconcile that runs on a cached tunnel older than our own last
+    /// write does not write the same status again.
+    written_status: Mutex<HashMap<ObjectRef<SecureTunnel>, [u8; 32]>>,
+}
+
+/// The status without condition times, digested.
+fn status_digest(status: &SecureTunnelStatus) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut timeless = status.clone();
+    for c in &mut timeless.conditions {
+        c.last_transition_time =
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH);
+    }
+    let bytes = serde_json::to_vec(&timeless).unwrap_or_default();
+    Sha256::digest(bytes).into()
 }
 
 /// A token as read from a Secret at one resourceVersion.
@@ -119,6 +150,7 @@ impl Context {
             metrics,
             failures: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            written_status: Mutex::new(HashMap::new()),
         }
     }
 
@@ -637,6 +669,18 @@ async fn write_status(
         debug!("status unchanged");
         return Ok(());
     }
+    let key = ObjectRef::from_obj(tunnel);
+    let digest = status_digest(&status);
+    let already_written = ctx
+        .written_status
+        .lock()
+        .ok()
+        .and_then(|w| w.get(&key).copied())
+        .is_some_and(|d| d == digest);
+    if already_written {
+        debug!("status already written; the cached tunnel is older than our write");
+        return Ok(());
+    }
     let api: Api<SecureTunnel> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = serde_json::json!({
         "apiVersion": SecureTunnel::api_version(&()),
@@ -646,6 +690,9 @@ async fn write_status(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(&tunnel.name_any(), &params, &Patch::Apply(&patch))
         .await?;
+    if let Ok(mut written) = ctx.written_status.lock() {
+        written.insert(key, digest);
+    }
 
     let old_ready = conditions::find(&previous.conditions, READY);
     if let Some(ready) = conditions::find(&status.conditions, READY) {

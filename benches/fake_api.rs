@@ -346,19 +346,21 @@ impl FakeApi {
                 .is_none_or(|s| field_selector_matches(s, obj))
     }
 
+    /// Lists in pages of `limit` (as the watcher asks), with `continue` tokens.
     fn list(&self, req: &Request, meta_only: bool) -> Response {
         let data = self.data.lock().expect("data lock");
-        let items: Vec<Value> = data
+        let mut matching: Vec<(&Key, &Arc<Value>)> = data
             .objects
             .iter()
             .filter(|((p, ns, _), obj)| Self::matches(req, p, ns, obj))
-            .map(|(_, obj)| {
-                if meta_only {
-                    metadata_only(obj)
-                } else {
-                    obj.as_ref().clone()
-                }
-            })
+            .collect();
+        matching.sort_by(|a, b| a.0.cmp(b.0));
+        let start: usize = req.query.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let limit: usize = req.query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let end = start.saturating_add(limit).min(matching.len());
+        let items: Vec<Value> = matching[start.min(end)..end]
+            .iter()
+            .map(|(_, obj)| if meta_only { metadata_only(obj) } else { obj.as_ref().clone() })
             .collect();
         let rv = self.rv.load(Ordering::SeqCst);
         let kind = if meta_only {
@@ -366,13 +368,12 @@ impl FakeApi {
         } else {
             format!("{}List", kind_of(&req.plural))
         };
-        let api_version = if meta_only {
-            "meta.k8s.io/v1".to_string()
-        } else {
-            req.api_version.clone()
-        };
-        axum::Json(json!({ "apiVersion": api_version, "kind": kind, "metadata": { "resourceVersion": rv.to_string() }, "items": items }))
-            .into_response()
+        let api_version = if meta_only { "meta.k8s.io/v1".to_string() } else { req.api_version.clone() };
+        let mut metadata = json!({ "resourceVersion": rv.to_string() });
+        if end < matching.len() {
+            metadata["continue"] = json!(end.to_string());
+        }
+        axum::Json(json!({ "apiVersion": api_version, "kind": kind, "metadata": metadata, "items": items })).into_response()
     }
 
     fn watch(self: &Arc<Self>, req: &Request, meta_only: bool) -> Response {

@@ -17,9 +17,6 @@ use securetunnel_operator::metrics::Metrics;
 use securetunnel_operator::telemetry::{self, LogFormat};
 use securetunnel_operator::{offline, rbac, Error};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs hardened, egress-sandboxed Cloudflare Tunnel connectors from SecureTunnel objects.
 #[derive(Parser)]
 #[command(name = "securetunnel-operator", version)]

@@ -355,12 +355,27 @@ impl FakeApi {
             .filter(|((p, ns, _), obj)| Self::matches(req, p, ns, obj))
             .collect();
         matching.sort_by(|a, b| a.0.cmp(b.0));
-        let start: usize = req.query.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
-        let limit: usize = req.query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let start: usize = req
+            .query
+            .get("continue")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let limit: usize = req
+            .query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
         let end = start.saturating_add(limit).min(matching.len());
         let items: Vec<Value> = matching[start.min(end)..end]
             .iter()
-            .map(|(_, obj)| if meta_only { metadata_only(obj) } else { obj.as_ref().clone() })
+            .map(|(_, obj)| {
+                if meta_only {
+                    metadata_only(obj)
+                } else {
+                    obj.as_ref().clone()
+                }
+            })
             .collect();
         let rv = self.rv.load(Ordering::SeqCst);
         let kind = if meta_only {
@@ -368,7 +383,11 @@ impl FakeApi {
         } else {
             format!("{}List", kind_of(&req.plural))
         };
-        let api_version = if meta_only { "meta.k8s.io/v1".to_string() } else { req.api_version.clone() };
+        let api_version = if meta_only {
+            "meta.k8s.io/v1".to_string()
+        } else {
+            req.api_version.clone()
+        };
         let mut metadata = json!({ "resourceVersion": rv.to_string() });
         if end < matching.len() {
             metadata["continue"] = json!(end.to_string());

@@ -25,37 +25,15 @@ use serde_json::{json, Value};
 use crate::api::SecureTunnel;
 use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
 use crate::render::{self, Children, Dereferenced};
+use crate::test_support::{example_tunnel, token_string, TUNNEL_ID, TUNNEL_UID};
 use crate::token::TunnelToken;
 
 type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-pub const TUNNEL_UID: &str = "0b7f5b8e-9d55-4a8e-9d43-3c8f0f6f7f01";
-const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
 const SSA_QUERY: &[(&str, &str)] = &[("fieldManager", "securetunnel-operator"), ("force", "true")];
 
-/// A token string with the given secret part.
-pub fn token_string(secret: &str) -> String {
-    let json =
-        format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{secret}"}}"#);
-    base64::engine::general_purpose::STANDARD.encode(json)
-}
-
-pub fn tunnel() -> SecureTunnel {
-    let mut t: SecureTunnel = serde_yaml::from_str(
-        r#"
-apiVersion: securetunnel.dev/v1alpha1
-kind: SecureTunnel
-metadata: { name: home, namespace: apps, generation: 1, resourceVersion: "100" }
-spec:
-  tokenSecretRef: { name: home-tunnel-token }
-  ingress:
-    - hostname: app.example.com
-      service: http://web.apps.svc.cluster.local:8080
-"#,
-    )
-    .expect("tunnel fixture parses");
-    t.metadata.uid = Some(TUNNEL_UID.to_string());
-    t
+fn tunnel() -> SecureTunnel {
+    example_tunnel()
 }
 
 fn user_secret(token: &str) -> Secret {
@@ -134,6 +112,36 @@ enum Reply {
 }
 
 fn no_normalize(_: &mut Value) {}
+
+/// A script made of parts.
+fn joined(parts: Vec<Vec<Exchange>>) -> Vec<Exchange> {
+    parts.into_iter().flatten().collect()
+}
+
+/// The lookups of a reconcile whose caches hold none of the six children,
+/// each answered "not found" (nothing is in the way of creating them).
+fn child_lookups_missing() -> Vec<Exchange> {
+    vec![
+        get(
+            NETWORK_POLICY_PATH,
+            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
+        ),
+        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
+        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
+        get(
+            SERVICE_ACCOUNT_PATH,
+            not_found("serviceaccounts", "home-cloudflared"),
+        ),
+        get(
+            DEPLOYMENT_PATH,
+            not_found("deployments.apps", "home-cloudflared"),
+        ),
+        get(
+            PDB_PATH,
+            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+        ),
+    ]
+}
 
 fn get(path: &str, reply: Reply) -> Exchange {
     Exchange {
@@ -596,51 +604,38 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
         .pod_disruption_budget
         .as_ref()
         .expect("two replicas have a budget");
-    let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
-        // Nothing cached: each name is checked for a foreign object first.
-        get(
-            NETWORK_POLICY_PATH,
-            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
-        ),
-        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
-        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        get(
-            SERVICE_ACCOUNT_PATH,
-            not_found("serviceaccounts", "home-cloudflared"),
-        ),
-        get(
-            DEPLOYMENT_PATH,
-            not_found("deployments.apps", "home-cloudflared"),
-        ),
-        get(
-            PDB_PATH,
-            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
-        ),
-        // The sandbox first, so no connector ever runs without it.
-        apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
-        apply(SECRET_PATH, to_json(&children.secret)),
-        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
-        apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
-        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
-        apply(PDB_PATH, to_json(pdb)),
-        apply_status(json!({
-            "observedGeneration": 1,
-            "tunnelID": TUNNEL_ID,
-            "replicas": 0,
-            "readyReplicas": 0,
-            "configHash": children.config_hash,
-            "conditions": conditions(
-                ("False", "ConnectorsNotReady", "0/2 connectors ready"),
-                ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
-                ("False", "AsExpected", "all connectors are available or starting"),
+    let script = joined(vec![
+        vec![
+            get(
+                TOKEN_SECRET_PATH,
+                Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
             ),
-        })),
-        event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
-    ];
+            // Nothing cached: each name is checked for a foreign object first.
+        ],
+        child_lookups_missing(),
+        vec![
+            // The sandbox first, so no connector ever runs without it.
+            apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
+            apply(SECRET_PATH, to_json(&children.secret)),
+            apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
+            apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
+            apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
+            apply(PDB_PATH, to_json(pdb)),
+            apply_status(json!({
+                "observedGeneration": 1,
+                "tunnelID": TUNNEL_ID,
+                "replicas": 0,
+                "readyReplicas": 0,
+                "configHash": children.config_hash,
+                "conditions": conditions(
+                    ("False", "ConnectorsNotReady", "0/2 connectors ready"),
+                    ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
+                    ("False", "AsExpected", "all connectors are available or starting"),
+                ),
+            })),
+            event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+        ],
+    ]);
     let action = reconcile_against(tunnel(), &Caches::empty(), script)
         .await
         .expect("reconciles");
@@ -1225,35 +1220,18 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
     let err = cluster
         .reconcile(
             t.clone(),
-            vec![
-                token_get(),
-                get(
-                    NETWORK_POLICY_PATH,
-                    not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
-                ),
-                get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
-                get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-                get(
-                    SERVICE_ACCOUNT_PATH,
-                    not_found("serviceaccounts", "home-cloudflared"),
-                ),
-                get(
-                    DEPLOYMENT_PATH,
-                    not_found("deployments.apps", "home-cloudflared"),
-                ),
-                get(
-                    PDB_PATH,
-                    not_found("poddisruptionbudgets.policy", "home-cloudflared"),
-                ),
-                Exchange {
+            joined(vec![
+                vec![token_get()],
+                child_lookups_missing(),
+                vec![Exchange {
                     reply: api_error(
                         503,
                         "ServiceUnavailable",
                         "the server is currently unable to handle the request",
                     ),
                     ..apply(NETWORK_POLICY_PATH, to_json(&children.network_policy))
-                },
-            ],
+                }],
+            ]),
         )
         .await
         .expect_err("503");
@@ -1263,33 +1241,18 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
     let err = cluster
         .reconcile(
             t.clone(),
-            vec![
-                token_get(),
-                get(
-                    NETWORK_POLICY_PATH,
-                    not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
-                ),
-                get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
-                get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-                get(
-                    SERVICE_ACCOUNT_PATH,
-                    not_found("serviceaccounts", "home-cloudflared"),
-                ),
-                get(
-                    DEPLOYMENT_PATH,
-                    not_found("deployments.apps", "home-cloudflared"),
-                ),
-                get(
-                    PDB_PATH,
-                    not_found("poddisruptionbudgets.policy", "home-cloudflared"),
-                ),
-                apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
-                apply(SECRET_PATH, to_json(&children.secret)),
-                Exchange {
-                    reply: Reply::Cut,
-                    ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
-                },
-            ],
+            joined(vec![
+                vec![token_get()],
+                child_lookups_missing(),
+                vec![
+                    apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
+                    apply(SECRET_PATH, to_json(&children.secret)),
+                    Exchange {
+                        reply: Reply::Cut,
+                        ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
+                    },
+                ],
+            ]),
         )
         .await
         .expect_err("connection reset");
@@ -1458,37 +1421,22 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     let children = children_for(&tunnel(), &token);
     let pdb = children.pod_disruption_budget.clone().expect("pdb");
     let mut cluster = MockCluster::new(&Caches::empty());
-    let script = vec![
-        get(
+    let script = joined(vec![
+        vec![get(
             TOKEN_SECRET_PATH,
             Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
-        get(
-            NETWORK_POLICY_PATH,
-            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
-        ),
-        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
-        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        get(
-            SERVICE_ACCOUNT_PATH,
-            not_found("serviceaccounts", "home-cloudflared"),
-        ),
-        get(
-            DEPLOYMENT_PATH,
-            not_found("deployments.apps", "home-cloudflared"),
-        ),
-        get(
-            PDB_PATH,
-            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
-        ),
-        apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
-        apply(SECRET_PATH, to_json(&children.secret)),
-        // The Secret apply fails once, so error paths are logged too.
-        Exchange {
-            reply: api_error(500, "InternalError", "boom"),
-            ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
-        },
-    ];
+        )],
+        child_lookups_missing(),
+        vec![
+            apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
+            apply(SECRET_PATH, to_json(&children.secret)),
+            // The Secret apply fails once, so error paths are logged too.
+            Exchange {
+                reply: api_error(500, "InternalError", "boom"),
+                ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
+            },
+        ],
+    ]);
     let t = tunnel();
     let err = cluster.reconcile(t.clone(), script).await.expect_err("500");
     tracing::error!(error = %err, debug = ?err, "as the controller logs it");

@@ -22,6 +22,8 @@ pub mod validate;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod test_support;
 
 /// The field manager for every server-side apply this operator sends.
 pub const FIELD_MANAGER: &str = "securetunnel-operator";

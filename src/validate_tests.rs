@@ -1,22 +1,8 @@
 use super::*;
-use crate::api::SecureTunnel;
 
 /// A valid spec to mutate: the README's example.
 fn base() -> SecureTunnelSpec {
-    let tunnel: SecureTunnel = serde_yaml::from_str(
-        r#"
-apiVersion: securetunnel.dev/v1alpha1
-kind: SecureTunnel
-metadata: { name: home, namespace: apps }
-spec:
-  tokenSecretRef: { name: home-tunnel-token }
-  ingress:
-    - hostname: app.example.com
-      service: http://web.apps.svc.cluster.local:8080
-"#,
-    )
-    .expect("base fixture parses");
-    tunnel.spec
+    crate::test_support::example_tunnel().spec
 }
 
 fn rule(hostname: Option<&str>, path: Option<&str>, service: &str) -> IngressRule {

@@ -1,47 +1,16 @@
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::labels::{CONFIG_HASH_ANNOTATION, TOKEN_HASH_ANNOTATION};
 use super::*;
 use crate::api::SecureTunnel;
-
-pub const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
-
-/// A syntactically real token with a made-up secret.
-pub fn test_token(secret: &str) -> TunnelToken {
-    let json =
-        format!(r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{secret}"}}"#);
-    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
-    TunnelToken::parse(encoded.as_bytes()).expect("test token parses")
-}
+use crate::test_support::{example_tunnel, test_token};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/render")
 }
-
-fn tunnel_from(yaml: &str) -> SecureTunnel {
-    serde_yaml::from_str(yaml).expect("fixture parses as a SecureTunnel")
-}
-
-fn stored(yaml: &str) -> SecureTunnel {
-    let mut t = tunnel_from(yaml);
-    t.metadata.uid = Some("0b7f5b8e-9d55-4a8e-9d43-3c8f0f6f7f01".to_string());
-    t
-}
-
-const BASIC: &str = r#"
-apiVersion: securetunnel.dev/v1alpha1
-kind: SecureTunnel
-metadata: { name: home, namespace: apps }
-spec:
-  tokenSecretRef: { name: home-tunnel-token }
-  ingress:
-    - hostname: app.example.com
-      service: http://web.apps.svc.cluster.local:8080
-"#;
 
 fn render_with_token(tunnel: &SecureTunnel, secret: &str) -> Children {
     desired_children(
@@ -159,7 +128,7 @@ fn fixtures_render_to_their_expected_children() {
 
 #[test]
 fn config_lists_the_rules_in_order_then_the_fallback() {
-    let mut tunnel = stored(BASIC);
+    let mut tunnel = example_tunnel();
     tunnel.spec.fallback = "http_status:410".to_string();
     tunnel.spec.ingress.push(crate::api::IngressRule {
         hostname: Some("*.example.com".to_string()),
@@ -193,7 +162,7 @@ fn config_lists_the_rules_in_order_then_the_fallback() {
 #[test]
 fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
     let token = test_token("dG9wLXNlY3JldA==");
-    let tunnel = stored(BASIC);
+    let tunnel = example_tunnel();
     let children = desired_children(
         &tunnel,
         &Dereferenced {
@@ -270,7 +239,7 @@ fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
 fn debug_output_of_the_children_leaves_out_the_token() {
     let token = test_token("ZGVidWctY2FuYXJ5");
     let children = desired_children(
-        &stored(BASIC),
+        &example_tunnel(),
         &Dereferenced {
             token: Some(token.clone()),
             ..Default::default()
@@ -285,7 +254,7 @@ fn debug_output_of_the_children_leaves_out_the_token() {
 
 #[test]
 fn connector_runs_under_the_restricted_profile() {
-    let children = render_with_token(&stored(BASIC), "s");
+    let children = render_with_token(&example_tunnel(), "s");
     let pod = pod_spec(&children);
     let psc = pod.security_context.as_ref().expect("pod security context");
     assert_eq!(psc.run_as_non_root, Some(true));
@@ -349,7 +318,7 @@ fn connector_runs_under_the_restricted_profile() {
 
 #[test]
 fn sandbox_options_reach_the_pod() {
-    let mut tunnel = stored(BASIC);
+    let mut tunnel = example_tunnel();
     tunnel.spec.sandbox.allow_icmp = true;
     tunnel.spec.sandbox.runtime_class_name = Some("gvisor".to_string());
     let children = render_with_token(&tunnel, "s");
@@ -367,7 +336,7 @@ fn sandbox_options_reach_the_pod() {
 
 #[test]
 fn a_change_of_config_or_token_rolls_the_pods_and_nothing_else_does() {
-    let tunnel = stored(BASIC);
+    let tunnel = example_tunnel();
     let first = render_with_token(&tunnel, "one");
     let again = render_with_token(&tunnel, "one");
     assert_eq!(first, again, "rendering is deterministic");
@@ -407,7 +376,7 @@ fn a_change_of_config_or_token_rolls_the_pods_and_nothing_else_does() {
 
 #[test]
 fn every_child_is_named_labelled_and_owned() {
-    let tunnel = stored(BASIC);
+    let tunnel = example_tunnel();
     let children = render_with_token(&tunnel, "s");
     let metas = [
         children.secret.meta(),
@@ -435,7 +404,7 @@ fn every_child_is_named_labelled_and_owned() {
 
 #[test]
 fn a_single_replica_gets_no_disruption_budget() {
-    let mut tunnel = stored(BASIC);
+    let mut tunnel = example_tunnel();
     tunnel.spec.replicas = 1;
     assert_eq!(render_with_token(&tunnel, "s").pod_disruption_budget, None);
     tunnel.spec.replicas = 3;
@@ -452,7 +421,7 @@ fn a_single_replica_gets_no_disruption_budget() {
 
 #[test]
 fn pod_overrides_are_merged_without_touching_the_selector() {
-    let mut tunnel = stored(BASIC);
+    let mut tunnel = example_tunnel();
     tunnel.spec.pod.labels.insert("team".into(), "edge".into());
     tunnel
         .spec
@@ -508,7 +477,7 @@ fn pod_overrides_are_merged_without_touching_the_selector() {
 
 #[test]
 fn default_resources_apply_unless_overridden() {
-    let children = render_with_token(&stored(BASIC), "s");
+    let children = render_with_token(&example_tunnel(), "s");
     let resources = pod_spec(&children).containers[0]
         .resources
         .clone()
@@ -519,7 +488,7 @@ fn default_resources_apply_unless_overridden() {
         .as_ref()
         .is_some_and(|l| l.contains_key("memory") && l.contains_key("cpu")));
 
-    let mut tunnel = stored(BASIC);
+    let mut tunnel = example_tunnel();
     let custom = k8s_openapi::api::core::v1::ResourceRequirements {
         requests: Some(BTreeMap::from([(
             "memory".to_string(),
@@ -534,7 +503,7 @@ fn default_resources_apply_unless_overridden() {
 
 #[test]
 fn an_invalid_spec_renders_nothing() {
-    let mut tunnel = stored(BASIC);
+    let mut tunnel = example_tunnel();
     tunnel.spec.ingress[0].service = "bastion".to_string();
     match desired_children(&tunnel, &Dereferenced::default()) {
         Err(Error::InvalidSpec(errors)) => assert_eq!(errors.0[0].path, "spec.ingress[0].service"),

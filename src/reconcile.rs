@@ -71,7 +71,7 @@ impl Stores {
         let deadline = tokio::time::Instant::now() + CACHE_WAIT;
         while !self.all_ready() {
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::CacheNotReady("child"));
+                return Err(Error::CacheNotReady("watch"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -107,10 +107,11 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
     /// Parsed tokens by Secret (namespace, name, key), with the Secret's resourceVersion.
     tokens: Mutex<HashMap<(String, String, String), CachedToken>>,
-    /// A digest of the status last written per tunnel (condition times left
-    /// out): a reconcile that runs on a cached tunnel older than our own last
-    /// write does not write the same status again.
-    written_status: Mutex<HashMap<ObjectRef<SecureTunnel>, [u8; 32]>>,
+    /// A digest of the status last written per tunnel uid (condition times
+    /// left out): a reconcile that runs on a cached tunnel older than our own
+    /// last write does not write the same status again. Keyed by uid so that a
+    /// tunnel deleted and created again under the same name starts afresh.
+    written_status: Mutex<HashMap<String, [u8; 32]>>,
 }
 
 /// The status without condition times, digested.
@@ -225,51 +226,52 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     let token = read_token(ctx, &namespace, &tunnel.spec.token_secret_ref).await?;
 
     // Validate, then render, then apply.
-    let mut fresh_deployment: Option<Deployment> = None;
-    let (verdict, action) = match validate::validate(&tunnel.name_any(), &tunnel.spec) {
-        Err(errors) => {
-            warn!(problems = errors.0.len(), "spec is invalid");
-            (
-                Verdict::Blocked {
-                    reason: conditions::REASON_INVALID_SPEC,
-                    message: errors.summary(),
-                },
-                Action::await_change(),
-            )
-        }
-        Ok(()) => match token {
-            Err(problem) => {
-                warn!(reason = problem.reason, "token is not usable");
+    let (verdict, action, fresh_deployment) =
+        match validate::validate(&tunnel.name_any(), &tunnel.spec) {
+            Err(errors) => {
+                warn!(problems = errors.0.len(), "spec is invalid");
                 (
                     Verdict::Blocked {
-                        reason: problem.reason,
-                        message: problem.message,
+                        reason: conditions::REASON_INVALID_SPEC,
+                        message: errors.summary(),
                     },
-                    Action::requeue(BLOCKED_RECHECK),
+                    Action::await_change(),
+                    None,
                 )
             }
-            Ok(token) => {
-                let tunnel_id = token.tunnel_id().to_string();
-                let services = read_services(&ctx.stores.services, &tunnel.spec, &namespace);
-                let deref = Dereferenced {
-                    token: Some(token),
-                    services,
-                };
-                let children = render::render(&tunnel, &deref)?;
-                for origin in &children.unresolved {
-                    warn!(%origin, "origin not opened in the sandbox");
-                }
-                match apply_children(ctx, &uid, &children).await? {
-                    Err(conflict) => (
+            Ok(()) => match token {
+                Err(problem) => {
+                    warn!(reason = problem.reason, "token is not usable");
+                    (
                         Verdict::Blocked {
-                            reason: conditions::REASON_NAME_CONFLICT,
-                            message: conflict,
+                            reason: problem.reason,
+                            message: problem.message,
                         },
                         Action::requeue(BLOCKED_RECHECK),
-                    ),
-                    Ok(written) => {
-                        fresh_deployment = written;
-                        (
+                        None,
+                    )
+                }
+                Ok(token) => {
+                    let tunnel_id = token.tunnel_id().to_string();
+                    let services = read_services(&ctx.stores.services, &tunnel.spec, &namespace);
+                    let deref = Dereferenced {
+                        token: Some(token),
+                        services,
+                    };
+                    let children = render::render(&tunnel, &deref)?;
+                    for origin in &children.unresolved {
+                        warn!(%origin, "origin not opened in the sandbox");
+                    }
+                    match apply_children(ctx, &uid, &children).await? {
+                        Err(conflict) => (
+                            Verdict::Blocked {
+                                reason: conditions::REASON_NAME_CONFLICT,
+                                message: conflict,
+                            },
+                            Action::requeue(BLOCKED_RECHECK),
+                            None,
+                        ),
+                        Ok(written) => (
                             Verdict::Applied {
                                 tunnel_id,
                                 config_hash: children.config_hash.clone(),
@@ -280,12 +282,12 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
                                     .collect(),
                             },
                             Action::requeue(RESYNC_INTERVAL),
-                        )
+                            written,
+                        ),
                     }
                 }
-            }
-        },
-    };
+            },
+        };
 
     // The Deployment as just written, if it was; else as last seen.
     let deployment = fresh_deployment.map(Arc::new).or_else(|| {
@@ -669,7 +671,7 @@ async fn write_status(
         debug!("status unchanged");
         return Ok(());
     }
-    let key = ObjectRef::from_obj(tunnel);
+    let key = tunnel.uid().unwrap_or_default();
     let digest = status_digest(&status);
     let already_written = ctx
         .written_status

@@ -167,9 +167,10 @@ async fn run_scope(
     let service_stream = reflector::reflector(
         services_writer,
         watcher(
-            Api::<Service>::all(client.clone()),
+            api_for::<Service>(&client, namespace),
             watcher::Config::default().any_semantic(),
-        ),
+        )
+        .modify(|service| service.managed_fields_mut().clear()),
     )
     .default_backoff()
     .touched_objects();

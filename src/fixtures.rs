@@ -1375,20 +1375,47 @@ async fn a_throttled_request_waits_at_least_as_long_as_the_server_asks() {
     cluster.finish().await;
 }
 
-/// A `Write` into a shared buffer, for capturing log output.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+std::thread_local! {
+    /// Where this thread's log output goes while a test captures it.
+    static CAPTURE: std::cell::RefCell<Option<Arc<std::sync::Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
 
-impl std::io::Write for Captured {
+/// A `Write` into the current thread's capture buffer, if any.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
+        CAPTURE.with(|c| {
+            if let Some(buffer) = c.borrow().as_ref() {
+                if let Ok(mut b) = buffer.lock() {
+                    b.extend_from_slice(buf);
+                }
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Captures every log line (all levels, all crates) emitted on this thread
+/// until the returned buffer is taken. The subscriber is global and at
+/// trace level, so no callsite's cached interest can hide a line (a
+/// thread-scoped subscriber proved flaky beside parallel tests).
+fn capture_logs_on_this_thread() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| ThreadCapture)
+            .with_ansi(false)
+            .try_init();
+    });
+    let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+    CAPTURE.with(|c| *c.borrow_mut() = Some(buffer.clone()));
+    buffer
 }
 
 /// Every log line (at trace level, ours and the client libraries'), every
@@ -1406,17 +1433,8 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
         secret_child_encoding.as_str(),
     ];
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests run in parallel without a subscriber; make every callsite
-    // re-evaluate its interest now that this thread has one.
-    tracing::callsite::rebuild_interest_cache();
+    // The runtime is current-thread: every task of the reconcile logs on this thread.
+    let captured = capture_logs_on_this_thread();
 
     let children = children_for(&tunnel(), &token);
     let pdb = children.pod_disruption_budget.clone().expect("pdb");
@@ -1480,9 +1498,9 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     cluster.reconcile(t, script).await.expect("converges");
     let sent = cluster.sent.lock().map(|s| s.clone()).unwrap_or_default();
     cluster.finish().await;
-    drop(_guard);
+    CAPTURE.with(|c| c.borrow_mut().take());
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().map(|b| b.clone()).unwrap_or_default())
+    let logs = String::from_utf8_lossy(&captured.lock().map(|b| b.clone()).unwrap_or_default())
         .into_owned();
     assert!(
         logs.contains("TRACE") || logs.contains("DEBUG"),

@@ -585,7 +585,7 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
                 format!("{path}.path"),
                 format!(
                     "{re:?} is not a valid regular expression: {}",
-                    first_line(&e.to_string())
+                    regex_error_summary(&e.to_string())
                 ),
             );
         }
@@ -612,7 +612,9 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
     }
 }
 
-fn first_line(s: &str) -> &str {
+/// The regex crate's errors end with the line that says what is wrong
+/// ("error: unclosed group"), after a copy of the pattern and a caret.
+fn regex_error_summary(s: &str) -> &str {
     s.lines()
         .rev()
         .find(|l| !l.trim().is_empty())

@@ -6,6 +6,10 @@
 //! become ready as soon as they are applied (there are no pods here).
 
 use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command};
+use std::time::Instant;
+
+use base64::Engine;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +47,9 @@ pub struct FakeApi {
     counts: Mutex<BTreeMap<(String, String), u64>>,
     pub delay: Duration,
     uid: AtomicU64,
+    /// Refuse (403) requests across all namespaces, as RBAC does for an
+    /// operator granted Roles in some namespaces only.
+    namespaced_only: std::sync::atomic::AtomicBool,
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response {
@@ -177,6 +184,7 @@ impl FakeApi {
             counts: Mutex::new(BTreeMap::new()),
             delay,
             uid: AtomicU64::new(1),
+            namespaced_only: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -184,6 +192,11 @@ impl FakeApi {
         if let Ok(mut c) = self.counts.lock() {
             *c.entry((verb.to_string(), plural.to_string())).or_default() += 1;
         }
+    }
+
+    /// From now on, refuse requests that span all namespaces (but the cluster-scoped CRDs).
+    pub fn refuse_cluster_wide(&self) {
+        self.namespaced_only.store(true, Ordering::SeqCst);
     }
 
     /// Requests so far by (verb, resource).
@@ -292,6 +305,13 @@ impl FakeApi {
             None => req.plural.clone(),
         };
         self.count(verb, &counted);
+        if self.namespaced_only.load(Ordering::SeqCst)
+            && req.namespace.is_empty()
+            && req.plural != "customresourcedefinitions"
+        {
+            self.count("forbidden", &counted);
+            return status(403, "Forbidden", "cluster-wide access is not granted");
+        }
         if !watch && !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -567,5 +587,130 @@ impl FakeApi {
         let app = app.with_state(self);
         tokio::spawn(async move { axum::serve(listener, app).await });
         addr
+    }
+}
+
+// ---- The scenario and the process around it, shared by the benchmark and tests/stand_in.rs.
+
+pub const NAMESPACES: usize = 10;
+pub const SERVICES_PER_NAMESPACE: usize = 8;
+
+pub fn token(i: usize) -> String {
+    let json = format!(
+        r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"6ff42ae2-765d-4adf-8112-{i:012}","s":"c2VjcmV0LXtpfQ=="}}"#
+    );
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+pub fn load(api: &FakeApi, n: usize) {
+    api.put(
+        "customresourcedefinitions",
+        json!({ "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": { "name": "securetunnels.securetunnel.dev" },
+                "spec": {}, "status": { "conditions": [
+                    { "type": "NamesAccepted", "status": "True" }, { "type": "Established", "status": "True" } ] } }),
+    );
+    for ns in 0..NAMESPACES {
+        for s in 0..SERVICES_PER_NAMESPACE {
+            api.put(
+                "services",
+                json!({ "apiVersion": "v1", "kind": "Service",
+                        "metadata": { "name": format!("web-{s}"), "namespace": format!("ns-{ns}") },
+                        "spec": { "selector": { "app": format!("web-{s}") }, "ports": [ { "port": 8080, "targetPort": "http" } ] } }),
+            );
+        }
+    }
+    for i in 0..n {
+        let ns = format!("ns-{}", i % NAMESPACES);
+        let rules: Vec<Value> = (0..(i % 8 + 1))
+            .map(|r| json!({ "hostname": format!("t{i}-r{r}.example.com"), "service": format!("http://web-{r}.{ns}.svc:8080") }))
+            .collect();
+        api.put(
+            "secrets",
+            json!({ "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": { "name": format!("tunnel-{i}-token"), "namespace": ns },
+                    "data": { "token": base64::engine::general_purpose::STANDARD.encode(token(i)) } }),
+        );
+        api.put(
+            "securetunnels",
+            json!({ "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel",
+                    "metadata": { "name": format!("tunnel-{i}"), "namespace": ns },
+                    "spec": { "tokenSecretRef": { "name": format!("tunnel-{i}-token"), "key": "token" }, "ingress": rules } }),
+        );
+    }
+}
+
+pub fn ready_count(api: &FakeApi) -> usize {
+    api.all("securetunnels")
+        .iter()
+        .filter(|t| {
+            t["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count()
+}
+
+/// A kubeconfig pointing at the stand-in (plain HTTP, no credentials).
+pub fn write_kubeconfig(dir: &std::path::Path, addr: std::net::SocketAddr) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [ {{ name: fake, cluster: {{ server: 'http://{addr}' }} }} ]\n\
+             users: [ {{ name: fake, user: {{}} }} ]\ncontexts: [ {{ name: fake, context: {{ cluster: fake, user: fake, namespace: default }} }} ]\n\
+             current-context: fake\n"
+        ),
+    )
+    .expect("kubeconfig");
+    kubeconfig
+}
+
+/// Stops a process with SIGTERM (30 s grace, then SIGKILL).
+pub fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+pub fn by_verb(counts: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((verb, _), n) in counts {
+        *out.entry(verb.clone()).or_default() += n;
+    }
+    out
+}
+
+pub fn writes(counts: &BTreeMap<(String, String), u64>) -> u64 {
+    counts
+        .iter()
+        .filter(|((verb, _), _)| matches!(verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Waits until no request has arrived for `quiet_for`.
+pub async fn quiet(api: &FakeApi, quiet_for: Duration) {
+    let total = |api: &FakeApi| api.counts().values().sum::<u64>();
+    let mut last = total(api);
+    let mut since = Instant::now();
+    while since.elapsed() < quiet_for {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = total(api);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
     }
 }

@@ -12,16 +12,16 @@
 //! Markdown row per run and the median of the runs.
 
 #[path = "fake_api.rs"]
+#[allow(dead_code)] // shared with tests/stand_in.rs, which uses other parts
 mod fake_api;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{json, Value};
 
-use fake_api::FakeApi;
+use fake_api::{by_verb, load, quiet, ready_count, stop, token, write_kubeconfig, writes, FakeApi};
 
 struct Args {
     tunnels: usize,
@@ -54,66 +54,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-const NAMESPACES: usize = 10;
-const SERVICES_PER_NAMESPACE: usize = 8;
-
-fn token(i: usize) -> String {
-    let json = format!(
-        r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"6ff42ae2-765d-4adf-8112-{i:012}","s":"c2VjcmV0LXtpfQ=="}}"#
-    );
-    base64::engine::general_purpose::STANDARD.encode(json)
-}
-
-fn load(api: &FakeApi, n: usize) {
-    api.put(
-        "customresourcedefinitions",
-        json!({ "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                "metadata": { "name": "securetunnels.securetunnel.dev" },
-                "spec": {}, "status": { "conditions": [
-                    { "type": "NamesAccepted", "status": "True" }, { "type": "Established", "status": "True" } ] } }),
-    );
-    for ns in 0..NAMESPACES {
-        for s in 0..SERVICES_PER_NAMESPACE {
-            api.put(
-                "services",
-                json!({ "apiVersion": "v1", "kind": "Service",
-                        "metadata": { "name": format!("web-{s}"), "namespace": format!("ns-{ns}") },
-                        "spec": { "selector": { "app": format!("web-{s}") }, "ports": [ { "port": 8080, "targetPort": "http" } ] } }),
-            );
-        }
-    }
-    for i in 0..n {
-        let ns = format!("ns-{}", i % NAMESPACES);
-        let rules: Vec<Value> = (0..(i % 8 + 1))
-            .map(|r| json!({ "hostname": format!("t{i}-r{r}.example.com"), "service": format!("http://web-{r}.{ns}.svc:8080") }))
-            .collect();
-        api.put(
-            "secrets",
-            json!({ "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": { "name": format!("tunnel-{i}-token"), "namespace": ns },
-                    "data": { "token": base64::engine::general_purpose::STANDARD.encode(token(i)) } }),
-        );
-        api.put(
-            "securetunnels",
-            json!({ "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel",
-                    "metadata": { "name": format!("tunnel-{i}"), "namespace": ns },
-                    "spec": { "tokenSecretRef": { "name": format!("tunnel-{i}-token"), "key": "token" }, "ingress": rules } }),
-        );
-    }
-}
-
-fn ready_count(api: &FakeApi) -> usize {
-    api.all("securetunnels")
-        .iter()
-        .filter(|t| {
-            t["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
-        .count()
 }
 
 fn spawn_operator(kubeconfig: &std::path::Path, concurrency: u16) -> Child {
@@ -165,37 +105,6 @@ fn process_usage(pid: u32) -> (u64, f64) {
     (rss, (ticks(11) + ticks(12)) as f64 / clock)
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn by_verb(counts: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for ((verb, _), n) in counts {
-        *out.entry(verb.clone()).or_default() += n;
-    }
-    out
-}
-
-fn writes(counts: &BTreeMap<(String, String), u64>) -> u64 {
-    counts
-        .iter()
-        .filter(|((verb, _), _)| matches!(verb.as_str(), "create" | "update" | "patch" | "delete"))
-        .map(|(_, n)| n)
-        .sum()
-}
-
 struct Run {
     converge_secs: f64,
     per_tunnel: BTreeMap<String, f64>,
@@ -214,17 +123,7 @@ async fn one_run(a: &Args) -> Run {
     api.reset_counts();
     let addr = api.clone().serve().await;
     let dir = std::env::temp_dir().join(format!("securetunnel-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [ {{ name: fake, cluster: {{ server: 'http://{addr}' }} }} ]\n\
-             users: [ {{ name: fake, user: {{}} }} ]\ncontexts: [ {{ name: fake, context: {{ cluster: fake, user: fake, namespace: default }} }} ]\n\
-             current-context: fake\n"
-        ),
-    )
-    .expect("kubeconfig");
+    let kubeconfig = write_kubeconfig(&dir, addr);
 
     // Creation: from operator start to every tunnel Ready.
     let started = Instant::now();
@@ -298,21 +197,6 @@ async fn one_run(a: &Args) -> Run {
         resync_reads: reads,
         resync_cpu_ms_per_tunnel: resync_usage.1 * 1000.0 / a.tunnels as f64,
         resync_rss_mib: resync_usage.0 as f64 / 1024.0,
-    }
-}
-
-/// Waits until no request has arrived for `quiet_for`.
-async fn quiet(api: &FakeApi, quiet_for: Duration) {
-    let total = |api: &FakeApi| api.counts().values().sum::<u64>();
-    let mut last = total(api);
-    let mut since = Instant::now();
-    while since.elapsed() < quiet_for {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = total(api);
-        if now != last {
-            last = now;
-            since = Instant::now();
-        }
     }
 }
 

@@ -118,29 +118,45 @@ fn joined(parts: Vec<Vec<Exchange>>) -> Vec<Exchange> {
     parts.into_iter().flatten().collect()
 }
 
-/// The lookups of a reconcile whose caches hold none of the six children,
-/// each answered "not found" (nothing is in the way of creating them).
-fn child_lookups_missing() -> Vec<Exchange> {
-    vec![
-        get(
+/// The six child lookups of a reconcile whose caches hold none of the
+/// children: the first `stored` (in apply order) are found as an earlier
+/// apply stored them, the rest are not found.
+fn child_lookups(children: &Children, stored: usize) -> Vec<Exchange> {
+    let pdb = children
+        .pod_disruption_budget
+        .as_ref()
+        .map(to_json)
+        .unwrap_or(Value::Null);
+    let all = [
+        (
             NETWORK_POLICY_PATH,
-            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
+            "networkpolicies.networking.k8s.io",
+            to_json(&children.network_policy),
         ),
-        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
-        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        get(
+        (SECRET_PATH, "secrets", to_json(&children.secret)),
+        (CONFIG_MAP_PATH, "configmaps", to_json(&children.config_map)),
+        (
             SERVICE_ACCOUNT_PATH,
-            not_found("serviceaccounts", "home-cloudflared"),
+            "serviceaccounts",
+            to_json(&children.service_account),
         ),
-        get(
+        (
             DEPLOYMENT_PATH,
-            not_found("deployments.apps", "home-cloudflared"),
+            "deployments.apps",
+            to_json(&children.deployment),
         ),
-        get(
-            PDB_PATH,
-            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
-        ),
-    ]
+        (PDB_PATH, "poddisruptionbudgets.policy", pdb),
+    ];
+    all.into_iter()
+        .enumerate()
+        .map(|(i, (path, kind, obj))| {
+            if i < stored {
+                get(path, Reply::Json(StatusCode::OK, obj))
+            } else {
+                get(path, not_found(kind, "home-cloudflared"))
+            }
+        })
+        .collect()
 }
 
 fn get(path: &str, reply: Reply) -> Exchange {
@@ -612,7 +628,7 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
             ),
             // Nothing cached: each name is checked for a foreign object first.
         ],
-        child_lookups_missing(),
+        child_lookups(&children, 0),
         vec![
             // The sandbox first, so no connector ever runs without it.
             apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
@@ -1183,11 +1199,6 @@ fn api_error(code: u16, reason: &str, message: &str) -> Reply {
     )
 }
 
-/// A GET that finds what an earlier apply stored.
-fn stored_reply<T: serde::Serialize>(obj: &T) -> Reply {
-    Reply::Json(StatusCode::OK, to_json(obj))
-}
-
 #[tokio::test]
 async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
@@ -1222,7 +1233,7 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             t.clone(),
             joined(vec![
                 vec![token_get()],
-                child_lookups_missing(),
+                child_lookups(&children, 0),
                 vec![Exchange {
                     reply: api_error(
                         503,
@@ -1243,7 +1254,7 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             t.clone(),
             joined(vec![
                 vec![token_get()],
-                child_lookups_missing(),
+                child_lookups(&children, 0),
                 vec![
                     apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
                     apply(SECRET_PATH, to_json(&children.secret)),
@@ -1268,28 +1279,8 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             ("False", "AsExpected", "all connectors are available or starting"),
         ),
     });
-    let created_so_far = || {
-        vec![
-            token_get(),
-            // What earlier attempts stored is found, and not written again.
-            get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
-            get(SECRET_PATH, stored_reply(&children.secret)),
-            get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-            get(
-                SERVICE_ACCOUNT_PATH,
-                not_found("serviceaccounts", "home-cloudflared"),
-            ),
-            get(
-                DEPLOYMENT_PATH,
-                not_found("deployments.apps", "home-cloudflared"),
-            ),
-            get(
-                PDB_PATH,
-                not_found("poddisruptionbudgets.policy", "home-cloudflared"),
-            ),
-        ]
-    };
-    let mut script = created_so_far();
+    // What earlier attempts stored is found, and not written again.
+    let mut script = joined(vec![vec![token_get()], child_lookups(&children, 2)]);
     script.extend([
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
         apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
@@ -1308,20 +1299,14 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
     delays.push(cluster.error_policy(&t, &err));
 
     // 5. It converges: every child found as stored, the status written, the event sent.
-    let script = vec![
-        token_get(),
-        get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
-        get(SECRET_PATH, stored_reply(&children.secret)),
-        get(CONFIG_MAP_PATH, stored_reply(&children.config_map)),
-        get(
-            SERVICE_ACCOUNT_PATH,
-            stored_reply(&children.service_account),
-        ),
-        get(DEPLOYMENT_PATH, stored_reply(&children.deployment)),
-        get(PDB_PATH, stored_reply(&pdb)),
-        apply_status(status_after),
-        event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
-    ];
+    let script = joined(vec![
+        vec![token_get()],
+        child_lookups(&children, 6),
+        vec![
+            apply_status(status_after),
+            event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+        ],
+    ]);
     let action = cluster
         .reconcile(t.clone(), script)
         .await
@@ -1444,7 +1429,7 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
             TOKEN_SECRET_PATH,
             Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
         )],
-        child_lookups_missing(),
+        child_lookups(&children, 0),
         vec![
             apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
             apply(SECRET_PATH, to_json(&children.secret)),
@@ -1460,41 +1445,29 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     tracing::error!(error = %err, debug = ?err, "as the controller logs it");
     cluster.error_policy(&t, &err);
 
-    let script = vec![
-        get(
+    let script = joined(vec![
+        vec![get(
             TOKEN_SECRET_PATH,
             Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
-        get(NETWORK_POLICY_PATH, stored_reply(&children.network_policy)),
-        get(SECRET_PATH, stored_reply(&children.secret)),
-        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        get(
-            SERVICE_ACCOUNT_PATH,
-            not_found("serviceaccounts", "home-cloudflared"),
-        ),
-        get(
-            DEPLOYMENT_PATH,
-            not_found("deployments.apps", "home-cloudflared"),
-        ),
-        get(
-            PDB_PATH,
-            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
-        ),
-        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
-        apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
-        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
-        apply(PDB_PATH, to_json(&pdb)),
-        apply_status(json!({
-            "observedGeneration": 1, "tunnelID": TUNNEL_ID, "replicas": 0, "readyReplicas": 0,
-            "configHash": children.config_hash,
-            "conditions": conditions(
-                ("False", "ConnectorsNotReady", "0/2 connectors ready"),
-                ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
-                ("False", "AsExpected", "all connectors are available or starting"),
-            ),
-        })),
-        event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
-    ];
+        )],
+        child_lookups(&children, 2),
+        vec![
+            apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
+            apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
+            apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
+            apply(PDB_PATH, to_json(&pdb)),
+            apply_status(json!({
+                "observedGeneration": 1, "tunnelID": TUNNEL_ID, "replicas": 0, "readyReplicas": 0,
+                "configHash": children.config_hash,
+                "conditions": conditions(
+                    ("False", "ConnectorsNotReady", "0/2 connectors ready"),
+                    ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
+                    ("False", "AsExpected", "all connectors are available or starting"),
+                ),
+            })),
+            event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+        ],
+    ]);
     cluster.reconcile(t, script).await.expect("converges");
     let sent = cluster.sent.lock().map(|s| s.clone()).unwrap_or_default();
     cluster.finish().await;

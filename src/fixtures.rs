@@ -113,6 +113,14 @@ enum Reply {
 
 fn no_normalize(_: &mut Value) {}
 
+/// The read of the user's token Secret, answered with `token`.
+fn token_lookup(token: &str) -> Exchange {
+    get(
+        TOKEN_SECRET_PATH,
+        Reply::Json(StatusCode::OK, to_json(&user_secret(token))),
+    )
+}
+
 /// A script made of parts.
 fn joined(parts: Vec<Vec<Exchange>>) -> Vec<Exchange> {
     parts.into_iter().flatten().collect()
@@ -601,6 +609,22 @@ fn steady_status(children: &Children) -> Value {
     })
 }
 
+/// The status the reconciler writes for a tunnel whose connectors are not up yet.
+fn first_status(children: &Children) -> Value {
+    json!({
+        "observedGeneration": 1,
+        "tunnelID": TUNNEL_ID,
+        "replicas": 0,
+        "readyReplicas": 0,
+        "configHash": children.config_hash,
+        "conditions": conditions(
+            ("False", "ConnectorsNotReady", "0/2 connectors ready"),
+            ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
+            ("False", "AsExpected", "all connectors are available or starting"),
+        ),
+    })
+}
+
 /// A tunnel whose status already says what `steady_status` says.
 fn tunnel_in_steady_state(children: &Children) -> SecureTunnel {
     let mut t = tunnel();
@@ -622,10 +646,7 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
         .expect("two replicas have a budget");
     let script = joined(vec![
         vec![
-            get(
-                TOKEN_SECRET_PATH,
-                Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-            ),
+            token_lookup(&token),
             // Nothing cached: each name is checked for a foreign object first.
         ],
         child_lookups(&children, 0),
@@ -637,18 +658,7 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
             apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
             apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
             apply(PDB_PATH, to_json(pdb)),
-            apply_status(json!({
-                "observedGeneration": 1,
-                "tunnelID": TUNNEL_ID,
-                "replicas": 0,
-                "readyReplicas": 0,
-                "configHash": children.config_hash,
-                "conditions": conditions(
-                    ("False", "ConnectorsNotReady", "0/2 connectors ready"),
-                    ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
-                    ("False", "AsExpected", "all connectors are available or starting"),
-                ),
-            })),
+            apply_status(first_status(&children)),
             event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
         ],
     ]);
@@ -662,10 +672,7 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
 async fn steady_state_resync_reads_the_token_and_writes_nothing() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&tunnel(), &token);
-    let script = vec![get(
-        TOKEN_SECRET_PATH,
-        Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-    )];
+    let script = vec![token_lookup(&token)];
     let action = reconcile_against(
         tunnel_in_steady_state(&children),
         &Caches::holding(&children),
@@ -700,10 +707,7 @@ async fn connectors_becoming_ready_update_the_status_and_emit_an_event() {
         ..Default::default()
     });
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         apply_status(steady_status(&children)),
         event("Normal", "ConnectorsReady", "2/2 connectors ready"),
     ];
@@ -818,10 +822,7 @@ async fn an_invalid_spec_is_reported_once_and_waits_for_a_change() {
     t.spec.ingress[0].service = "bastion".into();
     let message = "spec.replicas: 50 is out of range: must be 1 to 20; spec.ingress[0].service: bastion mode lets the connector reach any destination, which defeats the egress sandbox";
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         apply_status(json!({
             "observedGeneration": 1,
             "replicas": 0,
@@ -850,10 +851,7 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
     });
     let message = "ConfigMap apps/home-cloudflared already exists and is not controlled by this SecureTunnel; rename or delete it";
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         get(
             NETWORK_POLICY_PATH,
             not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
@@ -906,10 +904,7 @@ async fn scaling_to_one_replica_removes_our_disruption_budget() {
     let scaled = children_for(&t, &token);
     assert!(scaled.pod_disruption_budget.is_none());
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         apply_existing_deployment(to_json(&scaled.deployment)),
         Exchange {
             method: Method::DELETE,
@@ -976,10 +971,7 @@ async fn a_changed_service_selector_updates_only_the_network_policy() {
         .services
         .apply_watcher_event(&watcher::Event::Apply(moved));
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         apply(NETWORK_POLICY_PATH, to_json(&after.network_policy)),
     ];
     reconcile_against(tunnel_in_steady_state(&before), &caches, script)
@@ -1014,10 +1006,7 @@ async fn a_vanished_service_closes_its_origin_and_degrades_the_tunnel() {
         "message": "not reachable through the sandbox: spec.ingress[0] (http://web.apps.svc.cluster.local:8080): no Service apps/web"
     });
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         apply(NETWORK_POLICY_PATH, to_json(&after.network_policy)),
         // Ready is unchanged (the connectors run), so no Event.
         apply_status(degraded_status),
@@ -1068,10 +1057,7 @@ async fn a_hand_edited_child_is_reverted_and_a_deleted_one_recreated() {
         .apply_watcher_event(&watcher::Event::Delete(children.config_map.clone()));
 
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
         apply_existing_deployment(to_json(&children.deployment)),
@@ -1104,10 +1090,7 @@ async fn defaults_added_by_the_api_server_are_not_drift() {
         .network_policies
         .apply_watcher_event(&watcher::Event::Apply(np));
 
-    let script = vec![get(
-        TOKEN_SECRET_PATH,
-        Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-    )];
+    let script = vec![token_lookup(&token)];
     reconcile_against(tunnel_in_steady_state(&children), &caches, script)
         .await
         .expect("reconciles");
@@ -1163,10 +1146,7 @@ async fn a_spec_that_becomes_invalid_leaves_the_running_connector_alone() {
     let message = "spec.ingress[0].hostname: \"app.example.com:443\" must not include a port";
     let c = |ty: &str, status: &str, reason: &str, msg: &str| json!({ "type": ty, "status": status, "reason": reason, "message": msg, "observedGeneration": 2 });
     let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        ),
+        token_lookup(&token),
         apply_status(json!({
             "observedGeneration": 2,
             "tunnelID": TUNNEL_ID,
@@ -1204,12 +1184,6 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&tunnel(), &token);
     let pdb = children.pod_disruption_budget.clone().expect("pdb");
-    let token_get = || {
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        )
-    };
     let mut cluster = MockCluster::new(&Caches::empty());
     let t = tunnel();
     let mut delays = Vec::new();
@@ -1232,7 +1206,7 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
         .reconcile(
             t.clone(),
             joined(vec![
-                vec![token_get()],
+                vec![token_lookup(&token)],
                 child_lookups(&children, 0),
                 vec![Exchange {
                     reply: api_error(
@@ -1253,7 +1227,7 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
         .reconcile(
             t.clone(),
             joined(vec![
-                vec![token_get()],
+                vec![token_lookup(&token)],
                 child_lookups(&children, 0),
                 vec![
                     apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
@@ -1270,17 +1244,12 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
     delays.push(cluster.error_policy(&t, &err));
 
     // 4. Everything applies, but the status write meets a conflict.
-    let status_after = json!({
-        "observedGeneration": 1, "tunnelID": TUNNEL_ID, "replicas": 0, "readyReplicas": 0,
-        "configHash": children.config_hash,
-        "conditions": conditions(
-            ("False", "ConnectorsNotReady", "0/2 connectors ready"),
-            ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
-            ("False", "AsExpected", "all connectors are available or starting"),
-        ),
-    });
+    let status_after = first_status(&children);
     // What earlier attempts stored is found, and not written again.
-    let mut script = joined(vec![vec![token_get()], child_lookups(&children, 2)]);
+    let mut script = joined(vec![
+        vec![token_lookup(&token)],
+        child_lookups(&children, 2),
+    ]);
     script.extend([
         apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
         apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
@@ -1300,7 +1269,7 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
 
     // 5. It converges: every child found as stored, the status written, the event sent.
     let script = joined(vec![
-        vec![token_get()],
+        vec![token_lookup(&token)],
         child_lookups(&children, 6),
         vec![
             apply_status(status_after),
@@ -1425,10 +1394,7 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     let pdb = children.pod_disruption_budget.clone().expect("pdb");
     let mut cluster = MockCluster::new(&Caches::empty());
     let script = joined(vec![
-        vec![get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        )],
+        vec![token_lookup(&token)],
         child_lookups(&children, 0),
         vec![
             apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
@@ -1446,25 +1412,14 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
     cluster.error_policy(&t, &err);
 
     let script = joined(vec![
-        vec![get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&token))),
-        )],
+        vec![token_lookup(&token)],
         child_lookups(&children, 2),
         vec![
             apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
             apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
             apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
             apply(PDB_PATH, to_json(&pdb)),
-            apply_status(json!({
-                "observedGeneration": 1, "tunnelID": TUNNEL_ID, "replicas": 0, "readyReplicas": 0,
-                "configHash": children.config_hash,
-                "conditions": conditions(
-                    ("False", "ConnectorsNotReady", "0/2 connectors ready"),
-                    ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
-                    ("False", "AsExpected", "all connectors are available or starting"),
-                ),
-            })),
+            apply_status(first_status(&children)),
             event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
         ],
     ]);

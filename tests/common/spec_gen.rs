@@ -90,20 +90,28 @@ fn origin_request() -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
+/// An ingress rule as a user writes it, leaving out what is `None`.
+fn rule_json(
+    hostname: Option<String>,
+    path: Option<String>,
+    service: String,
+    origin: Option<Value>,
+) -> Value {
+    let mut r = json!({ "service": service });
+    if let Some(h) = hostname {
+        r["hostname"] = json!(h);
+    }
+    if let Some(p) = path {
+        r["path"] = json!(p);
+    }
+    if let Some(o) = origin {
+        r["originRequest"] = o;
+    }
+    r
+}
+
 fn rule() -> impl Strategy<Value = Value> {
-    (hostname(), path(), service(), origin_request()).prop_map(|(h, p, s, o)| {
-        let mut r = json!({ "service": s });
-        if let Some(h) = h {
-            r["hostname"] = json!(h);
-        }
-        if let Some(p) = p {
-            r["path"] = json!(p);
-        }
-        if let Some(o) = o {
-            r["originRequest"] = o;
-        }
-        r
-    })
+    (hostname(), path(), service(), origin_request()).prop_map(|(h, p, s, o)| rule_json(h, p, s, o))
 }
 
 fn image() -> impl Strategy<Value = Option<String>> {
@@ -218,17 +226,7 @@ fn valid_rule(index: usize) -> impl Strategy<Value = Value> {
         } else {
             p
         };
-        let mut r = json!({ "service": s });
-        if let Some(h) = h {
-            r["hostname"] = json!(h);
-        }
-        if let Some(p) = p {
-            r["path"] = json!(p);
-        }
-        if let Some(o) = o {
-            r["originRequest"] = o;
-        }
-        r
+        rule_json(h, p, s, o)
     })
 }
 

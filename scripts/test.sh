@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test suite: installs the manifest checkers into .venv (once), then runs
-# every Rust test, including the ones that validate rendered manifests with them.
+# The test suite: installs the manifest checkers into .venv (once), runs every Rust
+# test, including the ones that validate rendered manifests with them, then the
+# end-to-end suite against a real control plane (e2e/run.sh; SECURETUNNEL_E2E=0 skips
+# it, saying so, outside CI).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -17,3 +19,5 @@ fi
 export SECURETUNNEL_VENV="$venv"
 # Explicit targets: doc-tests (there are none) would end the run on "0 passed".
 cargo test --locked --lib --bins --tests "$@"
+
+bash "$root/e2e/run.sh"

@@ -3,6 +3,7 @@
 //! generator of arbitrary specs.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod admission_table;
 pub mod spec_gen;
 pub mod tools;
 

@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback, built from the Go module proxy:
+# etcd, kube-apiserver (RBAC, ServiceAccount token signing, audit log),
+# kube-controller-manager, kube-scheduler, and kwok standing in for kubelets.
+#
+#   e2e/cluster.sh build          build the binaries into the cache (once per version)
+#   e2e/cluster.sh up             generate certificates, start everything, wait for /readyz
+#   e2e/cluster.sh env            print `export KUBECONFIG=…` for the running control plane
+#   e2e/cluster.sh down           stop exactly the processes `up` started (by pid), remove the state
+#   e2e/cluster.sh stop NAME      stop one component (etcd, kube-apiserver, …), for fault tests
+#   e2e/cluster.sh start NAME     start it again with the same flags
+#   e2e/cluster.sh bin TOOL       print the path of a built tool (helm, cloudflared, …), building it first
+#
+# Variables: K8S_VERSION (default: the version pinned in e2e/cluster/kubernetes/go.mod),
+# SECURETUNNEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operator),
+# E2E_STATE (default $SECURETUNNEL_CACHE/cluster), E2E_PORT_BASE (default 16000).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+modules="$here/cluster"
+cache=${SECURETUNNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operator}
+state=${E2E_STATE:-$cache/cluster}
+base=${E2E_PORT_BASE:-16000}
+
+# Ports, all on 127.0.0.1.
+etcd_port=$((base + 379))
+etcd_peer_port=$((base + 380))
+api_port=$((base + 443))
+kcm_port=$((base + 257))
+scheduler_port=$((base + 259))
+kwok_port=$((base + 247))
+
+# The version go.mod requires a module at (in a require block or a single line).
+required() { # required GOMOD MODULE
+  awk -v m="$2" '{ sub(/^require /, "") } $1 == m { sub(/^v/, "", $2); print $2; exit }' "$1"
+}
+pinned_k8s() { required "$modules/kubernetes/go.mod" k8s.io/kubernetes; }
+k8s_version=${K8S_VERSION:-$(pinned_k8s)}
+k8s_version=${k8s_version#v}
+
+log() { echo "cluster: $*" >&2; }
+die() { echo "cluster: $*" >&2; exit 1; }
+
+module_version() { required "$modules/$1/go.mod" "$2"; }
+
+# The Go module that builds the control plane for $k8s_version: the pinned one in the
+# repository, or for another version one generated in the cache the same way.
+k8s_module() {
+  if [ "$k8s_version" = "$(pinned_k8s)" ]; then
+    echo "$modules/kubernetes"
+    return
+  fi
+  local dir="$cache/src/kubernetes-$k8s_version"
+  if [ ! -f "$dir/go.sum" ]; then
+    log "generating a module for Kubernetes $k8s_version"
+    mkdir -p "$dir"
+    local gomod
+    gomod=$(cd "$modules/kubernetes" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$k8s_version" |
+      sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+    [ -f "$gomod" ] || die "k8s.io/kubernetes@v$k8s_version is not served by the module proxy"
+    local minor=${k8s_version#*.}
+    {
+      echo "module securetunnel-operator/e2e/cluster/kubernetes"
+      echo
+      echo "go $(sed -n 's/^go //p' "$gomod")"
+      echo
+      echo "require k8s.io/kubernetes v$k8s_version"
+      echo
+      echo "replace ("
+      awk '/=> \.\/staging/ { print "\t" $1 " => " $1 " v0.'"$minor"'" }' "$gomod"
+      echo ")"
+      echo
+      sed -n '/^tool (/,/^)/p' "$modules/kubernetes/go.mod"
+    } >"$dir/go.mod"
+    (cd "$dir" && go mod tidy) || die "go mod tidy failed for Kubernetes $k8s_version"
+  fi
+  echo "$dir"
+}
+
+# build_tool NAME: installs the `tool` lines of e2e/cluster/NAME/go.mod into the cache,
+# once per pinned version, and prints the directory.
+build_tool() {
+  local name=$1 dir version ldflags="-s -w"
+  case $name in
+    kubernetes)
+      dir=$(k8s_module)
+      version=$k8s_version
+      local minor=${version#*.}
+      minor=${minor%%.*}
+      ldflags="$ldflags -X k8s.io/component-base/version.gitVersion=v$version"
+      ldflags="$ldflags -X k8s.io/component-base/version.gitMajor=1"
+      ldflags="$ldflags -X k8s.io/component-base/version.gitMinor=$minor"
+      ldflags="$ldflags -X k8s.io/component-base/version.gitTreeState=clean"
+      ;;
+    etcd) dir="$modules/etcd"; version=$(module_version etcd go.etcd.io/etcd/server/v3) ;;
+    kwok)
+      dir="$modules/kwok"; version=$(module_version kwok sigs.k8s.io/kwok)
+      ldflags="$ldflags -X sigs.k8s.io/kwok/pkg/consts.Version=v$version"
+      ;;
+    helm) dir="$modules/helm"; version=$(module_version helm helm.sh/helm/v4) ;;
+    cloudflared)
+      dir="$modules/cloudflared"
+      version=$(module_version cloudflared github.com/cloudflare/cloudflared)
+      local release
+      release=$(sed -n 's/^\/\/ .*(release \([0-9.]*\)).*/\1/p' "$dir/go.mod")
+      ldflags="$ldflags -X main.Version=$release"
+      ;;
+    *) [ -f "$modules/$name/go.mod" ] || die "no module e2e/cluster/$name"
+       dir="$modules/$name"; version=$(sha256sum "$dir/go.mod" | cut -c1-12) ;;
+  esac
+  [ -n "$version" ] || die "no pinned version for $name"
+  local out="$cache/bin/$name-$version"
+  if [ ! -f "$out/.built" ]; then
+    command -v go >/dev/null || die "go is needed to build $name (Go toolchain + module proxy)"
+    log "building $name $version into $out (once)"
+    local start=$SECONDS
+    mkdir -p "$out"
+    (cd "$dir" && GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags="$ldflags" tool) ||
+      die "building $name $version failed"
+    if [ "$name" = kwok ]; then
+      # The stages kwok ships as its "fast" set: Nodes initialised and kept Ready (with a
+      # Lease heartbeat), pods moved to Running/Ready at once.
+      local stages
+      stages=$(cd "$dir" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage/fast
+      kubectl kustomize "$stages" >"$out/stages.yaml" || die "cannot render kwok's stages from $stages"
+    fi
+    log "built $name $version in $((SECONDS - start)) s"
+    touch "$out/.built"
+  fi
+  echo "$out"
+}
+
+cmd_build() {
+  local tools=("$@")
+  [ ${#tools[@]} -gt 0 ] || tools=(etcd kubernetes kwok)
+  for t in "${tools[@]}"; do build_tool "$t" >/dev/null; done
+}
+
+# --- certificates -------------------------------------------------------------------
+
+pki() {
+  local d="$state/pki"
+  mkdir -p "$d"
+  local ossl=(openssl)
+  key() { "${ossl[@]}" ecparam -name prime256v1 -genkey -noout -out "$d/$1.key" 2>/dev/null; }
+  key ca
+  "${ossl[@]}" req -x509 -new -key "$d/ca.key" -subj "/CN=securetunnel-e2e-ca" -days 7 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$d/ca.crt" 2>/dev/null
+  cert() { # cert NAME SUBJECT EXT
+    key "$1"
+    "${ossl[@]}" req -new -key "$d/$1.key" -subj "$2" -out "$d/$1.csr" 2>/dev/null
+    printf '%s\n' "$3" >"$d/$1.ext"
+    "${ossl[@]}" x509 -req -in "$d/$1.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+      -days 7 -extfile "$d/$1.ext" -out "$d/$1.crt" 2>/dev/null
+  }
+  local client="basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=clientAuth"
+  cert apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  cert admin "/O=system:masters/CN=e2e-admin" "$client"
+  cert controller-manager "/CN=system:kube-controller-manager" "$client"
+  cert scheduler "/CN=system:kube-scheduler" "$client"
+  cert kwok "/O=system:masters/CN=kwok" "$client"
+  # ServiceAccount token signing key pair.
+  "${ossl[@]}" genrsa -out "$d/sa.key" 2048 2>/dev/null
+  "${ossl[@]}" rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
+  chmod 600 "$d"/*.key
+}
+
+kubeconfig() { # kubeconfig NAME -> $state/NAME.kubeconfig with the NAME client certificate
+  local file="$state/$1.kubeconfig"
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $state/pki/ca.crt
+users:
+- name: $1
+  user:
+    client-certificate: $state/pki/$1.crt
+    client-key: $state/pki/$1.key
+contexts:
+- name: e2e
+  context: { cluster: e2e, user: $1 }
+current-context: e2e
+EOF
+}
+
+# --- processes ----------------------------------------------------------------------
+
+# The command line of each component is written to $state/cmd/NAME, so that `start NAME`
+# after a `stop NAME` runs exactly the same process again.
+define() { # define NAME BINARY ARGS...
+  local name=$1
+  shift
+  mkdir -p "$state/cmd"
+  printf '%q ' "$@" >"$state/cmd/$name"
+}
+
+pid_of() { # the pid `up` recorded for NAME, if that process still runs the recorded binary
+  local f="$state/pids/$1" pid bin
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  bin=$(awk '{print $1}' "$state/cmd/$1")
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(eval echo "$bin")" || return 1
+  echo "$pid"
+}
+
+start() { # start NAME
+  local name=$1
+  [ -f "$state/cmd/$name" ] || die "no component $name (is the control plane up?)"
+  if pid_of "$name" >/dev/null; then
+    log "$name is already running"
+    return
+  fi
+  mkdir -p "$state/pids" "$state/logs"
+  # setsid: the components outlive the shell that started them and get no terminal signals.
+  eval "exec setsid $(cat "$state/cmd/$name")" </dev/null >>"$state/logs/$name.log" 2>&1 &
+  echo $! >"$state/pids/$name"
+}
+
+stop() { # stop NAME: TERM, then KILL after 15 s
+  local name=$1 pid
+  pid=$(pid_of "$name") || { rm -f "$state/pids/$name"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 150); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$state/pids/$name"
+}
+
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+wait_until() { # wait_until SECONDS WHAT COMMAND...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "timed out waiting for $what; last lines of the logs:"
+      tail -n 20 "$state"/logs/*.log >&2 || true
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+api_ready() {
+  curl -sf --max-time 3 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" \
+    --key "$state/pki/admin.key" "https://127.0.0.1:$api_port/readyz" | grep -qx ok
+}
+
+cmd_up() {
+  if [ -d "$state/pids" ] && [ -n "$(ls -A "$state/pids" 2>/dev/null)" ]; then
+    die "a control plane is already up in $state (e2e/cluster.sh down first)"
+  fi
+  local k8s etcd kwok
+  etcd=$(build_tool etcd)
+  k8s=$(build_tool kubernetes)
+  kwok=$(build_tool kwok)
+  local up_start=$SECONDS
+
+  rm -rf "$state"
+  mkdir -p "$state/logs"
+  pki
+  for u in admin controller-manager scheduler kwok; do kubeconfig "$u"; done
+  cat >"$state/audit-policy.yaml" <<'EOF'
+# Every request's metadata: the e2e suite counts the operator's requests by verb and
+# resource and fails on any it was refused.
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+EOF
+
+  define etcd "$etcd/server" \
+    --name e2e --data-dir "$state/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "e2e=http://127.0.0.1:$etcd_peer_port" \
+    --unsafe-no-fsync --log-level warn
+  define kube-apiserver "$k8s/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --endpoint-reconciler-type none \
+    --tls-cert-file "$state/pki/apiserver.crt" --tls-private-key-file "$state/pki/apiserver.key" \
+    --client-ca-file "$state/pki/ca.crt" \
+    --requestheader-client-ca-file "$state/pki/ca.crt" --requestheader-allowed-names front-proxy \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$state/pki/sa.pub" \
+    --service-account-signing-key-file "$state/pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$state/logs/audit.log" \
+    --audit-log-format json \
+    --profiling=false
+  define kube-controller-manager "$k8s/kube-controller-manager" \
+    --kubeconfig "$state/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$state/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$state/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" \
+    --service-account-private-key-file "$state/pki/sa.key" \
+    --root-ca-file "$state/pki/ca.crt" \
+    --use-service-account-credentials \
+    --leader-elect=false --profiling=false
+  define kube-scheduler "$k8s/kube-scheduler" \
+    --kubeconfig "$state/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$state/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$state/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$scheduler_port" \
+    --leader-elect=false --profiling=false
+  define kwok "$kwok/kwok" \
+    --kubeconfig "$state/kwok.kubeconfig" \
+    --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --server-address "127.0.0.1:$kwok_port" \
+    --config "$kwok/stages.yaml" --node-lease-duration-seconds 40 \
+    --cidr 10.244.0.0/16 --node-ip 10.240.0.10
+
+  start etcd
+  wait_until 60 "etcd" curl -sf "http://127.0.0.1:$etcd_port/health"
+  start kube-apiserver
+  wait_until 120 "kube-apiserver /readyz" api_ready
+  start kube-controller-manager
+  start kube-scheduler
+  start kwok
+  export KUBECONFIG="$state/admin.kubeconfig"
+  kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-0
+  annotations: { kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0" }
+  labels:
+    kubernetes.io/hostname: kwok-node-0
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+EOF
+  wait_until 90 "the kwok node to be Ready" \
+    bash -c "kubectl get node kwok-node-0 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+  wait_until 90 "the default ServiceAccount" kubectl -n default get serviceaccount default
+  log "Kubernetes $k8s_version is up in $((SECONDS - up_start)) s: export KUBECONFIG=$state/admin.kubeconfig"
+}
+
+cmd_down() {
+  [ -d "$state" ] || return 0
+  local i
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do stop "${components[$i]}"; done
+  rm -rf "$state/etcd" "$state/pids"
+  log "stopped"
+}
+
+case ${1:-} in
+  build) shift; cmd_build "$@" ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) [ -f "$state/admin.kubeconfig" ] || die "not up"; echo "export KUBECONFIG=$state/admin.kubeconfig" ;;
+  stop) [ -n "${2:-}" ] || die "stop NAME"; stop "$2" ;;
+  start)
+    [ -n "${2:-}" ] || die "start NAME"
+    start "$2"
+    if [ "$2" = kube-apiserver ]; then wait_until 120 "kube-apiserver /readyz" api_ready; fi
+    ;;
+  bin) [ -n "${2:-}" ] || die "bin TOOL"; echo "$(build_tool "$2")" ;;
+  *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,341 @@
+//! The real cloudflared on what `render` produces, for every sample and render fixture:
+//! `ingress validate` accepts the config with no unused key, `ingress rule URL` picks the
+//! rule each URL was made for (and the fallback for anything else), and the Deployment's
+//! own args start the connector: it reads the token file, loads the config, and answers
+//! the probes' path on the probes' port.
+//!
+//! The connector runs in a network namespace of its own with only a loopback interface
+//! (`unshare -n`): whatever it tries to reach (the edge, DNS, the update check) fails
+//! without a packet leaving the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+use serde_json::Value;
+
+use crate::support::{run_cmd, Env, Outcome};
+use crate::Suite;
+
+const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every input the connector is checked on: (name, file, services file).
+fn inputs() -> Vec<(String, PathBuf, Option<PathBuf>)> {
+    let mut out = Vec::new();
+    let samples = root().join("config/samples");
+    let services = samples.join("preview/services.yaml");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&samples)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("kustomization.yaml"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        out.push((format!("sample {}", p.file_name().unwrap_or_default().to_string_lossy()), p, Some(services.clone())));
+    }
+    let fixtures = root().join("tests/fixtures/render");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&fixtures)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".input.yaml"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        out.push((format!("fixture {}", p.file_name().unwrap_or_default().to_string_lossy()), p, None));
+    }
+    out
+}
+
+/// What one input renders to, as cloudflared would see it.
+struct Rendered {
+    config_yaml: String,
+    token: String,
+    args: Vec<String>,
+    mounts: Vec<(String, String)>,
+    probe_path: String,
+    probe_port: u16,
+}
+
+fn render(file: &Path, services: Option<&Path>) -> Result<Vec<Rendered>, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_securetunnel-operator"));
+    cmd.arg("render").arg("-f").arg(file);
+    if let Some(s) = services {
+        cmd.arg("--services").arg(s);
+    }
+    cmd.arg("--token-file")
+        .arg(root().join("tests/fixtures/example-token.txt"))
+        .arg("--reveal-token");
+    let yaml = run_cmd(&mut cmd, None)?;
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    fn of<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> {
+        docs.iter().filter(move |d| d["kind"] == kind)
+    }
+    let mut out = Vec::new();
+    for deployment in of(&docs, "Deployment") {
+        let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
+        let config = of(&docs, "ConfigMap")
+            .find(|d| d["metadata"]["name"] == name)
+            .ok_or(format!("no ConfigMap {name}"))?;
+        let secret = of(&docs, "Secret")
+            .find(|d| d["metadata"]["name"] == name)
+            .ok_or(format!("no Secret {name}"))?;
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let token = match secret["stringData"]["token"].as_str() {
+            Some(t) => t.to_string(),
+            None => {
+                use base64::Engine;
+                let b = base64::engine::general_purpose::STANDARD
+                    .decode(text(&secret["data"]["token"]))
+                    .map_err(|e| format!("Secret {name} token: {e}"))?;
+                String::from_utf8(b).map_err(|e| e.to_string())?
+            }
+        };
+        let probe = &container["readinessProbe"]["httpGet"];
+        let port = match &probe["port"] {
+            Value::Number(n) => n.as_u64().unwrap_or(0) as u16,
+            Value::String(named) => container["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == named.as_str())
+                .and_then(|p| p["containerPort"].as_u64())
+                .unwrap_or(0) as u16,
+            _ => 0,
+        };
+        let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+        let mounts = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let volume = volumes.iter().find(|v| v["name"] == m["name"]).cloned().unwrap_or_default();
+                let kind = if volume["configMap"].is_object() { "configMap" } else if volume["secret"].is_object() { "secret" } else { "other" };
+                (text(&m["mountPath"]), kind.to_string())
+            })
+            .collect();
+        out.push(Rendered {
+            config_yaml: text(&config["data"]["config.yaml"]),
+            token,
+            args: container["args"].as_array().into_iter().flatten().map(text).collect(),
+            mounts,
+            probe_path: text(&probe["path"]),
+            probe_port: port,
+        });
+    }
+    if out.is_empty() {
+        return Err(format!("{} renders no Deployment", file.display()));
+    }
+    Ok(out)
+}
+
+/// A string the regex matches (unanchored, as cloudflared matches paths): the shortest
+/// walk through the pattern's syntax tree.
+pub fn example_of(pattern: &str) -> Result<String, String> {
+    fn walk(hir: &Hir, out: &mut String) {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => {}
+            HirKind::Literal(l) => out.push_str(&String::from_utf8_lossy(&l.0)),
+            HirKind::Class(Class::Unicode(c)) => {
+                if let Some(r) = c.ranges().first() {
+                    out.push(r.start());
+                }
+            }
+            HirKind::Class(Class::Bytes(c)) => {
+                if let Some(r) = c.ranges().first() {
+                    out.push(char::from(r.start()));
+                }
+            }
+            HirKind::Repetition(r) => {
+                for _ in 0..r.min {
+                    walk(&r.sub, out);
+                }
+            }
+            HirKind::Capture(c) => walk(&c.sub, out),
+            HirKind::Concat(parts) => parts.iter().for_each(|p| walk(p, out)),
+            HirKind::Alternation(alts) => {
+                if let Some(first) = alts.first() {
+                    walk(first, out);
+                }
+            }
+        }
+    }
+    let hir = regex_syntax::parse(pattern).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    walk(&hir, &mut out);
+    Ok(out)
+}
+
+/// (URL, index of the rule it was made for) for every rule but the fallback.
+fn urls_for(config_yaml: &str) -> Result<Vec<(String, usize)>, String> {
+    let config: Value = serde_yaml::from_str(config_yaml).map_err(|e| e.to_string())?;
+    let rules = config["ingress"].as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate().take(rules.len().saturating_sub(1)) {
+        let host = match rule["hostname"].as_str() {
+            None | Some("") | Some("*") => "any-host.example.net".to_string(),
+            Some(h) => h.replace("*.", "match-test."),
+        };
+        let mut path = match rule["path"].as_str() {
+            Some(p) if !p.is_empty() => example_of(p)?,
+            _ => "/".to_string(),
+        };
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        out.push((format!("https://{host}{path}"), i));
+    }
+    Ok(out)
+}
+
+fn cloudflared_config(env: &Env, config: &Path, args: &[&str]) -> Result<String, String> {
+    let bin = env.cloudflared.as_ref().ok_or("E2E_CLOUDFLARED is not set")?;
+    run_cmd(
+        Command::new("unshare")
+            .args(["-n", "--"])
+            .arg(bin)
+            .args(["tunnel", "--config"])
+            .arg(config)
+            .args(args),
+        None,
+    )
+}
+
+fn validate(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, &r.config_yaml).map_err(|e| e.to_string())?;
+    // `tunnel --config F ingress validate`: the other order prints usage and exits 0.
+    let out = cloudflared_config(env, &config, &["ingress", "validate"])?;
+    if out.lines().any(|l| l.trim() == "OK") && !out.contains("unused keys") {
+        Ok(())
+    } else {
+        Err(format!("cloudflared ingress validate said:\n{out}\nconfig.yaml:\n{}", r.config_yaml))
+    }
+}
+
+fn routes(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, &r.config_yaml).map_err(|e| e.to_string())?;
+    let mut urls = urls_for(&r.config_yaml)?;
+    let rules = urls.len();
+    urls.push(("https://no-rule-matches.invalid/".to_string(), rules));
+    let mut wrong = Vec::new();
+    for (url, expected) in &urls {
+        let out = cloudflared_config(env, &config, &["ingress", "rule", url])?;
+        let matched = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Matched rule #"))
+            .and_then(|n| n.trim().parse::<usize>().ok());
+        if matched != Some(*expected) {
+            wrong.push(format!("{url}: expected rule #{expected}, cloudflared said {matched:?}:\n{out}"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\nconfig.yaml:\n{}", wrong.join("\n"), r.config_yaml))
+    }
+}
+
+/// The Deployment's args, with each mount remapped to a local directory, the metrics
+/// address on loopback and a local `--edge`; the image's entrypoint is
+/// `cloudflared --no-autoupdate`.
+fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
+    let bin = env.cloudflared.as_ref().ok_or("E2E_CLOUDFLARED is not set")?;
+    let mut args: Vec<String> = vec!["--no-autoupdate".into()];
+    for arg in &r.args {
+        let mut a = arg.clone();
+        for (mount, kind) in &r.mounts {
+            if let Some(rest) = a.strip_prefix(mount.as_str()) {
+                let local = dir.join(kind);
+                std::fs::create_dir_all(&local).map_err(|e| e.to_string())?;
+                let file = rest.trim_start_matches('/');
+                let content = if kind == "secret" { &r.token } else { &r.config_yaml };
+                std::fs::write(local.join(file), content).map_err(|e| e.to_string())?;
+                a = local.join(file).display().to_string();
+            }
+        }
+        if let Some(port) = a.strip_prefix("0.0.0.0:") {
+            a = format!("127.0.0.1:{port}");
+        }
+        args.push(a);
+    }
+    if args.iter().any(|a| a.starts_with("/etc/")) {
+        return Err(format!("an arg points into the image, not at a mount: {args:?}"));
+    }
+    // `--edge` belongs to `tunnel`: insert it after that word.
+    let at = args.iter().position(|a| a == "tunnel").ok_or(format!("no `tunnel` in {args:?}"))? + 1;
+    args.splice(at..at, ["--edge".to_string(), "127.0.0.1:7844".to_string()]);
+    let log = dir.join("cloudflared.log");
+    let script = format!(
+        r#"ip link set lo up
+"$0" "$@" >{log} 2>&1 &
+pid=$!
+answer=
+for _ in $(seq 100); do
+  if answer=$(curl -s --max-time 2 -w ' %{{http_code}}' http://127.0.0.1:{port}{path}); then break; fi
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.2
+done
+kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
+echo "$answer""#,
+        log = log.display(),
+        port = r.probe_port,
+        path = r.probe_path,
+    );
+    let answer = run_cmd(
+        Command::new("unshare").args(["-n", "--", "bash", "-c", &script]).arg(bin).args(&args),
+        None,
+    )?;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let answer = answer.trim();
+    // Without the edge no connection is up: /ready answers 503 with its JSON body.
+    let (body, code) = answer.rsplit_once(' ').unwrap_or(("", answer));
+    let ready: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let problems: Vec<String> = [
+        (code != "503").then(|| format!("{} answered {code:?} (expected 503: no edge)", r.probe_path)),
+        (ready["readyConnections"] != 0).then(|| format!("no readyConnections in {body:?}")),
+        (!log_text.contains(TUNNEL_ID)).then(|| "the log never names the tunnel ID: the token file was not read".to_string()),
+        log_text.contains("error parsing").then(|| "the config did not load".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\nargs: {args:?}\nlog:\n{log_text}", problems.join("; ")))
+    }
+}
+
+pub fn checks(env: &Env, suite: &mut Suite) {
+    if env.cloudflared.is_none() {
+        suite.skip("connector: the real cloudflared", "E2E_CLOUDFLARED is not set (e2e/run.sh builds it)");
+        return;
+    }
+    for (name, file, services) in inputs() {
+        let rendered = match render(&file, services.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                suite.record(&format!("connector: {name} renders"), Err(e));
+                continue;
+            }
+        };
+        for (i, r) in rendered.iter().enumerate() {
+            let dir = env.scratch.join(format!("connector-{}-{i}", file.file_stem().unwrap_or_default().to_string_lossy()));
+            let _ = std::fs::create_dir_all(&dir);
+            suite.record(&format!("connector: {name}: cloudflared ingress validate accepts config.yaml"), validate(env, &dir, r));
+            suite.record(&format!("connector: {name}: cloudflared routes each URL to its rule"), routes(env, &dir, r));
+            suite.record(&format!("connector: {name}: the Deployment's args start cloudflared and answer the probe"), starts(env, &dir, r));
+        }
+    }
+}
+

@@ -1,0 +1,356 @@
+//! A tunnel's life on a real control plane: children with controller ownerReferences,
+//! connectors Ready (kwok), token rotation, hand deletes and edits, a foreign object in
+//! the way, the user's Secret left alone, and garbage collection.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use base64::Engine;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client, ResourceExt};
+
+use securetunnel_operator::api::SecureTunnel;
+
+use crate::support::{child_kinds, describe, dynamic_api, wait_for, Env, Outcome};
+
+pub const NAMESPACE: &str = "e2e-apps";
+pub const TOKEN_SECRET: &str = "e2e-token";
+pub const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
+const WAIT: Duration = Duration::from_secs(120);
+
+pub fn child(tunnel: &str) -> String {
+    format!("{tunnel}-cloudflared")
+}
+
+/// A syntactically valid token for a tunnel that does not exist.
+pub fn token(secret: &str) -> String {
+    let json = format!(
+        r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{}"}}"#,
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    );
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+pub fn set_token(env: &Env, secret: &str) -> Outcome {
+    env.apply(&format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{ name: {TOKEN_SECRET}, namespace: {NAMESPACE} }}
+stringData:
+  token: {}
+",
+        token(secret)
+    ))
+    .map(|_| ())
+}
+
+/// The namespace, the token Secret, and a web Deployment + Service for the rules to name.
+pub fn setup(env: &Env) -> Outcome {
+    env.apply(&format!(
+        "apiVersion: v1
+kind: Namespace
+metadata: {{ name: {NAMESPACE} }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{ name: web, namespace: {NAMESPACE} }}
+spec:
+  replicas: 1
+  selector: {{ matchLabels: {{ app: web }} }}
+  template:
+    metadata: {{ labels: {{ app: web }} }}
+    spec:
+      containers:
+      - name: web
+        image: registry.k8s.io/pause:3.10
+        ports: [ {{ name: http, containerPort: 8080 }} ]
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: web, namespace: {NAMESPACE} }}
+spec:
+  selector: {{ app: web }}
+  ports: [ {{ port: 8080, targetPort: http }} ]
+"
+    ))?;
+    set_token(env, "first-secret")
+}
+
+pub fn apply_tunnel(env: &Env, name: &str, replicas: u32, hostnames: &[&str]) -> Outcome {
+    let rules: String = hostnames
+        .iter()
+        .map(|h| format!("  - hostname: {h}\n    service: http://web.{NAMESPACE}.svc:8080\n"))
+        .collect();
+    env.apply(&format!(
+        "apiVersion: securetunnel.dev/v1alpha1
+kind: SecureTunnel
+metadata: {{ name: {name}, namespace: {NAMESPACE} }}
+spec:
+  tokenSecretRef: {{ name: {TOKEN_SECRET} }}
+  replicas: {replicas}
+  ingress:
+{rules}"
+    ))
+    .map(|_| ())
+}
+
+async fn tunnel(client: &Client, name: &str) -> Result<SecureTunnel, String> {
+    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
+        .get(name)
+        .await
+        .map_err(|e| format!("SecureTunnel {NAMESPACE}/{name}: {e}"))
+}
+
+/// (status, reason, message) of a condition, or an error naming the tunnel.
+pub async fn condition(client: &Client, name: &str, type_: &str) -> Result<(String, String, String), String> {
+    let t = tunnel(client, name).await?;
+    t.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .ok_or_else(|| format!("SecureTunnel {NAMESPACE}/{name} has no {type_} condition yet"))
+}
+
+pub async fn wait_condition(client: &Client, name: &str, type_: &str, status: &str, reason: &str) -> Outcome {
+    wait_for(WAIT, &format!("SecureTunnel {NAMESPACE}/{name} {type_}={status} {reason}"), || async {
+        let (s, r, m) = condition(client, name, type_).await?;
+        if s == status && r == reason {
+            Ok(())
+        } else {
+            Err(format!("{type_}={s} reason={r}: {m}"))
+        }
+    })
+    .await
+}
+
+/// Every child exists with a controller ownerReference to the tunnel.
+pub async fn every_child_owned(client: &Client, name: &str) -> Outcome {
+    let owner = tunnel(client, name).await?;
+    let uid = owner.uid().unwrap_or_default();
+    for (kind, resource) in child_kinds() {
+        let api = dynamic_api(client, NAMESPACE, &resource);
+        let what = describe(kind, NAMESPACE, &child(name));
+        wait_for(WAIT, &format!("{what} to exist"), || async {
+            api.get(&child(name)).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await?;
+        let obj = api.get(&child(name)).await.map_err(|e| format!("{what}: {e}"))?;
+        let controller = obj
+            .owner_references()
+            .iter()
+            .find(|r| r.controller == Some(true))
+            .cloned();
+        match controller {
+            Some(r) if r.kind == "SecureTunnel" && r.name == name && r.uid == uid => {}
+            other => {
+                return Err(format!(
+                    "{what}: controller ownerReference is {other:?}, expected SecureTunnel {name} uid {uid}"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn connectors_ready(client: &Client, name: &str, replicas: i32) -> Outcome {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_for(WAIT, &format!("Deployment {NAMESPACE}/{} to have {replicas} ready pods", child(name)), || async {
+        let d = deployments.get(&child(name)).await.map_err(|e| e.to_string())?;
+        let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        if ready == replicas {
+            Ok(())
+        } else {
+            Err(format!("{ready} ready"))
+        }
+    })
+    .await?;
+    wait_condition(client, name, "Ready", "True", "ConnectorsReady").await
+}
+
+async fn replica_sets(client: &Client, name: &str) -> Result<BTreeSet<String>, String> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), NAMESPACE);
+    let list = api
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list.items.iter().map(|rs| rs.name_any()).collect())
+}
+
+pub async fn token_rotation_rolls_pods(env: &Env, client: &Client, name: &str) -> Outcome {
+    let before = replica_sets(client, name).await?;
+    if before.is_empty() {
+        return Err(format!("Deployment {NAMESPACE}/{} has no ReplicaSet yet", child(name)));
+    }
+    set_token(env, "second-secret")?;
+    wait_for(WAIT, &format!("a new ReplicaSet of Deployment {NAMESPACE}/{}", child(name)), || async {
+        let now = replica_sets(client, name).await?;
+        let new: Vec<&String> = now.difference(&before).collect();
+        if new.is_empty() {
+            Err(format!("still only {before:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await?;
+    connectors_ready(client, name, 2).await
+}
+
+pub async fn deleted_child_returns(client: &Client, name: &str) -> Outcome {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let old = api.get(&child(name)).await.map_err(|e| e.to_string())?;
+    let old_uid = old.uid().unwrap_or_default();
+    api.delete(&child(name), &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for(WAIT, &format!("ConfigMap {NAMESPACE}/{} to be recreated", child(name)), || async {
+        match api.get_opt(&child(name)).await.map_err(|e| e.to_string())? {
+            Some(cm) if cm.uid().unwrap_or_default() != old_uid => {
+                if cm.data == old.data {
+                    Ok(())
+                } else {
+                    Err(format!("recreated with other data: {:?}", cm.data))
+                }
+            }
+            Some(_) => Err("the old object is still there".into()),
+            None => Err("absent".into()),
+        }
+    })
+    .await
+}
+
+pub async fn edited_child_reverted(env: &Env, client: &Client, name: &str) -> Outcome {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    env.kubectl(&["-n", NAMESPACE, "scale", "deployment", &child(name), "--replicas=5"])?;
+    env.kubectl(&[
+        "-n",
+        NAMESPACE,
+        "patch",
+        "configmap",
+        &child(name),
+        "--type=merge",
+        "-p",
+        r#"{"data":{"config.yaml":"ingress:\n- service: http_status:200\n"}}"#,
+    ])?;
+    wait_for(WAIT, &format!("Deployment {NAMESPACE}/{} back at 2 replicas", child(name)), || async {
+        let d = deployments.get(&child(name)).await.map_err(|e| e.to_string())?;
+        match d.spec.and_then(|s| s.replicas) {
+            Some(2) => Ok(()),
+            other => Err(format!("spec.replicas is {other:?}")),
+        }
+    })
+    .await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_for(WAIT, &format!("ConfigMap {NAMESPACE}/{} restored", child(name)), || async {
+        let cm = config_maps.get(&child(name)).await.map_err(|e| e.to_string())?;
+        let config = cm.data.unwrap_or_default().remove("config.yaml").unwrap_or_default();
+        if config.contains("e2e.example.com") && config.contains("http_status:404") {
+            Ok(())
+        } else {
+            Err(format!("config.yaml is {config:?}"))
+        }
+    })
+    .await
+}
+
+pub async fn name_conflict(env: &Env, client: &Client) -> Outcome {
+    let name = "conflict";
+    env.apply(&format!(
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {{ name: {}, namespace: {NAMESPACE} }}
+data: {{ owner: someone-else }}
+",
+        child(name)
+    ))?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let before = api.get(&child(name)).await.map_err(|e| e.to_string())?;
+    apply_tunnel(env, name, 1, &["conflict.example.com"])?;
+    wait_condition(client, name, "Ready", "False", "NameConflict").await?;
+    let (_, _, message) = condition(client, name, "Ready").await?;
+    if !message.contains(&child(name)) || !message.contains("ConfigMap") {
+        return Err(format!("the NameConflict message does not name ConfigMap {}: {message}", child(name)));
+    }
+    // Give the operator time to do anything it would do, then check nothing was written.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = api.get(&child(name)).await.map_err(|e| e.to_string())?;
+    if after.resource_version() != before.resource_version() {
+        return Err(format!(
+            "ConfigMap {NAMESPACE}/{} was written: resourceVersion {:?} -> {:?}, managers {:?}",
+            child(name),
+            before.resource_version(),
+            after.resource_version(),
+            after.managed_fields().iter().map(|m| m.manager.clone()).collect::<Vec<_>>()
+        ));
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    if deployments.get_opt(&child(name)).await.map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("Deployment {NAMESPACE}/{} was created despite the conflict", child(name)));
+    }
+    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
+        .delete(name, &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    api.delete(&child(name), &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The user's token Secret carries no trace of the operator: no field manager, no owner,
+/// and (where the audit log is available) no write request from it.
+pub async fn token_secret_untouched(env: &Env, client: &Client, operator_user: &str) -> Outcome {
+    let api: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret = api.get(TOKEN_SECRET).await.map_err(|e| e.to_string())?;
+    let managers: Vec<String> = secret.managed_fields().iter().filter_map(|m| m.manager.clone()).collect();
+    if managers.iter().any(|m| m == securetunnel_operator::FIELD_MANAGER) {
+        return Err(format!("Secret {NAMESPACE}/{TOKEN_SECRET} has fields managed by the operator: {managers:?}"));
+    }
+    if !secret.owner_references().is_empty() {
+        return Err(format!("Secret {NAMESPACE}/{TOKEN_SECRET} gained owners: {:?}", secret.owner_references()));
+    }
+    if let Some(log) = &env.audit_log {
+        let writes: Vec<String> = crate::support::audit_events(log)?
+            .into_iter()
+            .filter(|e| e.user == operator_user && e.resource == "secrets" && e.namespace == NAMESPACE && e.name == TOKEN_SECRET)
+            .filter(|e| !matches!(e.verb.as_str(), "get" | "list" | "watch"))
+            .map(|e| format!("{} {}", e.verb, e.uri))
+            .collect();
+        if !writes.is_empty() {
+            return Err(format!("the operator wrote Secret {NAMESPACE}/{TOKEN_SECRET}: {writes:?}"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn garbage_collected(client: &Client, name: &str) -> Outcome {
+    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
+        .delete(name, &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    for (kind, resource) in child_kinds() {
+        let api = dynamic_api(client, NAMESPACE, &resource);
+        wait_for(WAIT, &format!("the garbage collector to remove {}", describe(kind, NAMESPACE, &child(name))), || async {
+            match api.get_opt(&child(name)).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(obj) => Err(format!("still there (deletionTimestamp {:?})", obj.metadata.deletion_timestamp)),
+            }
+        })
+        .await?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    if secrets.get_opt(TOKEN_SECRET).await.map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("Secret {NAMESPACE}/{TOKEN_SECRET} (the user's) was deleted with the tunnel"));
+    }
+    Ok(())
+}
+
+/// Every child of every tunnel in `names` exists and each tunnel is Ready.
+pub async fn all_converged(client: &Client, names: &[String], replicas: i32) -> Outcome {
+    for name in names {
+        every_child_owned(client, name).await?;
+        connectors_ready(client, name, replicas).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The end-to-end suite, against a real control plane. `e2e/run.sh` starts one
+//! (e2e/cluster.sh) or uses KUBECONFIG's cluster, and runs this once per install method:
+//!
+//!   cargo test --test e2e -- helm        # install by Helm, then every check
+//!   cargo test --test e2e -- kustomize   # install by kustomize on a fresh control plane
+//!   cargo test --test e2e -- connector   # the real cloudflared on what `render` produces
+//!
+//! Each check prints `ok`, `FAIL` (with the object and what differed) or `SKIP` (with the
+//! reason; under CI a skip counts as a failure), and the run ends with
+//! `e2e: N passed, N failed, N skipped`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admission;
+mod connector;
+mod install;
+mod lifecycle;
+mod operations;
+mod support;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use install::Method;
+use support::{Env, Operator, Outcome};
+
+struct Suite {
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+    ci: bool,
+}
+
+/// A check whose failure leaves nothing for the later checks to test.
+struct Stop;
+
+impl Suite {
+    fn record(&mut self, name: &str, outcome: Outcome) -> bool {
+        match outcome {
+            Ok(()) => {
+                println!("ok   {name}");
+                self.passed += 1;
+                true
+            }
+            Err(why) => {
+                println!("FAIL {name}\n     {}", why.replace('\n', "\n     "));
+                self.failed += 1;
+                false
+            }
+        }
+    }
+
+    fn require(&mut self, name: &str, outcome: Outcome) -> Result<(), Stop> {
+        if self.record(name, outcome) {
+            Ok(())
+        } else {
+            println!("     (the checks after this one depend on it: stopping)");
+            Err(Stop)
+        }
+    }
+
+    fn skip(&mut self, name: &str, why: &str) {
+        if self.ci {
+            println!("FAIL {name}\n     skipped under CI, which must run everything: {why}");
+            self.failed += 1;
+        } else {
+            println!("SKIP {name} ({why})");
+            self.skipped += 1;
+        }
+    }
+}
+
+const OPERATOR_USER: &str = "system:serviceaccount:securetunnel-system:securetunnel-operator";
+
+async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(), Stop> {
+    let m = format!("{method:?}").to_lowercase();
+    suite.require(&format!("install ({m}): applied"), install::install(env, method))?;
+    suite.require(
+        &format!("install ({m}): the CRD is accepted and Established"),
+        install::crd_established(env).await,
+    )?;
+    suite.require(
+        &format!("install ({m}): every RBAC object exists with the rendered rules"),
+        install::rbac_objects_exist(env, method),
+    )?;
+    let sa_kubeconfig = install::service_account_kubeconfig(env, &env.scratch);
+    suite.require(
+        &format!("install ({m}): a token of the installed ServiceAccount authenticates"),
+        sa_kubeconfig.as_ref().map(|_| ()).map_err(Clone::clone),
+    )?;
+    let sa_kubeconfig = sa_kubeconfig.map_err(|_| Stop)?;
+    let deployment_args = install::deployment_args(env);
+    suite.require(
+        &format!("install ({m}): the operator Deployment's flags are readable"),
+        deployment_args.as_ref().map(|_| ()).map_err(Clone::clone),
+    )?;
+    let mut args = deployment_args.map_err(|_| Stop)?;
+    args.push(format!("--lease-namespace={}", install::NAMESPACE));
+    let scratch = env.scratch.clone();
+    let start = |name: &str| Operator::start(&scratch, name, &sa_kubeconfig, &args);
+
+    let client = env.client().await;
+    suite.require("the admin client connects", client.as_ref().map(|_| ()).map_err(Clone::clone))?;
+    let client = client.map_err(|_| Stop)?;
+    suite.require("test namespace, token Secret and web Service", lifecycle::setup(env))?;
+
+    let mut op = start("operator-0").map_err(|e| {
+        suite.record("the operator starts", Err(e));
+        Stop
+    })?;
+    suite.require(
+        "the operator, with the ServiceAccount's token, becomes ready",
+        support::wait_for(Duration::from_secs(60), "/readyz", || async { op.get("/readyz").await.map(|_| ()) }).await,
+    )?;
+
+    if method == Method::Helm {
+        suite.record(
+            "admission: every bad spec of the table is refused at its field path",
+            admission::bad_specs_refused(&client, lifecycle::NAMESPACE).await,
+        );
+        suite.record(
+            "admission: every good spec of the table is accepted",
+            admission::good_specs_accepted(&client, lifecycle::NAMESPACE).await,
+        );
+    }
+
+    suite.require("lifecycle: apply a tunnel", lifecycle::apply_tunnel(env, "e2e", 2, &["e2e.example.com"]))?;
+    suite.require(
+        "lifecycle: every child exists with a controller ownerReference",
+        lifecycle::every_child_owned(&client, "e2e").await,
+    )?;
+    suite.require(
+        "lifecycle: connector pods become Ready (kwok), then the tunnel is Ready=True",
+        lifecycle::connectors_ready(&client, "e2e", 2).await,
+    )?;
+
+    if method == Method::Helm {
+        suite.record(
+            "lifecycle: rotating the token rolls the pods (a new ReplicaSet)",
+            lifecycle::token_rotation_rolls_pods(env, &client, "e2e").await,
+        );
+        suite.record(
+            "lifecycle: a hand-deleted child comes back",
+            lifecycle::deleted_child_returns(&client, "e2e").await,
+        );
+        suite.record(
+            "lifecycle: hand-edited children are reverted",
+            lifecycle::edited_child_reverted(env, &client, "e2e").await,
+        );
+        suite.record(
+            "lifecycle: a foreign object with a child's name gives NameConflict and is left untouched",
+            lifecycle::name_conflict(env, &client).await,
+        );
+
+        let (restarted, outcome) = operations::restart_writes_nothing(env, op, || start("operator-1"), 1)
+            .await
+            .map_err(|e| {
+                suite.record("steady state: a restart writes nothing", Err(e));
+                Stop
+            })?;
+        op = restarted;
+        suite.record(
+            "steady state: a restart over converged tunnels writes nothing (apiserver_request_total)",
+            outcome,
+        );
+
+        if env.cluster_sh.is_some() {
+            let names: Vec<String> = (0..3).map(|i| format!("during-apiserver-{i}")).collect();
+            suite.record(
+                "faults: kube-apiserver stopped for 15 s mid-reconcile; the same process converges",
+                operations::outage(env, &client, &mut op, "kube-apiserver", Duration::from_secs(15), &names).await,
+            );
+            let names: Vec<String> = (0..3).map(|i| format!("during-etcd-{i}")).collect();
+            suite.record(
+                "faults: etcd stopped for 15 s mid-reconcile; the same process converges",
+                operations::outage(env, &client, &mut op, "etcd", Duration::from_secs(15), &names).await,
+            );
+        } else {
+            let why = "the cluster is KUBECONFIG's, not the local control plane: its API server and etcd cannot be stopped from here";
+            suite.skip("faults: kube-apiserver outage", why);
+            suite.skip("faults: etcd outage", why);
+        }
+
+        let log0 = op.log.clone();
+        op.stop();
+        suite.record(
+            "leader election: the standby takes over within the lease duration when the leader is killed",
+            operations::leader_failover(env, &client, start).await,
+        );
+        let op = start("operator-2").map_err(|e| {
+            suite.record("the operator restarts", Err(e));
+            Stop
+        })?;
+        suite.record(
+            "lifecycle: the user's token Secret is never modified",
+            lifecycle::token_secret_untouched(env, &client, OPERATOR_USER).await,
+        );
+        suite.record(
+            "lifecycle: deleting the tunnel lets the garbage collector remove every child",
+            lifecycle::garbage_collected(&client, "e2e").await,
+        );
+        let logs: Vec<std::path::PathBuf> = std::fs::read_dir(&env.scratch)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+            .unwrap_or_default();
+        let _ = log0;
+        let refs: Vec<&std::path::Path> = logs.iter().map(|p| p.as_path()).collect();
+        suite.record(
+            "RBAC: no request of the operator was refused (audit log and operator logs)",
+            operations::nothing_forbidden(env, OPERATOR_USER, &refs),
+        );
+        op.stop();
+    } else {
+        suite.record(
+            "lifecycle: deleting the tunnel lets the garbage collector remove every child",
+            lifecycle::garbage_collected(&client, "e2e").await,
+        );
+        let log = op.log.clone();
+        op.stop();
+        suite.record(
+            "RBAC: no request of the operator was refused (audit log and operator logs)",
+            operations::nothing_forbidden(env, OPERATOR_USER, &[log.as_path()]),
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let phase = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
+    let env = Env::from_environment();
+    let mut suite = Suite {
+        passed: 0,
+        failed: 0,
+        skipped: 0,
+        ci: env.ci,
+    };
+    match (phase.as_str(), Method::parse(&phase)) {
+        ("connector", _) => connector::checks(&env, &mut suite),
+        (_, Some(method)) => {
+            if env.kubeconfig.as_os_str().is_empty() {
+                eprintln!("E2E_KUBECONFIG is not set: run e2e/run.sh, which sets up the control plane");
+                return ExitCode::FAILURE;
+            }
+            let _ = cluster_checks(&env, &mut suite, method).await;
+        }
+        _ => {
+            eprintln!("usage: cargo test --test e2e -- helm|kustomize|connector");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("e2e phase {phase} done");
+    println!(
+        "e2e: {} passed, {} failed, {} skipped",
+        suite.passed, suite.failed, suite.skipped
+    );
+    if suite.failed == 0 && suite.passed > 0 {
+        let _ = std::fs::remove_dir_all(&env.scratch);
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("logs kept in {}", env.scratch.display());
+        ExitCode::FAILURE
+    }
+}

@@ -96,6 +96,8 @@ else
   E2E_KUBECONFIG="$KUBECONFIG" phase kustomize
 fi
 
+trap - EXIT
+[ $target = local ] || cleanup_kubeconfig_cluster
 echo "== e2e: took $((SECONDS - start)) s in all"
 echo "e2e: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

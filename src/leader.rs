@@ -1,8 +1,8 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that two
 //! replicas of the operator never reconcile at once. The replica holding a
 //! fresh Lease runs the controller; the others wait and take over when it
-//! expires. Losing the Lease stops the controller (the process then exits,
-//! and comes back as a standby).
+//! expires. Losing the Lease stops the controller, and the replica stands
+//! by again in the same process.
 
 use std::future::Future;
 use std::time::Duration;
@@ -209,27 +209,54 @@ impl LeaderElection {
         }
     }
 
-    /// Waits for leadership (or `stop`, while waiting), then runs `work`
-    /// while renewing. Returns when `work` ends (releasing the Lease), or
-    /// with an error when the Lease could not be renewed for a whole lease
-    /// duration (`work` is then dropped).
-    pub async fn run<F, S>(&self, work: F, stop: S) -> Result<()>
+    /// Waits for leadership (or `stop`, while waiting), then runs the future `work()`
+    /// makes while renewing. Returns when that future ends (releasing the Lease), or on
+    /// `stop` while standing by. When the Lease cannot be renewed for a whole lease
+    /// duration (the API server unreachable, say), or another replica took it, the
+    /// work is dropped and this replica stands by again: it never reconciles without a
+    /// fresh Lease, and it recovers without a process restart.
+    pub async fn run<W, F, S>(&self, mut work: W, stop: S) -> Result<()>
     where
+        W: FnMut() -> F,
         F: Future<Output = ()>,
         S: Future<Output = ()>,
     {
         tokio::pin!(stop);
         loop {
+            if !self.wait_for_leadership(&mut stop).await {
+                return Ok(());
+            }
+            match self.lead(work()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => warn!(error = %e, "stepped down; standing by for the Lease again"),
+            }
+        }
+    }
+
+    /// Retries until this replica holds the Lease (true) or `stop` resolves (false).
+    async fn wait_for_leadership<S>(&self, stop: &mut std::pin::Pin<&mut S>) -> bool
+    where
+        S: Future<Output = ()>,
+    {
+        loop {
             match self.try_acquire_or_renew().await {
-                Ok(true) => break,
+                Ok(true) => return true,
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "could not read or write the leader Lease"),
             }
             tokio::select! {
-                () = &mut stop => return Ok(()),
+                () = stop.as_mut() => return false,
                 () = tokio::time::sleep(self.settings.retry_period) => {}
             }
         }
+    }
+
+    /// Runs `work` while renewing; `Ok` when it ends, `Err(LostLeadership)` when the
+    /// Lease is lost (and `work` dropped).
+    async fn lead<F>(&self, work: F) -> Result<()>
+    where
+        F: Future<Output = ()>,
+    {
         tokio::pin!(work);
         let mut last_renewal = tokio::time::Instant::now();
         loop {

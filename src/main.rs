@@ -173,19 +173,19 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         concurrency: args.concurrency,
         instance: args.identity.clone(),
     };
-    let controllers = controller::run(client.clone(), settings, metrics);
+    let controllers = || controller::run(client.clone(), settings.clone(), metrics.clone());
     let result = if args.leader_elect {
         let identity = args
             .identity
             .unwrap_or_else(|| format!("securetunnel-operator-{}", std::process::id()));
         let election = LeaderElection::new(
-            client,
+            client.clone(),
             LeaseSettings::new(args.lease_namespace, args.lease_name, identity),
         );
         // A standby stops on SIGTERM at once; a leader's controller drains first.
         election.run(controllers, shutdown_signal()).await
     } else {
-        controllers.await;
+        controllers().await;
         Ok(())
     };
     server.abort();

@@ -33,10 +33,18 @@ pub fn admission(schema: &Value, obj: &Value) -> Vec<(String, String)> {
     let validator =
         jsonschema::validator_for(schema).expect("the CRD schema compiles as JSON Schema");
     for e in validator.iter_errors(obj) {
-        refusals.push((
-            pointer_to_path(&e.instance_path().to_string()),
-            e.to_string(),
-        ));
+        let mut path = pointer_to_path(&e.instance_path().to_string());
+        // The API server names a missing required field by its own path
+        // (`spec.ingress: Required value`), not by its parent's.
+        if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+            if let Some(name) = property.as_str() {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(name);
+            }
+        }
+        refusals.push((path, e.to_string()));
     }
     if refusals.is_empty() {
         if let Err(errors) = Validator::new().validate(schema, obj, None) {

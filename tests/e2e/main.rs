@@ -128,7 +128,7 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
     suite.require("lifecycle: apply a tunnel", lifecycle::apply_tunnel(env, "e2e", 2, &["e2e.example.com"]))?;
     suite.require(
         "lifecycle: every child exists with a controller ownerReference",
-        lifecycle::every_child_owned(&client, "e2e").await,
+        lifecycle::every_child_owned(&client, "e2e", 2).await,
     )?;
     suite.require(
         "lifecycle: connector pods become Ready (kwok), then the tunnel is Ready=True",

@@ -34,6 +34,14 @@ pub async fn restart_writes_nothing(
 ) -> Result<(Operator, Outcome), String> {
     old.stop();
     let before = request_totals(env)?;
+    // The counter must have seen the operator's earlier writes, or a zero below proves nothing.
+    let seen = writes_between(&Default::default(), &before, &["deployments", "configmaps"]);
+    if seen.is_empty() {
+        return Err(format!(
+            "apiserver_request_total shows no write to deployments or configmaps at all: {:?}",
+            before.keys().take(20).collect::<Vec<_>>()
+        ));
+    }
     let audit_mark = match &env.audit_log {
         Some(log) => audit_events(log)?.len(),
         None => 0,

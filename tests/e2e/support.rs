@@ -238,9 +238,12 @@ impl Operator {
 
     /// SIGTERM, and wait for it to drain and exit.
     pub fn stop(mut self) {
-        // SAFETY: plain kill(2) on our own child's pid.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

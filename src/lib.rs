@@ -48,7 +48,9 @@ pub enum Error {
     #[error("the {0} cache has not finished its first listing")]
     CacheNotReady(&'static str),
 
-    #[error("lost the leader Lease (not renewed for a lease duration, or another replica holds it)")]
+    #[error(
+        "lost the leader Lease (not renewed for a lease duration, or another replica holds it)"
+    )]
     LostLeadership,
 
     #[error("object is missing {0}")]

@@ -259,4 +259,3 @@ pub fn apply_edits(edits: &[(&'static str, Value)]) -> Value {
     }
     obj
 }
-

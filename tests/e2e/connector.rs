@@ -32,11 +32,20 @@ fn inputs() -> Vec<(String, PathBuf, Option<PathBuf>)> {
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("kustomization.yaml"))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("kustomization.yaml")
+        })
         .collect();
     entries.sort();
     for p in entries {
-        out.push((format!("sample {}", p.file_name().unwrap_or_default().to_string_lossy()), p, Some(services.clone())));
+        out.push((
+            format!(
+                "sample {}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            p,
+            Some(services.clone()),
+        ));
     }
     let fixtures = root().join("tests/fixtures/render");
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&fixtures)
@@ -47,7 +56,14 @@ fn inputs() -> Vec<(String, PathBuf, Option<PathBuf>)> {
         .collect();
     entries.sort();
     for p in entries {
-        out.push((format!("fixture {}", p.file_name().unwrap_or_default().to_string_lossy()), p, None));
+        out.push((
+            format!(
+                "fixture {}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            p,
+            None,
+        ));
     }
     out
 }
@@ -111,21 +127,39 @@ fn render(file: &Path, services: Option<&Path>) -> Result<Vec<Rendered>, String>
                 .unwrap_or(0) as u16,
             _ => 0,
         };
-        let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+        let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mounts = container["volumeMounts"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|m| {
-                let volume = volumes.iter().find(|v| v["name"] == m["name"]).cloned().unwrap_or_default();
-                let kind = if volume["configMap"].is_object() { "configMap" } else if volume["secret"].is_object() { "secret" } else { "other" };
+                let volume = volumes
+                    .iter()
+                    .find(|v| v["name"] == m["name"])
+                    .cloned()
+                    .unwrap_or_default();
+                let kind = if volume["configMap"].is_object() {
+                    "configMap"
+                } else if volume["secret"].is_object() {
+                    "secret"
+                } else {
+                    "other"
+                };
                 (text(&m["mountPath"]), kind.to_string())
             })
             .collect();
         out.push(Rendered {
             config_yaml: text(&config["data"]["config.yaml"]),
             token,
-            args: container["args"].as_array().into_iter().flatten().map(text).collect(),
+            args: container["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect(),
             mounts,
             probe_path: text(&probe["path"]),
             probe_port: port,
@@ -197,7 +231,10 @@ fn urls_for(config_yaml: &str) -> Result<Vec<(String, usize)>, String> {
 }
 
 fn cloudflared_config(env: &Env, config: &Path, args: &[&str]) -> Result<String, String> {
-    let bin = env.cloudflared.as_ref().ok_or("E2E_CLOUDFLARED is not set")?;
+    let bin = env
+        .cloudflared
+        .as_ref()
+        .ok_or("E2E_CLOUDFLARED is not set")?;
     run_cmd(
         Command::new("unshare")
             .args(["-n", "--"])
@@ -217,7 +254,10 @@ fn validate(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
     if out.lines().any(|l| l.trim() == "OK") && !out.contains("unused keys") {
         Ok(())
     } else {
-        Err(format!("cloudflared ingress validate said:\n{out}\nconfig.yaml:\n{}", r.config_yaml))
+        Err(format!(
+            "cloudflared ingress validate said:\n{out}\nconfig.yaml:\n{}",
+            r.config_yaml
+        ))
     }
 }
 
@@ -235,13 +275,19 @@ fn routes(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
             .find_map(|l| l.strip_prefix("Matched rule #"))
             .and_then(|n| n.trim().parse::<usize>().ok());
         if matched != Some(*expected) {
-            wrong.push(format!("{url}: expected rule #{expected}, cloudflared said {matched:?}:\n{out}"));
+            wrong.push(format!(
+                "{url}: expected rule #{expected}, cloudflared said {matched:?}:\n{out}"
+            ));
         }
     }
     if wrong.is_empty() {
         Ok(())
     } else {
-        Err(format!("{}\nconfig.yaml:\n{}", wrong.join("\n"), r.config_yaml))
+        Err(format!(
+            "{}\nconfig.yaml:\n{}",
+            wrong.join("\n"),
+            r.config_yaml
+        ))
     }
 }
 
@@ -249,7 +295,10 @@ fn routes(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
 /// address on loopback and a local `--edge`; the image's entrypoint is
 /// `cloudflared --no-autoupdate`.
 fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
-    let bin = env.cloudflared.as_ref().ok_or("E2E_CLOUDFLARED is not set")?;
+    let bin = env
+        .cloudflared
+        .as_ref()
+        .ok_or("E2E_CLOUDFLARED is not set")?;
     let mut args: Vec<String> = vec!["--no-autoupdate".into()];
     for arg in &r.args {
         let mut a = arg.clone();
@@ -258,7 +307,11 @@ fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
                 let local = dir.join(kind);
                 std::fs::create_dir_all(&local).map_err(|e| e.to_string())?;
                 let file = rest.trim_start_matches('/');
-                let content = if kind == "secret" { &r.token } else { &r.config_yaml };
+                let content = if kind == "secret" {
+                    &r.token
+                } else {
+                    &r.config_yaml
+                };
                 std::fs::write(local.join(file), content).map_err(|e| e.to_string())?;
                 a = local.join(file).display().to_string();
             }
@@ -269,10 +322,16 @@ fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
         args.push(a);
     }
     if args.iter().any(|a| a.starts_with("/etc/")) {
-        return Err(format!("an arg points into the image, not at a mount: {args:?}"));
+        return Err(format!(
+            "an arg points into the image, not at a mount: {args:?}"
+        ));
     }
     // `--edge` belongs to `tunnel`: insert it after that word.
-    let at = args.iter().position(|a| a == "tunnel").ok_or(format!("no `tunnel` in {args:?}"))? + 1;
+    let at = args
+        .iter()
+        .position(|a| a == "tunnel")
+        .ok_or(format!("no `tunnel` in {args:?}"))?
+        + 1;
     args.splice(at..at, ["--edge".to_string(), "127.0.0.1:7844".to_string()]);
     let log = dir.join("cloudflared.log");
     let script = format!(
@@ -292,7 +351,10 @@ echo "$answer""#,
         path = r.probe_path,
     );
     let answer = run_cmd(
-        Command::new("unshare").args(["-n", "--", "bash", "-c", &script]).arg(bin).args(&args),
+        Command::new("unshare")
+            .args(["-n", "--", "bash", "-c", &script])
+            .arg(bin)
+            .args(&args),
         None,
     )?;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -301,10 +363,14 @@ echo "$answer""#,
     let (body, code) = answer.rsplit_once(' ').unwrap_or(("", answer));
     let ready: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let problems: Vec<String> = [
-        (code != "503").then(|| format!("{} answered {code:?} (expected 503: no edge)", r.probe_path)),
+        (code != "503")
+            .then(|| format!("{} answered {code:?} (expected 503: no edge)", r.probe_path)),
         (ready["readyConnections"] != 0).then(|| format!("no readyConnections in {body:?}")),
-        (!log_text.contains(TUNNEL_ID)).then(|| "the log never names the tunnel ID: the token file was not read".to_string()),
-        log_text.contains("error parsing").then(|| "the config did not load".to_string()),
+        (!log_text.contains(TUNNEL_ID))
+            .then(|| "the log never names the tunnel ID: the token file was not read".to_string()),
+        log_text
+            .contains("error parsing")
+            .then(|| "the config did not load".to_string()),
     ]
     .into_iter()
     .flatten()
@@ -312,13 +378,19 @@ echo "$answer""#,
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{}\nargs: {args:?}\nlog:\n{log_text}", problems.join("; ")))
+        Err(format!(
+            "{}\nargs: {args:?}\nlog:\n{log_text}",
+            problems.join("; ")
+        ))
     }
 }
 
 pub fn checks(env: &Env, suite: &mut Suite) {
     if env.cloudflared.is_none() {
-        suite.skip("connector: the real cloudflared", "E2E_CLOUDFLARED is not set (e2e/run.sh builds it)");
+        suite.skip(
+            "connector: the real cloudflared",
+            "E2E_CLOUDFLARED is not set (e2e/run.sh builds it)",
+        );
         return;
     }
     for (name, file, services) in inputs() {
@@ -330,12 +402,20 @@ pub fn checks(env: &Env, suite: &mut Suite) {
             }
         };
         for (i, r) in rendered.iter().enumerate() {
-            let dir = env.scratch.join(format!("connector-{}-{i}", file.file_stem().unwrap_or_default().to_string_lossy()));
+            let dir = env.scratch.join(format!(
+                "connector-{}-{i}",
+                file.file_stem().unwrap_or_default().to_string_lossy()
+            ));
             let _ = std::fs::create_dir_all(&dir);
-            suite.record(&format!("connector: {name}: cloudflared ingress validate accepts config.yaml"), validate(env, &dir, r));
-            suite.record(&format!("connector: {name}: cloudflared routes each URL to its rule"), routes(env, &dir, r));
+            suite.record(
+                &format!("connector: {name}: cloudflared ingress validate accepts config.yaml"),
+                validate(env, &dir, r),
+            );
+            suite.record(
+                &format!("connector: {name}: cloudflared routes each URL to its rule"),
+                routes(env, &dir, r),
+            );
             suite.record(&format!("connector: {name}: the Deployment's args start cloudflared and answer the probe"), starts(env, &dir, r));
         }
     }
 }
-

@@ -73,31 +73,47 @@ pub fn install(env: &Env, method: Method) -> Outcome {
             .map(|_| ())
         }
         Method::Kustomize => env
-            .kubectl(&["apply", "-k", &root().join("config/default").display().to_string()])
+            .kubectl(&[
+                "apply",
+                "-k",
+                &root().join("config/default").display().to_string(),
+            ])
             .map(|_| ()),
     }
 }
 
 pub async fn crd_established(env: &Env) -> Outcome {
-    wait_for(Duration::from_secs(60), "the CRD is Established", || async {
-        let crd: Value = serde_json::from_str(&env.kubectl(&["get", "crd", CRD, "-o", "json"])?)
-            .map_err(|e| e.to_string())?;
-        let conditions = crd["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let status = |t: &str| {
-            conditions
-                .iter()
-                .find(|c| c["type"] == t)
-                .map(|c| format!("{}={} ({})", t, c["status"], c["message"]))
-                .unwrap_or_else(|| format!("{t} absent"))
-        };
-        let established = status("Established");
-        let names = status("NamesAccepted");
-        if established.starts_with("Established=\"True\"") && names.starts_with("NamesAccepted=\"True\"") {
-            Ok(())
-        } else {
-            Err(format!("CustomResourceDefinition {CRD}: {established}, {names}"))
-        }
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the CRD is Established",
+        || async {
+            let crd: Value =
+                serde_json::from_str(&env.kubectl(&["get", "crd", CRD, "-o", "json"])?)
+                    .map_err(|e| e.to_string())?;
+            let conditions = crd["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let status = |t: &str| {
+                conditions
+                    .iter()
+                    .find(|c| c["type"] == t)
+                    .map(|c| format!("{}={} ({})", t, c["status"], c["message"]))
+                    .unwrap_or_else(|| format!("{t} absent"))
+            };
+            let established = status("Established");
+            let names = status("NamesAccepted");
+            if established.starts_with("Established=\"True\"")
+                && names.starts_with("NamesAccepted=\"True\"")
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "CustomResourceDefinition {CRD}: {established}, {names}"
+                ))
+            }
+        },
+    )
     .await
 }
 
@@ -110,7 +126,10 @@ pub fn rbac_objects_exist(env: &Env, method: Method) -> Outcome {
             continue;
         };
         let kind = obj["kind"].as_str().unwrap_or_default();
-        if !matches!(kind, "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding") {
+        if !matches!(
+            kind,
+            "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
+        ) {
             continue;
         }
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
@@ -164,7 +183,14 @@ pub fn service_account_kubeconfig(env: &Env, into: &Path) -> Result<PathBuf, Str
         SERVICE_ACCOUNT,
         "--duration=4h",
     ])?;
-    let server = env.kubectl(&["config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}"])?;
+    let server = env.kubectl(&[
+        "config",
+        "view",
+        "--minify",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ])?;
     let ca = env.kubectl(&[
         "config",
         "view",
@@ -213,12 +239,19 @@ current-context: e2e
         Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&path)
-            .args(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]),
+            .args([
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ]),
         None,
     )?;
     let expected = format!("system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}");
     if who.trim() != expected {
-        return Err(format!("the minted kubeconfig authenticates as {who:?}, not {expected}"));
+        return Err(format!(
+            "the minted kubeconfig authenticates as {who:?}, not {expected}"
+        ));
     }
     Ok(path)
 }

@@ -104,7 +104,11 @@ async fn tunnel(client: &Client, name: &str) -> Result<SecureTunnel, String> {
 }
 
 /// (status, reason, message) of a condition, or an error naming the tunnel.
-pub async fn condition(client: &Client, name: &str, type_: &str) -> Result<(String, String, String), String> {
+pub async fn condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+) -> Result<(String, String, String), String> {
     let t = tunnel(client, name).await?;
     t.status
         .as_ref()
@@ -113,15 +117,25 @@ pub async fn condition(client: &Client, name: &str, type_: &str) -> Result<(Stri
         .ok_or_else(|| format!("SecureTunnel {NAMESPACE}/{name} has no {type_} condition yet"))
 }
 
-pub async fn wait_condition(client: &Client, name: &str, type_: &str, status: &str, reason: &str) -> Outcome {
-    wait_for(WAIT, &format!("SecureTunnel {NAMESPACE}/{name} {type_}={status} {reason}"), || async {
-        let (s, r, m) = condition(client, name, type_).await?;
-        if s == status && r == reason {
-            Ok(())
-        } else {
-            Err(format!("{type_}={s} reason={r}: {m}"))
-        }
-    })
+pub async fn wait_condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> Outcome {
+    wait_for(
+        WAIT,
+        &format!("SecureTunnel {NAMESPACE}/{name} {type_}={status} {reason}"),
+        || async {
+            let (s, r, m) = condition(client, name, type_).await?;
+            if s == status && r == reason {
+                Ok(())
+            } else {
+                Err(format!("{type_}={s} reason={r}: {m}"))
+            }
+        },
+    )
     .await
 }
 
@@ -134,16 +148,27 @@ pub async fn every_child_owned(client: &Client, name: &str, replicas: i32) -> Ou
         let api = dynamic_api(client, NAMESPACE, &resource);
         let what = describe(kind, NAMESPACE, &child(name));
         if kind == "PodDisruptionBudget" && replicas < 2 {
-            if api.get_opt(&child(name)).await.map_err(|e| e.to_string())?.is_some() {
+            if api
+                .get_opt(&child(name))
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
                 return Err(format!("{what} exists for a single replica"));
             }
             continue;
         }
         wait_for(WAIT, &format!("{what} to exist"), || async {
-            api.get(&child(name)).await.map(|_| ()).map_err(|e| e.to_string())
+            api.get(&child(name))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
         .await?;
-        let obj = api.get(&child(name)).await.map_err(|e| format!("{what}: {e}"))?;
+        let obj = api
+            .get(&child(name))
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
         let controller = obj
             .owner_references()
             .iter()
@@ -163,15 +188,29 @@ pub async fn every_child_owned(client: &Client, name: &str, replicas: i32) -> Ou
 
 pub async fn connectors_ready(client: &Client, name: &str, replicas: i32) -> Outcome {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    wait_for(WAIT, &format!("Deployment {NAMESPACE}/{} to have {replicas} ready pods", child(name)), || async {
-        let d = deployments.get(&child(name)).await.map_err(|e| e.to_string())?;
-        let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-        if ready == replicas {
-            Ok(())
-        } else {
-            Err(format!("{ready} ready"))
-        }
-    })
+    wait_for(
+        WAIT,
+        &format!(
+            "Deployment {NAMESPACE}/{} to have {replicas} ready pods",
+            child(name)
+        ),
+        || async {
+            let d = deployments
+                .get(&child(name))
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            if ready == replicas {
+                Ok(())
+            } else {
+                Err(format!("{ready} ready"))
+            }
+        },
+    )
     .await?;
     wait_condition(client, name, "Ready", "True", "ConnectorsReady").await
 }
@@ -188,18 +227,25 @@ async fn replica_sets(client: &Client, name: &str) -> Result<BTreeSet<String>, S
 pub async fn token_rotation_rolls_pods(env: &Env, client: &Client, name: &str) -> Outcome {
     let before = replica_sets(client, name).await?;
     if before.is_empty() {
-        return Err(format!("Deployment {NAMESPACE}/{} has no ReplicaSet yet", child(name)));
+        return Err(format!(
+            "Deployment {NAMESPACE}/{} has no ReplicaSet yet",
+            child(name)
+        ));
     }
     set_token(env, "second-secret")?;
-    wait_for(WAIT, &format!("a new ReplicaSet of Deployment {NAMESPACE}/{}", child(name)), || async {
-        let now = replica_sets(client, name).await?;
-        let new: Vec<&String> = now.difference(&before).collect();
-        if new.is_empty() {
-            Err(format!("still only {before:?}"))
-        } else {
-            Ok(())
-        }
-    })
+    wait_for(
+        WAIT,
+        &format!("a new ReplicaSet of Deployment {NAMESPACE}/{}", child(name)),
+        || async {
+            let now = replica_sets(client, name).await?;
+            let new: Vec<&String> = now.difference(&before).collect();
+            if new.is_empty() {
+                Err(format!("still only {before:?}"))
+            } else {
+                Ok(())
+            }
+        },
+    )
     .await?;
     connectors_ready(client, name, 2).await
 }
@@ -211,25 +257,36 @@ pub async fn deleted_child_returns(client: &Client, name: &str) -> Outcome {
     api.delete(&child(name), &DeleteParams::default())
         .await
         .map_err(|e| e.to_string())?;
-    wait_for(WAIT, &format!("ConfigMap {NAMESPACE}/{} to be recreated", child(name)), || async {
-        match api.get_opt(&child(name)).await.map_err(|e| e.to_string())? {
-            Some(cm) if cm.uid().unwrap_or_default() != old_uid => {
-                if cm.data == old.data {
-                    Ok(())
-                } else {
-                    Err(format!("recreated with other data: {:?}", cm.data))
+    wait_for(
+        WAIT,
+        &format!("ConfigMap {NAMESPACE}/{} to be recreated", child(name)),
+        || async {
+            match api.get_opt(&child(name)).await.map_err(|e| e.to_string())? {
+                Some(cm) if cm.uid().unwrap_or_default() != old_uid => {
+                    if cm.data == old.data {
+                        Ok(())
+                    } else {
+                        Err(format!("recreated with other data: {:?}", cm.data))
+                    }
                 }
+                Some(_) => Err("the old object is still there".into()),
+                None => Err("absent".into()),
             }
-            Some(_) => Err("the old object is still there".into()),
-            None => Err("absent".into()),
-        }
-    })
+        },
+    )
     .await
 }
 
 pub async fn edited_child_reverted(env: &Env, client: &Client, name: &str) -> Outcome {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    env.kubectl(&["-n", NAMESPACE, "scale", "deployment", &child(name), "--replicas=5"])?;
+    env.kubectl(&[
+        "-n",
+        NAMESPACE,
+        "scale",
+        "deployment",
+        &child(name),
+        "--replicas=5",
+    ])?;
     env.kubectl(&[
         "-n",
         NAMESPACE,
@@ -240,24 +297,42 @@ pub async fn edited_child_reverted(env: &Env, client: &Client, name: &str) -> Ou
         "-p",
         r#"{"data":{"config.yaml":"ingress:\n- service: http_status:200\n"}}"#,
     ])?;
-    wait_for(WAIT, &format!("Deployment {NAMESPACE}/{} back at 2 replicas", child(name)), || async {
-        let d = deployments.get(&child(name)).await.map_err(|e| e.to_string())?;
-        match d.spec.and_then(|s| s.replicas) {
-            Some(2) => Ok(()),
-            other => Err(format!("spec.replicas is {other:?}")),
-        }
-    })
+    wait_for(
+        WAIT,
+        &format!("Deployment {NAMESPACE}/{} back at 2 replicas", child(name)),
+        || async {
+            let d = deployments
+                .get(&child(name))
+                .await
+                .map_err(|e| e.to_string())?;
+            match d.spec.and_then(|s| s.replicas) {
+                Some(2) => Ok(()),
+                other => Err(format!("spec.replicas is {other:?}")),
+            }
+        },
+    )
     .await?;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
-    wait_for(WAIT, &format!("ConfigMap {NAMESPACE}/{} restored", child(name)), || async {
-        let cm = config_maps.get(&child(name)).await.map_err(|e| e.to_string())?;
-        let config = cm.data.unwrap_or_default().remove("config.yaml").unwrap_or_default();
-        if config.contains("e2e.example.com") && config.contains("http_status:404") {
-            Ok(())
-        } else {
-            Err(format!("config.yaml is {config:?}"))
-        }
-    })
+    wait_for(
+        WAIT,
+        &format!("ConfigMap {NAMESPACE}/{} restored", child(name)),
+        || async {
+            let cm = config_maps
+                .get(&child(name))
+                .await
+                .map_err(|e| e.to_string())?;
+            let config = cm
+                .data
+                .unwrap_or_default()
+                .remove("config.yaml")
+                .unwrap_or_default();
+            if config.contains("e2e.example.com") && config.contains("http_status:404") {
+                Ok(())
+            } else {
+                Err(format!("config.yaml is {config:?}"))
+            }
+        },
+    )
     .await
 }
 
@@ -277,7 +352,10 @@ data: {{ owner: someone-else }}
     wait_condition(client, name, "Ready", "False", "NameConflict").await?;
     let (_, _, message) = condition(client, name, "Ready").await?;
     if !message.contains(&child(name)) || !message.contains("ConfigMap") {
-        return Err(format!("the NameConflict message does not name ConfigMap {}: {message}", child(name)));
+        return Err(format!(
+            "the NameConflict message does not name ConfigMap {}: {message}",
+            child(name)
+        ));
     }
     // Give the operator time to do anything it would do, then check nothing was written.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -288,12 +366,24 @@ data: {{ owner: someone-else }}
             child(name),
             before.resource_version(),
             after.resource_version(),
-            after.managed_fields().iter().map(|m| m.manager.clone()).collect::<Vec<_>>()
+            after
+                .managed_fields()
+                .iter()
+                .map(|m| m.manager.clone())
+                .collect::<Vec<_>>()
         ));
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-    if deployments.get_opt(&child(name)).await.map_err(|e| e.to_string())?.is_some() {
-        return Err(format!("Deployment {NAMESPACE}/{} was created despite the conflict", child(name)));
+    if deployments
+        .get_opt(&child(name))
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Err(format!(
+            "Deployment {NAMESPACE}/{} was created despite the conflict",
+            child(name)
+        ));
     }
     Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
         .delete(name, &DeleteParams::default())
@@ -310,22 +400,41 @@ data: {{ owner: someone-else }}
 pub async fn token_secret_untouched(env: &Env, client: &Client, operator_user: &str) -> Outcome {
     let api: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let secret = api.get(TOKEN_SECRET).await.map_err(|e| e.to_string())?;
-    let managers: Vec<String> = secret.managed_fields().iter().filter_map(|m| m.manager.clone()).collect();
-    if managers.iter().any(|m| m == securetunnel_operator::FIELD_MANAGER) {
-        return Err(format!("Secret {NAMESPACE}/{TOKEN_SECRET} has fields managed by the operator: {managers:?}"));
+    let managers: Vec<String> = secret
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    if managers
+        .iter()
+        .any(|m| m == securetunnel_operator::FIELD_MANAGER)
+    {
+        return Err(format!(
+            "Secret {NAMESPACE}/{TOKEN_SECRET} has fields managed by the operator: {managers:?}"
+        ));
     }
     if !secret.owner_references().is_empty() {
-        return Err(format!("Secret {NAMESPACE}/{TOKEN_SECRET} gained owners: {:?}", secret.owner_references()));
+        return Err(format!(
+            "Secret {NAMESPACE}/{TOKEN_SECRET} gained owners: {:?}",
+            secret.owner_references()
+        ));
     }
     if let Some(log) = &env.audit_log {
         let writes: Vec<String> = crate::support::audit_events(log)?
             .into_iter()
-            .filter(|e| e.user == operator_user && e.resource == "secrets" && e.namespace == NAMESPACE && e.name == TOKEN_SECRET)
+            .filter(|e| {
+                e.user == operator_user
+                    && e.resource == "secrets"
+                    && e.namespace == NAMESPACE
+                    && e.name == TOKEN_SECRET
+            })
             .filter(|e| !matches!(e.verb.as_str(), "get" | "list" | "watch"))
             .map(|e| format!("{} {}", e.verb, e.uri))
             .collect();
         if !writes.is_empty() {
-            return Err(format!("the operator wrote Secret {NAMESPACE}/{TOKEN_SECRET}: {writes:?}"));
+            return Err(format!(
+                "the operator wrote Secret {NAMESPACE}/{TOKEN_SECRET}: {writes:?}"
+            ));
         }
     }
     Ok(())
@@ -338,17 +447,34 @@ pub async fn garbage_collected(client: &Client, name: &str) -> Outcome {
         .map_err(|e| e.to_string())?;
     for (kind, resource) in child_kinds() {
         let api = dynamic_api(client, NAMESPACE, &resource);
-        wait_for(WAIT, &format!("the garbage collector to remove {}", describe(kind, NAMESPACE, &child(name))), || async {
-            match api.get_opt(&child(name)).await.map_err(|e| e.to_string())? {
-                None => Ok(()),
-                Some(obj) => Err(format!("still there (deletionTimestamp {:?})", obj.metadata.deletion_timestamp)),
-            }
-        })
+        wait_for(
+            WAIT,
+            &format!(
+                "the garbage collector to remove {}",
+                describe(kind, NAMESPACE, &child(name))
+            ),
+            || async {
+                match api.get_opt(&child(name)).await.map_err(|e| e.to_string())? {
+                    None => Ok(()),
+                    Some(obj) => Err(format!(
+                        "still there (deletionTimestamp {:?})",
+                        obj.metadata.deletion_timestamp
+                    )),
+                }
+            },
+        )
         .await?;
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
-    if secrets.get_opt(TOKEN_SECRET).await.map_err(|e| e.to_string())?.is_none() {
-        return Err(format!("Secret {NAMESPACE}/{TOKEN_SECRET} (the user's) was deleted with the tunnel"));
+    if secrets
+        .get_opt(TOKEN_SECRET)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err(format!(
+            "Secret {NAMESPACE}/{TOKEN_SECRET} (the user's) was deleted with the tunnel"
+        ));
     }
     Ok(())
 }

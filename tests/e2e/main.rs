@@ -75,7 +75,10 @@ const OPERATOR_USER: &str = "system:serviceaccount:securetunnel-system:securetun
 
 async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(), Stop> {
     let m = format!("{method:?}").to_lowercase();
-    suite.require(&format!("install ({m}): applied"), install::install(env, method))?;
+    suite.require(
+        &format!("install ({m}): applied"),
+        install::install(env, method),
+    )?;
     suite.require(
         &format!("install ({m}): the CRD is accepted and Established"),
         install::crd_established(env).await,
@@ -96,14 +99,36 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         deployment_args.as_ref().map(|_| ()).map_err(Clone::clone),
     )?;
     let mut args = deployment_args.map_err(|_| Stop)?;
+    if env.cluster_sh.is_none() {
+        // On a cluster with real kubelets the installed Deployment would run a second
+        // operator beside the local process under test.
+        suite.require(
+            &format!("install ({m}): the installed operator Deployment scaled to 0"),
+            env.kubectl(&[
+                "-n",
+                install::NAMESPACE,
+                "scale",
+                "deployment",
+                install::RELEASE,
+                "--replicas=0",
+            ])
+            .map(|_| ()),
+        )?;
+    }
     args.push(format!("--lease-namespace={}", install::NAMESPACE));
     let scratch = env.scratch.clone();
     let start = |name: &str| Operator::start(&scratch, name, &sa_kubeconfig, &args);
 
     let client = env.client().await;
-    suite.require("the admin client connects", client.as_ref().map(|_| ()).map_err(Clone::clone))?;
+    suite.require(
+        "the admin client connects",
+        client.as_ref().map(|_| ()).map_err(Clone::clone),
+    )?;
     let client = client.map_err(|_| Stop)?;
-    suite.require("test namespace, token Secret and web Service", lifecycle::setup(env))?;
+    suite.require(
+        "test namespace, token Secret and web Service",
+        lifecycle::setup(env),
+    )?;
 
     let mut op = start("operator-0").map_err(|e| {
         suite.record("the operator starts", Err(e));
@@ -111,7 +136,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
     })?;
     suite.require(
         "the operator, with the ServiceAccount's token, becomes ready",
-        support::wait_for(Duration::from_secs(60), "/readyz", || async { op.get("/readyz").await.map(|_| ()) }).await,
+        support::wait_for(Duration::from_secs(60), "/readyz", || async {
+            op.get("/readyz").await.map(|_| ())
+        })
+        .await,
     )?;
 
     if method == Method::Helm {
@@ -125,7 +153,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         );
     }
 
-    suite.require("lifecycle: apply a tunnel", lifecycle::apply_tunnel(env, "e2e", 2, &["e2e.example.com"]))?;
+    suite.require(
+        "lifecycle: apply a tunnel",
+        lifecycle::apply_tunnel(env, "e2e", 2, &["e2e.example.com"]),
+    )?;
     suite.require(
         "lifecycle: every child exists with a controller ownerReference",
         lifecycle::every_child_owned(&client, "e2e", 2).await,
@@ -153,12 +184,13 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
             lifecycle::name_conflict(env, &client).await,
         );
 
-        let (restarted, outcome) = operations::restart_writes_nothing(env, op, || start("operator-1"), 1)
-            .await
-            .map_err(|e| {
-                suite.record("steady state: a restart writes nothing", Err(e));
-                Stop
-            })?;
+        let (restarted, outcome) =
+            operations::restart_writes_nothing(env, op, || start("operator-1"), 1)
+                .await
+                .map_err(|e| {
+                    suite.record("steady state: a restart writes nothing", Err(e));
+                    Stop
+                })?;
         op = restarted;
         suite.record(
             "steady state: a restart over converged tunnels writes nothing (apiserver_request_total)",
@@ -169,12 +201,28 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
             let names: Vec<String> = (0..3).map(|i| format!("during-apiserver-{i}")).collect();
             suite.record(
                 "faults: kube-apiserver stopped for 15 s mid-reconcile; the same process converges",
-                operations::outage(env, &client, &mut op, "kube-apiserver", Duration::from_secs(15), &names).await,
+                operations::outage(
+                    env,
+                    &client,
+                    &mut op,
+                    "kube-apiserver",
+                    Duration::from_secs(15),
+                    &names,
+                )
+                .await,
             );
             let names: Vec<String> = (0..3).map(|i| format!("during-etcd-{i}")).collect();
             suite.record(
                 "faults: etcd stopped for 15 s mid-reconcile; the same process converges",
-                operations::outage(env, &client, &mut op, "etcd", Duration::from_secs(15), &names).await,
+                operations::outage(
+                    env,
+                    &client,
+                    &mut op,
+                    "etcd",
+                    Duration::from_secs(15),
+                    &names,
+                )
+                .await,
             );
         } else {
             let why = "the cluster is KUBECONFIG's, not the local control plane: its API server and etcd cannot be stopped from here";
@@ -201,7 +249,12 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
             lifecycle::garbage_collected(&client, "e2e").await,
         );
         let logs: Vec<std::path::PathBuf> = std::fs::read_dir(&env.scratch)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
             .unwrap_or_default();
         let _ = log0;
         let refs: Vec<&std::path::Path> = logs.iter().map(|p| p.as_path()).collect();
@@ -227,7 +280,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let phase = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
+    let phase = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
     let env = Env::from_environment();
     let mut suite = Suite {
         passed: 0,
@@ -239,7 +295,9 @@ async fn main() -> ExitCode {
         ("connector", _) => connector::checks(&env, &mut suite),
         (_, Some(method)) => {
             if env.kubeconfig.as_os_str().is_empty() {
-                eprintln!("E2E_KUBECONFIG is not set: run e2e/run.sh, which sets up the control plane");
+                eprintln!(
+                    "E2E_KUBECONFIG is not set: run e2e/run.sh, which sets up the control plane"
+                );
                 return ExitCode::FAILURE;
             }
             let _ = cluster_checks(&env, &mut suite, method).await;

@@ -10,7 +10,9 @@ use kube::{Api, Client};
 
 use crate::install;
 use crate::lifecycle;
-use crate::support::{audit_events, request_totals, wait_for, writes_between, Env, Operator, Outcome};
+use crate::support::{
+    audit_events, request_totals, wait_for, writes_between, Env, Operator, Outcome,
+};
 
 /// The operator's reconcile counter, from its own /metrics.
 pub async fn reconciles(op: &Operator) -> Result<f64, String> {
@@ -80,14 +82,19 @@ pub async fn restart_writes_nothing(
         Some(log) => audit_events(log)?
             .into_iter()
             .skip(audit_mark)
-            .filter(|e| !matches!(e.verb.as_str(), "get" | "list" | "watch") && resources.contains(&e.resource.as_str()))
+            .filter(|e| {
+                !matches!(e.verb.as_str(), "get" | "list" | "watch")
+                    && resources.contains(&e.resource.as_str())
+            })
             .map(|e| format!("{} {} {} ({})", e.user, e.verb, e.uri, e.code))
             .collect::<Vec<_>>(),
         None => Vec::new(),
     };
     Ok((
         op,
-        Err(format!("apiserver_request_total counted writes after the restart: {writes:?}; audit: {by:#?}")),
+        Err(format!(
+            "apiserver_request_total counted writes after the restart: {writes:?}; audit: {by:#?}"
+        )),
     ))
 }
 
@@ -111,11 +118,15 @@ pub async fn outage(
     tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
     env.cluster("start", component)?;
     if let Some(how) = op.exited() {
-        return Err(format!("the operator (pid {pid}) exited during the {component} outage: {how}"));
+        return Err(format!(
+            "the operator (pid {pid}) exited during the {component} outage: {how}"
+        ));
     }
     lifecycle::all_converged(client, names, 1).await?;
     if let Some(how) = op.exited() {
-        return Err(format!("the operator (pid {pid}) exited after the {component} outage: {how}"));
+        return Err(format!(
+            "the operator (pid {pid}) exited after the {component} outage: {how}"
+        ));
     }
     // Nothing lost: the tunnel from before the outage is still whole.
     lifecycle::all_converged(client, &["e2e".to_string()], 2).await
@@ -142,17 +153,29 @@ pub async fn leader_failover(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let b = start("replica-b")?;
     let mut leader = String::new();
-    wait_for(Duration::from_secs(60), "one replica to hold the Lease", || async {
-        match holder(client).await? {
-            Some(h) if h == "replica-a" || h == "replica-b" => Ok(()),
-            other => Err(format!("Lease {}/{} holder is {other:?}", install::NAMESPACE, install::RELEASE)),
-        }
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "one replica to hold the Lease",
+        || async {
+            match holder(client).await? {
+                Some(h) if h == "replica-a" || h == "replica-b" => Ok(()),
+                other => Err(format!(
+                    "Lease {}/{} holder is {other:?}",
+                    install::NAMESPACE,
+                    install::RELEASE
+                )),
+            }
+        },
+    )
     .await?;
     if let Some(h) = holder(client).await? {
         leader = h;
     }
-    let (dead, survivor) = if leader == "replica-a" { (a, b) } else { (b, a) };
+    let (dead, survivor) = if leader == "replica-a" {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let lease_duration = Duration::from_secs(
         Api::<Lease>::namespaced(client.clone(), install::NAMESPACE)
             .get(install::RELEASE)
@@ -166,16 +189,22 @@ pub async fn leader_failover(
     dead.kill();
     let survivor_name = survivor.name.clone();
     // The standby retries every couple of seconds; allow that on top of the duration.
-    wait_for(lease_duration + Duration::from_secs(5), &format!("{survivor_name} to take the Lease"), || async {
-        match holder(client).await? {
-            Some(h) if h == survivor_name => Ok(()),
-            other => Err(format!("holder is {other:?}")),
-        }
-    })
+    wait_for(
+        lease_duration + Duration::from_secs(5),
+        &format!("{survivor_name} to take the Lease"),
+        || async {
+            match holder(client).await? {
+                Some(h) if h == survivor_name => Ok(()),
+                other => Err(format!("holder is {other:?}")),
+            }
+        },
+    )
     .await?;
     let took = killed_at.elapsed();
     if took > lease_duration + Duration::from_secs(3) {
-        return Err(format!("{survivor_name} took over after {took:?}, the lease lasts {lease_duration:?}"));
+        return Err(format!(
+            "{survivor_name} took over after {took:?}, the lease lasts {lease_duration:?}"
+        ));
     }
     // The new leader reconciles.
     lifecycle::apply_tunnel(env, "after-failover", 1, &["failover.example.com"])?;
@@ -192,7 +221,9 @@ pub fn nothing_forbidden(env: &Env, user: &str, logs: &[&Path]) -> Outcome {
         let events = audit_events(log)?;
         let mine = events.iter().filter(|e| e.user == user).count();
         if mine == 0 {
-            return Err(format!("the audit log has no request from {user}: the check would prove nothing"));
+            return Err(format!(
+                "the audit log has no request from {user}: the check would prove nothing"
+            ));
         }
         refused.extend(
             events
@@ -212,6 +243,10 @@ pub fn nothing_forbidden(env: &Env, user: &str, logs: &[&Path]) -> Outcome {
     if refused.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} refused requests:\n  {}", refused.len(), refused.join("\n  ")))
+        Err(format!(
+            "{} refused requests:\n  {}",
+            refused.len(),
+            refused.join("\n  ")
+        ))
     }
 }

@@ -115,7 +115,8 @@ impl Env {
 }
 
 pub async fn client_for(kubeconfig: &Path) -> Result<Client, String> {
-    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let kc =
+        Kubeconfig::read_from(kubeconfig).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
@@ -126,9 +127,13 @@ pub async fn client_for(kubeconfig: &Path) -> Result<Client, String> {
 pub fn run_cmd(cmd: &mut Command, stdin: Option<&str>) -> Result<String, String> {
     use std::io::Write;
     let shown = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().ok_or("no stdin")?;
@@ -308,7 +313,9 @@ pub fn request_totals(env: &Env) -> Result<BTreeMap<(String, String), f64>, Stri
                 .unwrap_or_default()
         };
         let value: f64 = value.trim().parse().map_err(|e| format!("{line}: {e}"))?;
-        *totals.entry((label("verb"), label("resource"))).or_insert(0.0) += value;
+        *totals
+            .entry((label("verb"), label("resource")))
+            .or_insert(0.0) += value;
     }
     if totals.is_empty() {
         return Err("the API server's /metrics has no apiserver_request_total".into());

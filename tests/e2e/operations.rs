@@ -6,12 +6,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 
 use crate::install;
 use crate::lifecycle;
 use crate::support::{
-    audit_events, request_totals, wait_for, writes_between, Env, Operator, Outcome,
+    audit_events, during_restart, request_totals, wait_for, writes_between, Env, Operator, Outcome,
+    RESTARTS,
 };
 
 /// The operator's reconcile counter, from its own /metrics.
@@ -114,9 +116,15 @@ pub async fn outage(
     }
     // The outage is counted from the stop request: a graceful stop can itself take seconds.
     let stopped = Instant::now();
+    let from = Timestamp::now();
     env.cluster("stop", component)?;
     tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
     env.cluster("start", component)?;
+    if component == "kube-apiserver" {
+        if let Ok(mut windows) = RESTARTS.lock() {
+            windows.push((from, Timestamp::now()));
+        }
+    }
     if let Some(how) = op.exited() {
         return Err(format!(
             "the operator (pid {pid}) exited during the {component} outage: {how}"
@@ -217,6 +225,7 @@ pub async fn leader_failover(
 /// control plane is ours, and from the operator's own logs in any case.
 pub fn nothing_forbidden(env: &Env, user: &str, logs: &[&Path]) -> Outcome {
     let mut refused = Vec::new();
+    let mut while_restarting = Vec::new();
     if let Some(log) = &env.audit_log {
         let events = audit_events(log)?;
         let mine = events.iter().filter(|e| e.user == user).count();
@@ -225,19 +234,39 @@ pub fn nothing_forbidden(env: &Env, user: &str, logs: &[&Path]) -> Outcome {
                 "the audit log has no request from {user}: the check would prove nothing"
             ));
         }
-        refused.extend(
-            events
-                .iter()
-                .filter(|e| e.user == user && (e.code == 401 || e.code == 403))
-                .map(|e| format!("{} {} -> {}", e.verb, e.uri, e.code)),
-        );
+        for e in events
+            .iter()
+            .filter(|e| e.user == user && (e.code == 401 || e.code == 403))
+        {
+            let line = format!("{} {} -> {}", e.verb, e.uri, e.code);
+            if during_restart(e.at) {
+                while_restarting.push(line);
+            } else {
+                refused.push(line);
+            }
+        }
     }
     for log in logs {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        refused.extend(
-            text.lines()
-                .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))
-                .map(|l| format!("{}: {l}", log.display())),
+        for l in text
+            .lines()
+            .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))
+        {
+            let at = serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["timestamp"].as_str().and_then(|t| t.parse().ok()));
+            let line = format!("{}: {l}", log.display());
+            if during_restart(at) {
+                while_restarting.push(line);
+            } else {
+                refused.push(line);
+            }
+        }
+    }
+    if !while_restarting.is_empty() {
+        println!(
+            "     note: {} refusals while the API server was restarting (its RBAC cache not yet synced) are not counted",
+            while_restarting.len()
         );
     }
     if refused.is_empty() {

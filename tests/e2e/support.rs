@@ -7,12 +7,14 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -353,6 +355,20 @@ pub struct Audited {
     pub name: String,
     pub code: u16,
     pub uri: String,
+    pub at: Option<Timestamp>,
+}
+
+/// When the API server was restarting: from the stop request until `/readyz` answered
+/// again. A restarting API server serves requests before its RBAC cache has synced, and
+/// refuses them (`clusterrole … not found`); such refusals say nothing about our RBAC.
+pub static RESTARTS: Mutex<Vec<(Timestamp, Timestamp)>> = Mutex::new(Vec::new());
+
+pub fn during_restart(at: Option<Timestamp>) -> bool {
+    let Some(at) = at else { return false };
+    RESTARTS
+        .lock()
+        .map(|windows| windows.iter().any(|(from, to)| *from <= at && at <= *to))
+        .unwrap_or(false)
 }
 
 /// Every request the audit log holds (one JSON event per line, stage ResponseComplete).
@@ -375,6 +391,9 @@ pub fn audit_events(log: &Path) -> Result<Vec<Audited>, String> {
             name: s(&event["objectRef"]["name"]),
             code: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
             uri: s(&event["requestURI"]),
+            at: event["requestReceivedTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse().ok()),
         });
     }
     Ok(events)

@@ -22,8 +22,8 @@ use tracing::{info, warn};
 
 use crate::api::SecureTunnel;
 use crate::metrics::Metrics;
+use crate::names::{managed_selector, MANAGED_BY};
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
-use crate::render::labels::{MANAGED_BY, MANAGED_SELECTOR};
 use crate::render::origins::{self, ServiceRef};
 
 /// Every resource the controller lists and watches (src/rbac.rs must grant
@@ -80,7 +80,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default()
-        .labels(MANAGED_SELECTOR)
+        .labels(&managed_selector())
         .any_semantic();
     // managedFields are the largest part of most objects and never read here.
     let events = watcher(api_for::<K>(client, namespace), config)

@@ -728,7 +728,7 @@ async fn a_rotated_token_updates_the_secret_and_rolls_the_deployment_only() {
             .as_ref()
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(crate::render::labels::TOKEN_HASH_ANNOTATION))
+            .and_then(|a| a.get(crate::names::TOKEN_HASH_ANNOTATION))
             .cloned()
     };
     assert_ne!(token_hash(&old_children), token_hash(&new_children));

@@ -11,6 +11,7 @@ pub mod controller;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod offline;
 pub mod rbac;
 pub mod reconcile;
@@ -24,9 +25,6 @@ pub mod validate;
 mod fixtures;
 #[cfg(test)]
 mod test_support;
-
-/// The field manager for every server-side apply this operator sends.
-pub const FIELD_MANAGER: &str = "securetunnel-operator";
 
 /// Every failure of the operator. Spec and token problems are not errors:
 /// they are reported on the SecureTunnel's status and wait for a change.

@@ -27,12 +27,13 @@ use tracing::{debug, info, instrument, warn};
 use crate::api::conditions::{self, READY};
 use crate::api::{SecureTunnel, SecureTunnelStatus, TokenSecretRef};
 use crate::metrics::Metrics;
-use crate::render::labels::APPLIED_HASH_ANNOTATION;
+use crate::names::APPLIED_HASH_ANNOTATION;
+use crate::names::FIELD_MANAGER;
 use crate::render::origins::{self, ServiceRef};
 use crate::render::{self, Children, Dereferenced};
 use crate::status::{desired_status, Verdict};
 use crate::token::TunnelToken;
-use crate::{validate, Error, Result, FIELD_MANAGER};
+use crate::{validate, Error, Result};
 
 /// Periodic re-check of a healthy tunnel; changes arrive through watches.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -294,7 +295,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
         cached(
             &ctx.stores.deployments,
             &namespace,
-            &render::labels::child_name(&tunnel.name_any()),
+            &crate::names::child_name(&tunnel.name_any()),
         )
     });
     let status = desired_status(&tunnel, &verdict, deployment.as_deref(), Timestamp::now());

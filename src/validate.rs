@@ -7,29 +7,19 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::api::{
-    IngressRule, OriginRequest, SecureTunnelSpec, MAX_INGRESS_RULES, MAX_REPLICAS, MIN_REPLICAS,
+use crate::api::{IngressRule, OriginRequest, SecureTunnelSpec};
+use crate::names::{
+    default_port, ANNOTATION_PREFIX, CHILD_SUFFIX, DNS_LABEL_MAX, DNS_NAME_MAX, MAX_IMAGE_LEN,
+    MAX_INGRESS_RULES, MAX_PATH_LEN, MAX_REPLICAS, MAX_SERVICE_LEN, MAX_TUNNEL_NAME_LEN,
+    MIN_REPLICAS, SELECTOR_LABEL_KEYS,
 };
-use crate::render::labels::{INSTANCE_LABEL, NAME_LABEL};
-
-/// The longest SecureTunnel name: `<name>-cloudflared` must stay a valid
-/// DNS label (63 characters) and the name is also a label value.
-pub const MAX_NAME_LEN: usize = 63 - "-cloudflared".len();
 
 /// cloudflared >= 2025.4.0 is the first release with `--token-file`.
 const MIN_CLOUDFLARED_VERSION: (u32, u32, u32) = (2025, 4, 0);
 
-/// Annotations on the pod template that the operator owns.
-pub const RESERVED_ANNOTATION_PREFIX: &str = "securetunnel.dev/";
-
 /// A regular expression larger than this (compiled) is refused; cloudflared
 /// evaluates it on every request.
 const MAX_PATH_REGEX_SIZE: usize = 1 << 20;
-
-// Length bounds, the same as the CRD's (so a giant object is refused at admission too).
-pub const MAX_IMAGE_LEN: usize = 512;
-pub const MAX_SERVICE_LEN: usize = 512;
-pub const MAX_PATH_LEN: usize = 1024;
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,18 +98,6 @@ impl Origin {
             Origin::Url { scheme, port, .. } => port.or_else(|| default_port(scheme)),
             _ => None,
         }
-    }
-}
-
-/// The port cloudflared uses when a service URL names none.
-pub fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" | "ws" => Some(80),
-        "https" | "wss" => Some(443),
-        "ssh" => Some(22),
-        "rdp" => Some(3389),
-        "smb" => Some(445),
-        _ => None,
     }
 }
 
@@ -232,13 +210,13 @@ fn split_host_port(authority: &str) -> Result<(Host, Option<u16>), String> {
 /// A DNS name: dot-separated labels of 1-63 letters, digits and hyphens,
 /// not starting or ending with a hyphen, 253 characters at most.
 fn check_dns_name(name: &str) -> Result<(), String> {
-    if name.len() > 253 {
-        return Err(format!("{name:?} is longer than 253 characters"));
+    if name.len() > DNS_NAME_MAX {
+        return Err(format!("{name:?} is longer than {DNS_NAME_MAX} characters"));
     }
     let name = name.strip_suffix('.').unwrap_or(name);
     for label in name.split('.') {
         let ok = !label.is_empty()
-            && label.len() <= 63
+            && label.len() <= DNS_LABEL_MAX
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             && !label.starts_with('-')
             && !label.ends_with('-');
@@ -376,7 +354,7 @@ fn check_label(key: &str, value: &str) -> Result<(), String> {
     }
     let name_ok = |s: &str, allow_empty: bool| {
         (allow_empty && s.is_empty())
-            || (s.len() <= 63
+            || (s.len() <= DNS_LABEL_MAX
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                 && s.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -402,10 +380,10 @@ pub fn is_catch_all(rule: &IngressRule) -> bool {
 pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::default();
 
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > MAX_TUNNEL_NAME_LEN {
         errs.push(
             "metadata.name",
-            format!("must be at most {MAX_NAME_LEN} characters so that \"<name>-cloudflared\" is a valid DNS label"),
+            format!("must be at most {MAX_TUNNEL_NAME_LEN} characters so that \"<name>{CHILD_SUFFIX}\" is a valid DNS label"),
         );
     }
 
@@ -529,7 +507,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
     }
 
     for (k, v) in &spec.pod.labels {
-        if k == NAME_LABEL || k == INSTANCE_LABEL {
+        if SELECTOR_LABEL_KEYS.contains(&k.as_str()) {
             errs.push(
                 "spec.pod.labels",
                 format!("{k:?} is set by the operator (it selects the connector pods)"),
@@ -539,12 +517,10 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
         }
     }
     for k in spec.pod.annotations.keys() {
-        if k.starts_with(RESERVED_ANNOTATION_PREFIX) {
+        if k.starts_with(ANNOTATION_PREFIX) {
             errs.push(
                 "spec.pod.annotations",
-                format!(
-                    "{k:?}: annotations under {RESERVED_ANNOTATION_PREFIX} are set by the operator"
-                ),
+                format!("{k:?}: annotations under {ANNOTATION_PREFIX} are set by the operator"),
             );
         }
     }

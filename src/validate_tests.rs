@@ -326,9 +326,10 @@ fn egress_values_are_checked() {
 #[test]
 fn operator_owned_pod_metadata_is_protected() {
     let mut spec = base();
-    spec.pod
-        .labels
-        .insert(INSTANCE_LABEL.to_string(), "other".to_string());
+    spec.pod.labels.insert(
+        crate::names::INSTANCE_LABEL.to_string(),
+        "other".to_string(),
+    );
     assert_one_error(&spec, "spec.pod.labels", "set by the operator");
     let mut spec = base();
     spec.pod
@@ -340,11 +341,11 @@ fn operator_owned_pod_metadata_is_protected() {
 #[test]
 fn long_names_are_refused() {
     let spec = base();
-    let name = "n".repeat(MAX_NAME_LEN + 1);
+    let name = "n".repeat(crate::names::MAX_TUNNEL_NAME_LEN + 1);
     let errors = validate(&name, &spec).expect_err("too long").0;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].path, "metadata.name");
-    assert!(validate(&"n".repeat(MAX_NAME_LEN), &spec).is_ok());
+    assert!(validate(&"n".repeat(crate::names::MAX_TUNNEL_NAME_LEN), &spec).is_ok());
 }
 
 #[test]

@@ -3,8 +3,21 @@
 //! operator. `tests/admission.rs` runs both on one table of cases, so they
 //! cannot drift apart. Kept as constants so each rule is written once.
 
-/// Root: the name leaves room for the `-cloudflared` suffix in a DNS label.
-pub const NAME_LENGTH: &str = "size(self.metadata.name) <= 51";
+use kube::core::{Message, Rule};
+
+use crate::names::{
+    ANNOTATION_PREFIX, CHILD_SUFFIX, MAX_TUNNEL_NAME_LEN, SCHEMES_WITH_DEFAULT_PORT,
+    SELECTOR_LABEL_KEYS,
+};
+
+/// Root: the name leaves room for the child suffix in a DNS label.
+pub fn name_length() -> Rule {
+    Rule::new(format!("size(self.metadata.name) <= {MAX_TUNNEL_NAME_LEN}")).message(
+        Message::Message(format!(
+            "metadata.name must be at most {MAX_TUNNEL_NAME_LEN} characters so that <name>{CHILD_SUFFIX} is a valid DNS label"
+        )),
+    )
+}
 
 pub const IMAGE_PINNED: &str = "!self.matches(':latest(@.*)?$')";
 pub const IMAGE_HAS_TAG: &str =
@@ -33,7 +46,13 @@ pub const HTTP_STATUS_RANGE: &str =
     "!self.startsWith('http_status:') || self.matches('^http_status:[1-9][0-9][0-9]$')";
 pub const HTTP_STATUS_RANGE_MESSAGE: &str = "http_status needs a status code from 100 to 999";
 /// Schemes cloudflared has no default port for need one.
-pub const SERVICE_PORT_NEEDED: &str = "!self.matches('^[a-z][a-z0-9+.-]*://') || self.matches('^(https?|wss?|ssh|rdp|smb)://') || self.matches(':[0-9]+$')";
+pub fn service_port_needed() -> Rule {
+    let schemes = SCHEMES_WITH_DEFAULT_PORT.join("|");
+    Rule::new(format!(
+        "!self.matches('^[a-z][a-z0-9+.-]*://') || self.matches('^({schemes})://') || self.matches(':[0-9]+$')"
+    ))
+    .message("a scheme without a default port needs an explicit port")
+}
 
 /// A Go duration without sign: `30s`, `1m30s`, `1.5h`, `500ms`, `0`.
 pub const DURATION: &str =
@@ -45,5 +64,23 @@ pub const ACCESS_TEAM: &str =
 
 pub const PEERS_SELECTED: &str = "(has(self.namespaceLabels) && size(self.namespaceLabels) > 0) || (has(self.podLabels) && size(self.podLabels) > 0)";
 
-pub const NO_SELECTOR_LABELS: &str =
-    "!('app.kubernetes.io/name' in self) && !('app.kubernetes.io/instance' in self)";
+/// Pod labels may not steal the connector pods' selector.
+pub fn no_selector_labels() -> Rule {
+    let rule: Vec<String> = SELECTOR_LABEL_KEYS
+        .iter()
+        .map(|k| format!("!('{k}' in self)"))
+        .collect();
+    Rule::new(rule.join(" && ")).message(Message::Message(format!(
+        "{} are set by the operator",
+        SELECTOR_LABEL_KEYS.join(" and ")
+    )))
+}
+
+/// Pod annotations under the operator's prefix are the operator's.
+pub fn no_reserved_annotations() -> Rule {
+    Rule::new(format!("self.all(k, !k.startsWith('{ANNOTATION_PREFIX}'))")).message(
+        Message::Message(format!(
+            "annotations under {ANNOTATION_PREFIX} are set by the operator"
+        )),
+    )
+}

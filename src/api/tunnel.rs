@@ -7,15 +7,16 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cel;
+use crate::names::{
+    DNS_LABEL_MAX, DNS_NAME_MAX, MAX_DURATION_LEN, MAX_IMAGE_LEN, MAX_INGRESS_RULES, MAX_PATH_LEN,
+    MAX_REPLICAS, MAX_SERVICE_LEN, MIN_REPLICAS,
+};
 
 /// The cloudflared image used when `spec.image` is not set. Must support
 /// `--token-file` (cloudflared >= 2025.4.0).
 pub const DEFAULT_IMAGE: &str = "docker.io/cloudflare/cloudflared:2026.8.2";
 pub const DEFAULT_REPLICAS: i32 = 2;
-pub const MIN_REPLICAS: i32 = 1;
 /// Cloudflare advises a handful of connectors per tunnel, not autoscaling.
-pub const MAX_REPLICAS: i32 = 20;
-pub const MAX_INGRESS_RULES: usize = 256;
 pub const DEFAULT_TOKEN_KEY: &str = "token";
 pub const DEFAULT_FALLBACK: &str = "http_status:404";
 
@@ -23,7 +24,7 @@ pub const DEFAULT_FALLBACK: &str = "http_status:404";
 /// Deployment whose routes are the `ingress` rules below.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
-    validation = Rule::new(cel::NAME_LENGTH).message("metadata.name must be at most 51 characters so that <name>-cloudflared is a valid DNS label"),
+    validation = cel::name_length(),
     group = "securetunnel.dev",
     version = "v1alpha1",
     kind = "SecureTunnel",
@@ -45,12 +46,12 @@ pub struct SecureTunnelSpec {
 
     /// Number of connector pods.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 1, max = 20))]
+    #[schemars(range(min = MIN_REPLICAS, max = MAX_REPLICAS))]
     pub replicas: i32,
 
     /// The cloudflared image; the tag must be pinned (not `latest`).
     #[serde(default = "default_image")]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = MAX_IMAGE_LEN))]
     #[x_kube(validation = Rule::new(cel::IMAGE_PINNED).message("the image tag must be pinned to a release, not latest"))]
     #[x_kube(validation = Rule::new(cel::IMAGE_HAS_TAG).message("the image needs a tag or a digest"))]
     pub image: String,
@@ -60,13 +61,13 @@ pub struct SecureTunnelSpec {
     pub protocol: Protocol,
 
     /// Routing rules, in match order. The operator appends `fallback` last.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = MAX_INGRESS_RULES))]
     #[x_kube(validation = Rule::new(cel::NO_CATCH_ALL).message("a rule with no hostname and no path matches every request; use spec.fallback for the catch-all"))]
     pub ingress: Vec<IngressRule>,
 
     /// The service of the catch-all rule appended after `ingress`.
     #[serde(default = "default_fallback")]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = MAX_SERVICE_LEN))]
     #[x_kube(validation = Rule::new(cel::SERVICE_SHAPE).message(cel::SERVICE_SHAPE_MESSAGE))]
     #[x_kube(validation = Rule::new(cel::SERVICE_NOT_OPEN_PROXY).message(cel::SERVICE_NOT_OPEN_PROXY_MESSAGE))]
     #[x_kube(validation = Rule::new(cel::SERVICE_NOT_UNIX).message(cel::SERVICE_NOT_UNIX_MESSAGE))]
@@ -143,20 +144,20 @@ impl Protocol {
 pub struct IngressRule {
     /// DNS name, or one leading `*.` wildcard; no port. Empty matches every host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = DNS_NAME_MAX))]
     #[x_kube(validation = Rule::new(cel::HOSTNAME).message("must be a DNS name with at most one leading '*.', and no port"))]
     pub hostname: Option<String>,
     /// Go RE2 regular expression matched against the request path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = MAX_PATH_LEN))]
     pub path: Option<String>,
     /// `scheme://host[:port]` (no path), `http_status:NNN` or `hello_world`.
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = MAX_SERVICE_LEN))]
     #[x_kube(validation = Rule::new(cel::SERVICE_SHAPE).message(cel::SERVICE_SHAPE_MESSAGE))]
     #[x_kube(validation = Rule::new(cel::SERVICE_NOT_OPEN_PROXY).message(cel::SERVICE_NOT_OPEN_PROXY_MESSAGE))]
     #[x_kube(validation = Rule::new(cel::SERVICE_NOT_UNIX).message(cel::SERVICE_NOT_UNIX_MESSAGE))]
     #[x_kube(validation = Rule::new(cel::HTTP_STATUS_RANGE).message(cel::HTTP_STATUS_RANGE_MESSAGE))]
-    #[x_kube(validation = Rule::new(cel::SERVICE_PORT_NEEDED).message("a scheme without a default port needs an explicit port"))]
+    #[x_kube(validation = cel::service_port_needed())]
     pub service: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_request: Option<OriginRequest>,
@@ -170,22 +171,22 @@ pub struct IngressRule {
 pub struct OriginRequest {
     /// Timeout for establishing a connection to the origin (Go duration, e.g. `30s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = MAX_DURATION_LEN))]
     #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub connect_timeout: Option<String>,
     /// Timeout for the TLS handshake with the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = MAX_DURATION_LEN))]
     #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub tls_timeout: Option<String>,
     /// TCP keep-alive period for origin connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = MAX_DURATION_LEN))]
     #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub tcp_keep_alive: Option<String>,
     /// Idle time after which an origin keep-alive connection is closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = MAX_DURATION_LEN))]
     #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     pub keep_alive_timeout: Option<String>,
     /// Maximum idle keep-alive connections to the origin.
@@ -196,12 +197,12 @@ pub struct OriginRequest {
     pub no_happy_eyeballs: Option<bool>,
     /// Host header sent to the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = DNS_NAME_MAX))]
     pub http_host_header: Option<String>,
     /// Hostname expected on the origin's TLS certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(max = 253),
+        length(max = DNS_NAME_MAX),
         regex(
             pattern = r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$"
         )
@@ -238,7 +239,7 @@ pub struct AccessSettings {
     pub required: Option<bool>,
     /// The Zero Trust team name; required when `audTag` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = DNS_NAME_MAX))]
     pub team_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 128)))]
@@ -290,7 +291,7 @@ pub fn default_cloudflare_edge() -> Vec<String> {
 pub struct DnsPeer {
     #[serde(default = "default_dns_namespace")]
     #[schemars(
-        length(min = 1, max = 63),
+        length(min = 1, max = DNS_LABEL_MAX),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub namespace: String,
@@ -350,7 +351,7 @@ pub struct Sandbox {
     /// A RuntimeClass such as `gvisor` or `kata`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(max = 253),
+        length(max = DNS_NAME_MAX),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub runtime_class_name: Option<String>,
@@ -372,15 +373,15 @@ pub struct PodOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = DNS_NAME_MAX))]
     pub priority_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('securetunnel.dev/'))").message("annotations under securetunnel.dev/ are set by the operator"))]
+    #[x_kube(validation = cel::no_reserved_annotations())]
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new(cel::NO_SELECTOR_LABELS).message("app.kubernetes.io/name and app.kubernetes.io/instance are set by the operator"))]
+    #[x_kube(validation = cel::no_selector_labels())]
     pub labels: BTreeMap<String, String>,
 }
 

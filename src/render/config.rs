@@ -3,18 +3,17 @@
 use serde::Serialize;
 
 use crate::api::{OriginRequest, SecureTunnelSpec};
+use crate::names::metrics_address;
 use crate::{Error, Result};
 
 /// The metrics (and readiness) listener; the probes and the NetworkPolicy use its port.
-pub const METRICS_PORT: i32 = 2000;
-pub const METRICS_ADDRESS: &str = "0.0.0.0:2000";
 
 #[derive(Serialize)]
 struct CloudflaredConfig<'a> {
     ingress: Vec<ConfigRule<'a>>,
     #[serde(rename = "no-autoupdate")]
     no_autoupdate: bool,
-    metrics: &'static str,
+    metrics: String,
 }
 
 #[derive(Serialize)]
@@ -51,7 +50,7 @@ pub fn render_config(spec: &SecureTunnelSpec) -> Result<String> {
     let config = CloudflaredConfig {
         ingress,
         no_autoupdate: true,
-        metrics: METRICS_ADDRESS,
+        metrics: metrics_address(),
     };
     serde_yaml::to_string(&config).map_err(Error::ConfigYaml)
 }

@@ -3,7 +3,6 @@
 //! offline `render` command both call [`desired_children`].
 
 pub mod config;
-pub mod labels;
 pub mod network_policy;
 pub mod origins;
 pub mod workload;
@@ -20,9 +19,9 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use crate::api::SecureTunnel;
+use crate::names::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
 use crate::token::{sha256_hex, TunnelToken};
 use crate::{validate, Error, Result};
-use labels::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
 use origins::{ServiceRef, Unresolved};
 use workload::{PodHashes, CONFIG_KEY, TOKEN_KEY};
 

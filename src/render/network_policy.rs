@@ -11,16 +11,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::config::METRICS_PORT;
-use super::labels::selector_labels;
 use super::origins::Resolution;
 use crate::api::SecureTunnelSpec;
-
-/// The Cloudflare edge listens on 7844 over TCP (http2) and UDP (quic).
-pub const EDGE_PORT: i32 = 7844;
-const DNS_PORT: i32 = 53;
-/// Namespaces carry their name in this label (set by the API server).
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+use crate::names::{selector_labels, DNS_PORT, EDGE_PORT, METRICS_PORT, NAMESPACE_NAME_LABEL};
 
 fn port(protocol: &str, port: IntOrString) -> NetworkPolicyPort {
     NetworkPolicyPort {
@@ -69,8 +62,8 @@ pub fn network_policy(
         NetworkPolicyEgressRule {
             to: Some(vec![dns_peer]),
             ports: Some(vec![
-                port("UDP", IntOrString::Int(DNS_PORT)),
-                port("TCP", IntOrString::Int(DNS_PORT)),
+                port("UDP", IntOrString::Int(i32::from(DNS_PORT))),
+                port("TCP", IntOrString::Int(i32::from(DNS_PORT))),
             ]),
         },
         NetworkPolicyEgressRule {
@@ -82,8 +75,8 @@ pub fn network_policy(
                     .collect(),
             ),
             ports: Some(vec![
-                port("TCP", IntOrString::Int(EDGE_PORT)),
-                port("UDP", IntOrString::Int(EDGE_PORT)),
+                port("TCP", IntOrString::Int(i32::from(EDGE_PORT))),
+                port("UDP", IntOrString::Int(i32::from(EDGE_PORT))),
             ]),
         },
     ];
@@ -144,7 +137,7 @@ pub fn network_policy(
         };
         vec![NetworkPolicyIngressRule {
             from: Some(vec![peer]),
-            ports: Some(vec![port("TCP", IntOrString::Int(METRICS_PORT))]),
+            ports: Some(vec![port("TCP", IntOrString::Int(i32::from(METRICS_PORT)))]),
         }]
     });
 

@@ -9,10 +9,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::SecureTunnelSpec;
+use crate::names::CLUSTER_DOMAIN;
 use crate::validate::{parse_service, Host, Origin};
-
-/// The cluster DNS domain Service names are resolved under.
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// A Service by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -3,9 +3,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels::{CONFIG_HASH_ANNOTATION, TOKEN_HASH_ANNOTATION};
 use super::*;
 use crate::api::SecureTunnel;
+use crate::names::{CONFIG_HASH_ANNOTATION, TOKEN_HASH_ANNOTATION};
 use crate::test_support::{example_tunnel, test_token};
 
 fn fixtures() -> PathBuf {
@@ -392,7 +392,7 @@ fn every_child_is_named_labelled_and_owned() {
     for meta in metas {
         assert_eq!(meta.name.as_deref(), Some("home-cloudflared"));
         assert_eq!(meta.namespace.as_deref(), Some("apps"));
-        assert_eq!(meta.labels, Some(labels::child_labels("home")));
+        assert_eq!(meta.labels, Some(crate::names::child_labels("home")));
         let owners = meta.owner_references.as_ref().expect("owner references");
         assert_eq!(owners.len(), 1);
         assert_eq!(owners[0].kind, "SecureTunnel");
@@ -415,7 +415,7 @@ fn a_single_replica_gets_no_disruption_budget() {
     assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
     assert_eq!(
         spec.selector.and_then(|s| s.match_labels),
-        Some(labels::selector_labels("home"))
+        Some(crate::names::selector_labels("home"))
     );
 }
 
@@ -471,7 +471,7 @@ fn pod_overrides_are_merged_without_touching_the_selector() {
             .expect("spec")
             .selector
             .match_labels,
-        Some(labels::selector_labels("home"))
+        Some(crate::names::selector_labels("home"))
     );
 }
 

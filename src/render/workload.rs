@@ -15,9 +15,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::config::{METRICS_ADDRESS, METRICS_PORT};
-use super::labels::{selector_labels, CONFIG_HASH_ANNOTATION, TOKEN_HASH_ANNOTATION};
 use crate::api::SecureTunnel;
+use crate::names::{
+    metrics_address, selector_labels, CONFIG_HASH_ANNOTATION, METRICS_PORT, TOKEN_HASH_ANNOTATION,
+};
 
 /// The non-root user and group of the distroless cloudflared image.
 pub const CONNECTOR_UID: i64 = 65532;
@@ -80,7 +81,7 @@ pub fn deployment(
     let probe = |failure_threshold: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some("/ready".to_string()),
-            port: IntOrString::Int(METRICS_PORT),
+            port: IntOrString::Int(i32::from(METRICS_PORT)),
             ..Default::default()
         }),
         initial_delay_seconds: Some(10),
@@ -94,7 +95,7 @@ pub fn deployment(
         "--config",
         &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
         "--metrics",
-        METRICS_ADDRESS,
+        &metrics_address(),
         "--protocol",
         spec.protocol.as_str(),
         "run",
@@ -111,7 +112,7 @@ pub fn deployment(
         args: Some(args),
         ports: Some(vec![ContainerPort {
             name: Some(METRICS_PORT_NAME.to_string()),
-            container_port: METRICS_PORT,
+            container_port: i32::from(METRICS_PORT),
             protocol: Some("TCP".to_string()),
             ..Default::default()
         }]),

@@ -407,7 +407,7 @@ pub async fn token_secret_untouched(env: &Env, client: &Client, operator_user: &
         .collect();
     if managers
         .iter()
-        .any(|m| m == securetunnel_operator::FIELD_MANAGER)
+        .any(|m| m == securetunnel_operator::names::FIELD_MANAGER)
     {
         return Err(format!(
             "Secret {NAMESPACE}/{TOKEN_SECRET} has fields managed by the operator: {managers:?}"

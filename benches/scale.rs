@@ -221,7 +221,7 @@ fn render_256_rules_micros() -> f64 {
             }))
             .expect("service");
             (
-                securetunnel_operator::render::origins::ServiceRef {
+                securetunnel_operator::origin::ServiceRef {
                     namespace: "apps".into(),
                     name: format!("web-{s}"),
                 },
@@ -233,12 +233,14 @@ fn render_256_rules_micros() -> f64 {
         token: Some(TunnelToken::parse(token(1).as_bytes()).expect("token")),
         services,
     };
+    let validated =
+        securetunnel_operator::validate::validate("big", &tunnel.spec).expect("a valid spec");
     let mut samples = Vec::new();
     for _ in 0..9 {
         let iterations = 200;
         let started = Instant::now();
         for _ in 0..iterations {
-            std::hint::black_box(render(&tunnel, &deref).expect("renders"));
+            std::hint::black_box(render(&tunnel, &validated, &deref).expect("renders"));
         }
         samples.push(started.elapsed().as_secs_f64() * 1e6 / iterations as f64);
     }

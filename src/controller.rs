@@ -21,10 +21,11 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::SecureTunnel;
+use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::{managed_selector, MANAGED_BY};
+use crate::origin::ServiceRef;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
-use crate::render::origins::{self, ServiceRef};
 
 /// Every resource the controller lists and watches (src/rbac.rs must grant
 /// `list` and `watch` on each; a test checks it).
@@ -106,27 +107,6 @@ fn tunnels_using_secret(
         .collect()
 }
 
-/// Tunnels with a rule that names the Service, so that a changed selector or
-/// port (or a Service appearing or going away) updates their NetworkPolicy.
-fn tunnels_using_service(
-    tunnels: &Store<SecureTunnel>,
-    service: &Service,
-) -> Vec<ObjectRef<SecureTunnel>> {
-    let key = ServiceRef {
-        namespace: service.namespace().unwrap_or_default(),
-        name: service.name_any(),
-    };
-    tunnels
-        .state()
-        .iter()
-        .filter(|t| {
-            let namespace = t.namespace().unwrap_or_default();
-            origins::referenced_services(&t.spec, &namespace).contains(&key)
-        })
-        .map(|t| ObjectRef::from_obj(t.as_ref()))
-        .collect()
-}
-
 /// Runs the controller until SIGTERM or Ctrl-C, then lets running reconciles
 /// finish: one controller for the whole cluster, or one per watched namespace.
 pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
@@ -193,20 +173,35 @@ async fn run_scope(
             instance: settings.instance.clone(),
         },
     );
+    // The SecureTunnel watch feeds the index (each spec validated once per change)
+    // before the reflector and the controller see the event.
+    let index = Arc::new(TunnelIndex::default());
+    let (tunnel_store, tunnel_writer) = reflector::store();
+    let index_writer = index.clone();
+    let tunnel_stream = reflector::reflector(
+        tunnel_writer,
+        watcher(
+            api_for::<SecureTunnel>(&client, namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index_writer.apply_event(event);
+            }
+        }),
+    )
+    .applied_objects();
     let context = Arc::new(Context::with_metrics(
         client.clone(),
         recorder,
         stores,
         metrics.clone(),
+        index.clone(),
     ));
 
-    let controller = Controller::new(
-        api_for::<SecureTunnel>(&client, namespace),
-        watcher::Config::default().any_semantic(),
-    );
-    let tunnel_store = controller.store();
+    let controller = Controller::for_stream(tunnel_stream, tunnel_store.clone());
     metrics.watch_tunnels(tunnel_store.clone());
-    let tunnels_for_services = tunnel_store.clone();
     // Token Secrets carry no label of ours; their metadata is enough to notice
     // a rotation (and to skip re-reading a token that did not change). Only
     // the identity and resourceVersion are kept.
@@ -243,7 +238,10 @@ async fn run_scope(
             tunnels_using_secret(&tunnel_store, &secret)
         })
         .watches_stream(service_stream, move |service| {
-            tunnels_using_service(&tunnels_for_services, &service)
+            index.tunnels_using(&ServiceRef {
+                namespace: service.namespace().unwrap_or_default(),
+                name: service.name_any(),
+            })
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)

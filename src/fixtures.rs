@@ -63,14 +63,14 @@ fn children_with(tunnel: &SecureTunnel, token: &str, services: &[Service]) -> Ch
     let services = services
         .iter()
         .map(|s| {
-            let key = render::origins::ServiceRef {
+            let key = crate::origin::ServiceRef {
                 namespace: s.metadata.namespace.clone().expect("namespace"),
                 name: s.metadata.name.clone().expect("name"),
             };
             (key, s.clone())
         })
         .collect();
-    render::render(
+    render::desired_children(
         tunnel,
         &Dereferenced {
             token: Some(token),

@@ -9,10 +9,12 @@
 pub mod api;
 pub mod controller;
 pub mod http;
+pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod offline;
+pub mod origin;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;

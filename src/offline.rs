@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use serde::Deserialize;
 
 use crate::api::SecureTunnel;
-use crate::render::origins::ServiceRef;
+use crate::origin::ServiceRef;
 use crate::render::{desired_children, workload::TOKEN_KEY, Dereferenced};
 use crate::token::TunnelToken;
 use crate::{Error, Result};

@@ -26,14 +26,17 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::api::conditions::{self, READY};
 use crate::api::{SecureTunnel, SecureTunnelStatus, TokenSecretRef};
+use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::APPLIED_HASH_ANNOTATION;
 use crate::names::FIELD_MANAGER;
-use crate::render::origins::{self, ServiceRef};
+use crate::origin::ServiceRef;
+use crate::render::origins;
 use crate::render::{self, Children, Dereferenced};
 use crate::status::{desired_status, Verdict};
 use crate::token::TunnelToken;
-use crate::{validate, Error, Result};
+use crate::validate::ValidatedSpec;
+use crate::{Error, Result};
 
 /// Periodic re-check of a healthy tunnel; changes arrive through watches.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -104,6 +107,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
+    /// Each tunnel's spec, validated once per change (fed by the SecureTunnel watch).
+    pub index: Arc<TunnelIndex>,
     /// Consecutive failures per tunnel, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
     /// Parsed tokens by Secret (namespace, name, key), with the Secret's resourceVersion.
@@ -136,7 +141,13 @@ struct CachedToken {
 
 impl Context {
     pub fn new(client: Client, recorder: Recorder, stores: Stores) -> Self {
-        Context::with_metrics(client, recorder, stores, Arc::new(Metrics::new()))
+        Context::with_metrics(
+            client,
+            recorder,
+            stores,
+            Arc::new(Metrics::new()),
+            Arc::default(),
+        )
     }
 
     pub fn with_metrics(
@@ -144,12 +155,14 @@ impl Context {
         recorder: Recorder,
         stores: Stores,
         metrics: Arc<Metrics>,
+        index: Arc<TunnelIndex>,
     ) -> Self {
         Context {
             client,
             recorder,
             stores,
             metrics,
+            index,
             failures: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             written_status: Mutex::new(HashMap::new()),
@@ -227,68 +240,68 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     let token = read_token(ctx, &namespace, &tunnel.spec.token_secret_ref).await?;
 
     // Validate, then render, then apply.
-    let (verdict, action, fresh_deployment) =
-        match validate::validate(&tunnel.name_any(), &tunnel.spec) {
-            Err(errors) => {
-                warn!(problems = errors.0.len(), "spec is invalid");
+    let spec = ctx.index.verdict(&tunnel);
+    let (verdict, action, fresh_deployment) = match spec.as_ref() {
+        Err(errors) => {
+            warn!(problems = errors.0.len(), "spec is invalid");
+            (
+                Verdict::Blocked {
+                    reason: conditions::REASON_INVALID_SPEC,
+                    message: errors.summary(),
+                },
+                Action::await_change(),
+                None,
+            )
+        }
+        Ok(validated) => match token {
+            Err(problem) => {
+                warn!(reason = problem.reason, "token is not usable");
                 (
                     Verdict::Blocked {
-                        reason: conditions::REASON_INVALID_SPEC,
-                        message: errors.summary(),
+                        reason: problem.reason,
+                        message: problem.message,
                     },
-                    Action::await_change(),
+                    Action::requeue(BLOCKED_RECHECK),
                     None,
                 )
             }
-            Ok(()) => match token {
-                Err(problem) => {
-                    warn!(reason = problem.reason, "token is not usable");
-                    (
+            Ok(token) => {
+                let tunnel_id = token.tunnel_id().to_string();
+                let services = read_services(&ctx.stores.services, validated, &namespace);
+                let deref = Dereferenced {
+                    token: Some(token),
+                    services,
+                };
+                let children = render::render(&tunnel, validated, &deref)?;
+                for origin in &children.unresolved {
+                    warn!(%origin, "origin not opened in the sandbox");
+                }
+                match apply_children(ctx, &uid, &children).await? {
+                    Err(conflict) => (
                         Verdict::Blocked {
-                            reason: problem.reason,
-                            message: problem.message,
+                            reason: conditions::REASON_NAME_CONFLICT,
+                            message: conflict,
                         },
                         Action::requeue(BLOCKED_RECHECK),
                         None,
-                    )
+                    ),
+                    Ok(written) => (
+                        Verdict::Applied {
+                            tunnel_id,
+                            config_hash: children.config_hash.clone(),
+                            unresolved: children
+                                .unresolved
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect(),
+                        },
+                        Action::requeue(RESYNC_INTERVAL),
+                        written,
+                    ),
                 }
-                Ok(token) => {
-                    let tunnel_id = token.tunnel_id().to_string();
-                    let services = read_services(&ctx.stores.services, &tunnel.spec, &namespace);
-                    let deref = Dereferenced {
-                        token: Some(token),
-                        services,
-                    };
-                    let children = render::render(&tunnel, &deref)?;
-                    for origin in &children.unresolved {
-                        warn!(%origin, "origin not opened in the sandbox");
-                    }
-                    match apply_children(ctx, &uid, &children).await? {
-                        Err(conflict) => (
-                            Verdict::Blocked {
-                                reason: conditions::REASON_NAME_CONFLICT,
-                                message: conflict,
-                            },
-                            Action::requeue(BLOCKED_RECHECK),
-                            None,
-                        ),
-                        Ok(written) => (
-                            Verdict::Applied {
-                                tunnel_id,
-                                config_hash: children.config_hash.clone(),
-                                unresolved: children
-                                    .unresolved
-                                    .iter()
-                                    .map(ToString::to_string)
-                                    .collect(),
-                            },
-                            Action::requeue(RESYNC_INTERVAL),
-                            written,
-                        ),
-                    }
-                }
-            },
-        };
+            }
+        },
+    };
 
     // The Deployment as just written, if it was; else as last seen.
     let deployment = fresh_deployment.map(Arc::new).or_else(|| {
@@ -395,7 +408,7 @@ async fn read_token(
 /// The Services the rules name, from the cache (which has listed them all).
 fn read_services(
     store: &Store<Service>,
-    spec: &crate::api::SecureTunnelSpec,
+    spec: &ValidatedSpec,
     namespace: &str,
 ) -> BTreeMap<ServiceRef, Service> {
     origins::referenced_services(spec, namespace)

@@ -5,14 +5,14 @@
 //! problems are collected rather than stopping at the first one.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::api::{IngressRule, OriginRequest, SecureTunnelSpec};
 use crate::names::{
-    default_port, ANNOTATION_PREFIX, CHILD_SUFFIX, DNS_LABEL_MAX, DNS_NAME_MAX, MAX_IMAGE_LEN,
-    MAX_INGRESS_RULES, MAX_PATH_LEN, MAX_REPLICAS, MAX_SERVICE_LEN, MAX_TUNNEL_NAME_LEN,
-    MIN_REPLICAS, SELECTOR_LABEL_KEYS,
+    ANNOTATION_PREFIX, CHILD_SUFFIX, DNS_LABEL_MAX, MAX_IMAGE_LEN, MAX_INGRESS_RULES, MAX_PATH_LEN,
+    MAX_REPLICAS, MAX_TUNNEL_NAME_LEN, MIN_REPLICAS, SELECTOR_LABEL_KEYS,
 };
+use crate::origin::{check_dns_name, parse_service, Origin};
 
 /// cloudflared >= 2025.4.0 is the first release with `--token-file`.
 const MIN_CLOUDFLARED_VERSION: (u32, u32, u32) = (2025, 4, 0);
@@ -68,165 +68,6 @@ impl fmt::Display for ValidationErrors {
         }
         Ok(())
     }
-}
-
-/// Where an ingress rule sends its traffic, as cloudflared understands it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// `http_status:NNN`: answered by cloudflared itself.
-    HttpStatus(u16),
-    /// `hello_world`: cloudflared's built-in test server.
-    HelloWorld,
-    /// `scheme://host[:port]`.
-    Url {
-        scheme: String,
-        host: Host,
-        port: Option<u16>,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Host {
-    Ip(IpAddr),
-    Name(String),
-}
-
-impl Origin {
-    /// The port cloudflared connects to: the explicit one or the scheme's default.
-    pub fn port(&self) -> Option<u16> {
-        match self {
-            Origin::Url { scheme, port, .. } => port.or_else(|| default_port(scheme)),
-            _ => None,
-        }
-    }
-}
-
-/// Parses an ingress `service` value the way cloudflared does, refusing the
-/// forms this operator does not run (unix sockets, bastion, SOCKS proxy).
-pub fn parse_service(service: &str) -> Result<Origin, String> {
-    if service.len() > MAX_SERVICE_LEN {
-        return Err(format!("is longer than {MAX_SERVICE_LEN} characters"));
-    }
-    if service == "hello_world" {
-        return Ok(Origin::HelloWorld);
-    }
-    if let Some(code) = service.strip_prefix("http_status:") {
-        return match code.parse::<u16>() {
-            Ok(c) if (100..=999).contains(&c) => Ok(Origin::HttpStatus(c)),
-            _ => Err(format!(
-                "{service:?}: the status code must be a number from 100 to 999"
-            )),
-        };
-    }
-    match service {
-        "bastion" => {
-            return Err("bastion mode lets the connector reach any destination, which defeats the egress sandbox".into())
-        }
-        "socks-proxy" => {
-            return Err("socks-proxy lets the connector reach any destination, which defeats the egress sandbox".into())
-        }
-        _ => {}
-    }
-    if service.starts_with("unix:") || service.starts_with("unix+tls:") {
-        return Err("unix sockets cannot exist inside the connector pod; point at a Service or address instead".into());
-    }
-    let Some((scheme, authority)) = service.split_once("://") else {
-        return Err(format!(
-            "{service:?} must be scheme://host[:port] (e.g. http://web.apps.svc:8080), http_status:NNN or hello_world"
-        ));
-    };
-    let scheme_ok = scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-    if !scheme_ok {
-        return Err(format!(
-            "{service:?}: the scheme must be lowercase letters, digits, '+', '-' or '.'"
-        ));
-    }
-    if let Some(i) = authority.find(['/', '?', '#']) {
-        return Err(format!(
-            "{service:?} must not have a path, query or fragment ({:?}): cloudflared forwards the request's own path",
-            &authority[i..]
-        ));
-    }
-    if authority.contains('@') {
-        return Err(format!("{service:?} must not contain credentials"));
-    }
-    let (host, port) = split_host_port(authority).map_err(|e| format!("{service:?}: {e}"))?;
-    Ok(Origin::Url {
-        scheme: scheme.to_string(),
-        host,
-        port,
-    })
-}
-
-fn split_host_port(authority: &str) -> Result<(Host, Option<u16>), String> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (ip, after) = rest
-            .split_once(']')
-            .ok_or("an IPv6 address must be closed by ']'")?;
-        let ip: Ipv6Addr = ip
-            .parse()
-            .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or("expected ':' and a port after ']'")?,
-            ),
-        };
-        (Host::Ip(IpAddr::V6(ip)), port)
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        };
-        if host.is_empty() {
-            return Err("the host is empty".into());
-        }
-        let host = match host.parse::<Ipv4Addr>() {
-            Ok(ip) => Host::Ip(IpAddr::V4(ip)),
-            Err(_) => {
-                check_dns_name(host)?;
-                Host::Name(host.to_ascii_lowercase())
-            }
-        };
-        (host, port)
-    };
-    let port = match port {
-        None => None,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => return Err(format!("port {p:?} must be a number from 1 to 65535")),
-        },
-    };
-    Ok((host, port))
-}
-
-/// A DNS name: dot-separated labels of 1-63 letters, digits and hyphens,
-/// not starting or ending with a hyphen, 253 characters at most.
-fn check_dns_name(name: &str) -> Result<(), String> {
-    if name.len() > DNS_NAME_MAX {
-        return Err(format!("{name:?} is longer than {DNS_NAME_MAX} characters"));
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= DNS_LABEL_MAX
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "{name:?} is not a valid DNS name (labels of 1-63 letters, digits or '-', not starting or ending with '-')"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A Kubernetes object name (RFC 1123 subdomain): a lowercase DNS name.
@@ -369,6 +210,40 @@ fn check_label(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A spec that passed every check, with each rule's `service` parsed once: render, the
+/// sandbox and the controller's Service index read this, never the strings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedSpec {
+    /// `spec.ingress`, in match order.
+    pub rules: Vec<ValidatedRule>,
+    /// `spec.fallback` as written, and parsed.
+    pub fallback: String,
+    pub fallback_origin: Origin,
+}
+
+/// One ingress rule that passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedRule {
+    /// Its position in `spec.ingress`.
+    pub index: usize,
+    /// `None` for an empty hostname.
+    pub hostname: Option<String>,
+    /// `None` for an empty path.
+    pub path: Option<String>,
+    /// The `service` as written (cloudflared's config carries it verbatim).
+    pub service: String,
+    /// The `service`, parsed.
+    pub origin: Origin,
+    pub origin_request: Option<OriginRequest>,
+}
+
+impl ValidatedRule {
+    /// `spec.ingress[i]`, for messages.
+    pub fn field_path(&self) -> String {
+        format!("spec.ingress[{}]", self.index)
+    }
+}
+
 /// A rule with no hostname (or `*`) and no path matches every request.
 pub fn is_catch_all(rule: &IngressRule) -> bool {
     let any_host = matches!(rule.hostname.as_deref(), None | Some("") | Some("*"));
@@ -376,9 +251,11 @@ pub fn is_catch_all(rule: &IngressRule) -> bool {
     any_host && any_path
 }
 
-/// Checks a whole SecureTunnel spec. `name` is the object's name.
-pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErrors> {
+/// Checks a whole SecureTunnel spec (`name` is the object's name) and returns it
+/// parsed, or every problem found.
+pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, ValidationErrors> {
     let mut errs = ValidationErrors::default();
+    let mut rules = Vec::with_capacity(spec.ingress.len());
 
     if name.len() > MAX_TUNNEL_NAME_LEN {
         errs.push(
@@ -429,7 +306,16 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
     let mut seen: std::collections::HashMap<(String, &str), usize> =
         std::collections::HashMap::new();
     for (i, rule) in spec.ingress.iter().enumerate() {
-        check_rule(&format!("spec.ingress[{i}]"), rule, &mut errs);
+        if let Some(origin) = check_rule(&format!("spec.ingress[{i}]"), rule, &mut errs) {
+            rules.push(ValidatedRule {
+                index: i,
+                hostname: rule.hostname.clone().filter(|h| !h.is_empty()),
+                path: rule.path.clone().filter(|p| !p.is_empty()),
+                service: rule.service.clone(),
+                origin,
+                origin_request: rule.origin_request.clone(),
+            });
+        }
         // cloudflared uses the first match: a repeated hostname + path is dead.
         let key = (
             rule.hostname.as_deref().unwrap_or("").to_ascii_lowercase(),
@@ -445,9 +331,13 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
         }
     }
 
-    if let Err(e) = parse_service(&spec.fallback) {
-        errs.push("spec.fallback", e);
-    }
+    let fallback = match parse_service(&spec.fallback) {
+        Ok(origin) => Some(origin),
+        Err(e) => {
+            errs.push("spec.fallback", e);
+            None
+        }
+    };
 
     for (i, cidr) in spec.egress.cloudflare_edge.iter().enumerate() {
         if let Err(e) = check_cidr(cidr) {
@@ -530,14 +420,18 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<(), ValidationErr
         }
     }
 
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs)
+    match fallback {
+        Some(fallback_origin) if errs.is_empty() => Ok(ValidatedSpec {
+            rules,
+            fallback: spec.fallback.clone(),
+            fallback_origin,
+        }),
+        _ => Err(errs),
     }
 }
 
-fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
+/// Checks one rule; its parsed service when that is valid.
+fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) -> Option<Origin> {
     if let Some(hostname) = rule
         .hostname
         .as_deref()
@@ -566,17 +460,23 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
             );
         }
     }
-    match parse_service(&rule.service) {
-        Err(e) => errs.push(format!("{path}.service"), e),
-        Ok(origin @ Origin::Url { .. }) if origin.port().is_none() => errs.push(
-            format!("{path}.service"),
-            format!(
-                "{:?} needs a port: its scheme has no default port",
-                rule.service
-            ),
-        ),
-        Ok(_) => {}
-    }
+    let origin = match parse_service(&rule.service) {
+        Err(e) => {
+            errs.push(format!("{path}.service"), e);
+            None
+        }
+        Ok(origin @ Origin::Url { .. }) if origin.port().is_none() => {
+            errs.push(
+                format!("{path}.service"),
+                format!(
+                    "{:?} needs a port: its scheme has no default port",
+                    rule.service
+                ),
+            );
+            None
+        }
+        Ok(origin) => Some(origin),
+    };
     if is_catch_all(rule) {
         errs.push(
             path.to_string(),
@@ -586,6 +486,7 @@ fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) {
     if let Some(origin) = &rule.origin_request {
         check_origin_request(&format!("{path}.originRequest"), origin, errs);
     }
+    origin
 }
 
 /// The regex crate's errors end with the line that says what is wrong

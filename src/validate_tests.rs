@@ -16,7 +16,7 @@ fn rule(hostname: Option<&str>, path: Option<&str>, service: &str) -> IngressRul
 
 fn errors_of(spec: &SecureTunnelSpec) -> Vec<FieldError> {
     match validate("home", spec) {
-        Ok(()) => Vec::new(),
+        Ok(_) => Vec::new(),
         Err(e) => e.0,
     }
 }
@@ -391,7 +391,7 @@ fn default_ports_follow_the_scheme() {
         parse_service("http://[2001:db8::1]:8080"),
         Ok(Origin::Url {
             scheme: "http".into(),
-            host: Host::Ip("2001:db8::1".parse().expect("ip")),
+            host: crate::origin::Host::Ip("2001:db8::1".parse().expect("ip")),
             port: Some(8080)
         })
     );

@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
-use crate::api::{OriginRequest, SecureTunnelSpec};
+use crate::api::OriginRequest;
 use crate::names::metrics_address;
+use crate::validate::ValidatedSpec;
 use crate::{Error, Result};
 
 /// The metrics (and readiness) listener; the probes and the NetworkPolicy use its port.
@@ -30,13 +31,13 @@ struct ConfigRule<'a> {
 }
 
 /// Renders `config.yaml`: the spec's rules in order, then the fallback.
-pub fn render_config(spec: &SecureTunnelSpec) -> Result<String> {
+pub fn render_config(spec: &ValidatedSpec) -> Result<String> {
     let mut ingress: Vec<ConfigRule<'_>> = spec
-        .ingress
+        .rules
         .iter()
         .map(|rule| ConfigRule {
-            hostname: rule.hostname.as_deref().filter(|h| !h.is_empty()),
-            path: rule.path.as_deref().filter(|p| !p.is_empty()),
+            hostname: rule.hostname.as_deref(),
+            path: rule.path.as_deref(),
             service: &rule.service,
             origin_request: rule.origin_request.as_ref(),
         })

@@ -20,9 +20,11 @@ use serde::Serialize;
 
 use crate::api::SecureTunnel;
 use crate::names::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
+use crate::origin::ServiceRef;
 use crate::token::{sha256_hex, TunnelToken};
-use crate::{validate, Error, Result};
-use origins::{ServiceRef, Unresolved};
+use crate::validate::{self, ValidatedSpec};
+use crate::{Error, Result};
+use origins::Unresolved;
 use workload::{PodHashes, CONFIG_KEY, TOKEN_KEY};
 
 /// What the dereference step resolved from the cluster (or, offline, from files).
@@ -98,12 +100,17 @@ fn to_value<T: Serialize>(obj: &T, what: &'static str) -> Result<serde_json::Val
 
 /// The one path from a SecureTunnel to its children: validate, then render.
 pub fn desired_children(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
-    validate::validate(&tunnel.name_any(), &tunnel.spec).map_err(Error::InvalidSpec)?;
-    render(tunnel, deref)
+    let validated =
+        validate::validate(&tunnel.name_any(), &tunnel.spec).map_err(Error::InvalidSpec)?;
+    render(tunnel, &validated, deref)
 }
 
-/// Renders the children of a SecureTunnel whose spec has been validated.
-pub fn render(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
+/// Renders the children of a SecureTunnel from its validated spec.
+pub fn render(
+    tunnel: &SecureTunnel,
+    validated: &ValidatedSpec,
+    deref: &Dereferenced,
+) -> Result<Children> {
     let name = tunnel.name_any();
     let namespace = tunnel
         .namespace()
@@ -117,7 +124,7 @@ pub fn render(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
         ..Default::default()
     };
 
-    let config_yaml = config::render_config(&tunnel.spec)?;
+    let config_yaml = config::render_config(validated)?;
     let config_hash = sha256_hex(config_yaml.as_bytes());
 
     let secret = Secret {
@@ -152,7 +159,7 @@ pub fn render(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
     let pod_disruption_budget = workload::pod_disruption_budget(tunnel, &name, meta.clone());
 
     let namespace = meta.namespace.clone().unwrap_or_default();
-    let resolution = origins::resolve(&tunnel.spec, &namespace, &deref.services);
+    let resolution = origins::resolve(validated, &tunnel.spec.egress, &namespace, &deref.services);
     let network_policy = network_policy::network_policy(&tunnel.spec, &name, meta, &resolution);
 
     let mut children = Children {

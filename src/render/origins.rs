@@ -8,70 +8,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::SecureTunnelSpec;
-use crate::names::CLUSTER_DOMAIN;
-use crate::validate::{parse_service, Host, Origin};
+use crate::api::Egress;
+use crate::origin::{service_name, Host, Origin, ServiceName, ServiceRef};
+use crate::validate::ValidatedSpec;
 
-/// A Service by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for ServiceRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// How a host name may refer to a Service.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServiceName {
-    /// `svc`, `svc.ns.svc` or `svc.ns.svc.<cluster domain>`: only a Service.
-    Certain(ServiceRef),
-    /// `svc.ns`: a Service if one exists, otherwise an external name such as `example.com`.
-    Possible(ServiceRef),
-    /// Anything else: an external host.
-    NotAService,
-}
-
-/// Classifies a host name the way the pod's DNS search path resolves it.
-pub fn service_name(host: &str, tunnel_namespace: &str) -> ServiceName {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let cluster_suffix = format!(".svc.{CLUSTER_DOMAIN}");
-    let (stem, certain) = if let Some(stem) = host.strip_suffix(&cluster_suffix) {
-        (stem, true)
-    } else if let Some(stem) = host.strip_suffix(".svc") {
-        (stem, true)
-    } else {
-        (host.as_str(), false)
-    };
-    let labels: Vec<&str> = stem.split('.').collect();
-    let make = |name: &str, namespace: &str| ServiceRef {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    };
-    match (labels.as_slice(), certain) {
-        ([name], false) => ServiceName::Certain(make(name, tunnel_namespace)),
-        ([name, namespace], true) => ServiceName::Certain(make(name, namespace)),
-        ([name, namespace], false) => ServiceName::Possible(make(name, namespace)),
-        _ => ServiceName::NotAService,
-    }
-}
-
-/// The Services a spec's rules may refer to, for the dereference step.
-pub fn referenced_services(
-    spec: &SecureTunnelSpec,
-    tunnel_namespace: &str,
-) -> BTreeSet<ServiceRef> {
-    spec.ingress
+/// The Services a spec's rules may refer to, for the dereference step and the
+/// controller's Service index.
+pub fn referenced_services(spec: &ValidatedSpec, tunnel_namespace: &str) -> BTreeSet<ServiceRef> {
+    spec.rules
         .iter()
-        .filter_map(|rule| match parse_service(&rule.service) {
-            Ok(Origin::Url {
+        .filter_map(|rule| match &rule.origin {
+            Origin::Url {
                 host: Host::Name(name),
                 ..
-            }) => match service_name(&name, tunnel_namespace) {
+            } => match service_name(name, tunnel_namespace) {
                 ServiceName::Certain(r) | ServiceName::Possible(r) => Some(r),
                 ServiceName::NotAService => None,
             },
@@ -134,27 +84,25 @@ fn port_key(protocol: Option<&str>, port: TargetPort) -> PortKey {
 /// Works out the destinations of every rule. `services` holds the Services
 /// the dereference step found (keyed by namespace/name).
 pub fn resolve(
-    spec: &SecureTunnelSpec,
+    spec: &ValidatedSpec,
+    egress: &Egress,
     tunnel_namespace: &str,
     services: &BTreeMap<ServiceRef, Service>,
 ) -> Resolution {
     let mut out = Resolution::default();
-    let extra_ports: BTreeSet<i32> = spec
-        .egress
+    let extra_ports: BTreeSet<i32> = egress
         .extra_origins
         .iter()
         .flat_map(|o| o.ports.iter().copied())
         .collect();
 
-    for (index, rule) in spec.ingress.iter().enumerate() {
-        let Ok(origin) = parse_service(&rule.service) else {
-            continue; // refused by validation before rendering
-        };
-        let Origin::Url { host, .. } = &origin else {
+    for rule in &spec.rules {
+        let origin = &rule.origin;
+        let Origin::Url { host, .. } = origin else {
             continue; // http_status and hello_world are answered by cloudflared itself
         };
         let unresolved = |reason: String| Unresolved {
-            rule: format!("spec.ingress[{index}]"),
+            rule: rule.field_path(),
             service: rule.service.clone(),
             reason,
         };

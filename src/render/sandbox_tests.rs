@@ -7,11 +7,10 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
-use super::origins::{
-    referenced_services, resolve, service_name, ServiceName, ServiceRef, TargetPort,
-};
+use super::origins::{referenced_services, resolve, TargetPort};
 use super::*;
 use crate::api::SecureTunnel;
+use crate::origin::{service_name, ServiceName, ServiceRef};
 
 fn tunnel(rules: &[&str]) -> SecureTunnel {
     let ingress: Vec<serde_json::Value> = rules
@@ -173,8 +172,10 @@ fn a_service_without_target_port_uses_its_port() {
         origin_rules(&np)[0]["ports"],
         json!([ { "protocol": "TCP", "port": 5432 } ])
     );
+    let validated = crate::validate::validate("home", &t.spec).expect("valid");
     let resolution = resolve(
-        &t.spec,
+        &validated,
+        &t.spec.egress,
         "apps",
         &BTreeMap::from([service(
             "data",
@@ -417,7 +418,8 @@ fn the_services_to_read_are_the_ones_the_rules_may_name() {
         "http://db.data.svc.cluster.local:80",
         "http_status:404",
     ]);
-    let names: Vec<String> = referenced_services(&t.spec, "apps")
+    let validated = crate::validate::validate("home", &t.spec).expect("valid");
+    let names: Vec<String> = referenced_services(&validated, "apps")
         .iter()
         .map(ToString::to_string)
         .collect();

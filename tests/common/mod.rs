@@ -77,7 +77,7 @@ pub fn operator(obj: &Value) -> Result<Vec<(String, String)>, String> {
     let tunnel: SecureTunnel = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
     let name = tunnel.metadata.name.clone().unwrap_or_default();
     Ok(match validate(&name, &tunnel.spec) {
-        Ok(()) => Vec::new(),
+        Ok(_) => Vec::new(),
         Err(errors) => errors.0.into_iter().map(|e| (e.path, e.message)).collect(),
     })
 }

@@ -1,0 +1,226 @@
+//! The tunnels as the SecureTunnel watch reports them, each spec validated once per
+//! change: the reconciler reads the validated spec from here, and a Service event finds
+//! the tunnels whose rules name that Service without parsing any rule again.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::ResourceExt;
+
+use crate::api::SecureTunnel;
+use crate::origin::ServiceRef;
+use crate::render::origins::referenced_services;
+use crate::validate::{validate, ValidatedSpec, ValidationErrors};
+
+/// A spec's verdict: validated, or every problem found.
+pub type Verdict = Arc<Result<ValidatedSpec, ValidationErrors>>;
+
+struct Entry {
+    uid: Option<String>,
+    generation: Option<i64>,
+    verdict: Verdict,
+    services: BTreeSet<ServiceRef>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tunnels: HashMap<ObjectRef<SecureTunnel>, Entry>,
+    by_service: HashMap<ServiceRef, HashSet<ObjectRef<SecureTunnel>>>,
+    /// During a relist: the tunnels not seen again yet.
+    stale: Option<HashSet<ObjectRef<SecureTunnel>>>,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &ObjectRef<SecureTunnel>) {
+        if let Some(old) = self.tunnels.remove(key) {
+            for service in old.services {
+                if let Some(set) = self.by_service.get_mut(&service) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.by_service.remove(&service);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, key: ObjectRef<SecureTunnel>, entry: Entry) {
+        self.remove(&key);
+        for service in &entry.services {
+            self.by_service
+                .entry(service.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.tunnels.insert(key, entry);
+    }
+}
+
+#[derive(Default)]
+pub struct TunnelIndex {
+    inner: RwLock<Inner>,
+}
+
+fn entry(tunnel: &SecureTunnel) -> Entry {
+    let verdict: Verdict = Arc::new(validate(&tunnel.name_any(), &tunnel.spec));
+    let namespace = tunnel.namespace().unwrap_or_default();
+    let services = match verdict.as_ref() {
+        Ok(spec) => referenced_services(spec, &namespace),
+        Err(_) => BTreeSet::new(),
+    };
+    Entry {
+        uid: tunnel.uid(),
+        generation: tunnel.metadata.generation,
+        verdict,
+        services,
+    }
+}
+
+impl TunnelIndex {
+    /// Follows one event of the SecureTunnel watch.
+    pub fn apply_event(&self, event: &watcher::Event<SecureTunnel>) {
+        let Ok(mut inner) = self.inner.write() else {
+            return;
+        };
+        match event {
+            watcher::Event::Apply(t) | watcher::Event::InitApply(t) => {
+                let key = ObjectRef::from_obj(t);
+                if let Some(stale) = inner.stale.as_mut() {
+                    stale.remove(&key);
+                }
+                let unchanged = inner.tunnels.get(&key).is_some_and(|e| {
+                    e.uid == t.uid()
+                        && e.generation.is_some()
+                        && e.generation == t.metadata.generation
+                });
+                if !unchanged {
+                    inner.insert(key, entry(t));
+                }
+            }
+            watcher::Event::Delete(t) => inner.remove(&ObjectRef::from_obj(t)),
+            watcher::Event::Init => {
+                inner.stale = Some(inner.tunnels.keys().cloned().collect());
+            }
+            watcher::Event::InitDone => {
+                for key in inner.stale.take().unwrap_or_default() {
+                    inner.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The tunnel's validated spec: from the index when it holds this generation,
+    /// else validated now (and kept).
+    pub fn verdict(&self, tunnel: &SecureTunnel) -> Verdict {
+        let key = ObjectRef::from_obj(tunnel);
+        if let Ok(inner) = self.inner.read() {
+            if let Some(e) = inner.tunnels.get(&key) {
+                if e.uid == tunnel.uid()
+                    && e.generation.is_some()
+                    && e.generation == tunnel.metadata.generation
+                {
+                    return e.verdict.clone();
+                }
+            }
+        }
+        let fresh = entry(tunnel);
+        let verdict = fresh.verdict.clone();
+        if let Ok(mut inner) = self.inner.write() {
+            inner.insert(key, fresh);
+        }
+        verdict
+    }
+
+    /// The tunnels with a rule that names the Service.
+    pub fn tunnels_using(&self, service: &ServiceRef) -> Vec<ObjectRef<SecureTunnel>> {
+        self.inner
+            .read()
+            .map(|inner| {
+                inner
+                    .by_service
+                    .get(service)
+                    .map(|set| set.iter().cloned().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tunnel(name: &str, generation: i64, service: &str) -> SecureTunnel {
+        let mut t: SecureTunnel = serde_json::from_value(serde_json::json!({
+            "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel",
+            "metadata": { "name": name, "namespace": "apps", "uid": format!("uid-{name}"), "generation": generation },
+            "spec": { "tokenSecretRef": { "name": "t" },
+                      "ingress": [ { "hostname": "a.example.com", "service": service } ] }
+        }))
+        .expect("a tunnel");
+        t.metadata.generation = Some(generation);
+        t
+    }
+
+    fn service(ns: &str, name: &str) -> ServiceRef {
+        ServiceRef {
+            namespace: ns.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_service_finds_the_tunnels_that_name_it_and_follows_spec_changes() {
+        let index = TunnelIndex::default();
+        index.apply_event(&watcher::Event::Apply(tunnel("a", 1, "http://web:80")));
+        index.apply_event(&watcher::Event::Apply(tunnel(
+            "b",
+            1,
+            "http://web.apps.svc:80",
+        )));
+        index.apply_event(&watcher::Event::Apply(tunnel("c", 1, "http://api.ops:80")));
+        let mut names: Vec<String> = index
+            .tunnels_using(&service("apps", "web"))
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(index.tunnels_using(&service("ops", "api")).len(), 1);
+
+        index.apply_event(&watcher::Event::Apply(tunnel("a", 2, "http://other:80")));
+        assert_eq!(index.tunnels_using(&service("apps", "web")).len(), 1);
+        assert_eq!(index.tunnels_using(&service("apps", "other")).len(), 1);
+
+        index.apply_event(&watcher::Event::Delete(tunnel("b", 1, "http://web:80")));
+        assert!(index.tunnels_using(&service("apps", "web")).is_empty());
+    }
+
+    #[test]
+    fn a_relist_drops_the_tunnels_it_no_longer_lists() {
+        let index = TunnelIndex::default();
+        index.apply_event(&watcher::Event::Apply(tunnel("a", 1, "http://web:80")));
+        index.apply_event(&watcher::Event::Apply(tunnel("b", 1, "http://api:80")));
+        index.apply_event(&watcher::Event::Init);
+        index.apply_event(&watcher::Event::InitApply(tunnel("a", 1, "http://web:80")));
+        index.apply_event(&watcher::Event::InitDone);
+        assert_eq!(index.tunnels_using(&service("apps", "web")).len(), 1);
+        assert!(index.tunnels_using(&service("apps", "api")).is_empty());
+    }
+
+    #[test]
+    fn a_spec_is_validated_once_per_generation() {
+        let index = TunnelIndex::default();
+        let t = tunnel("a", 1, "http://web:80");
+        let first = index.verdict(&t);
+        assert!(
+            Arc::ptr_eq(&first, &index.verdict(&t)),
+            "same generation: same verdict"
+        );
+        let changed = tunnel("a", 2, "bastion");
+        let second = index.verdict(&changed);
+        assert!(second.is_err(), "the new generation is validated afresh");
+    }
+}

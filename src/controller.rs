@@ -2,43 +2,37 @@
 //! children (which also fill the reconciler's caches), a metadata-only watch
 //! of Secrets so a token rotation triggers a reconcile, and graceful shutdown.
 
-use std::fmt::Debug;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::NamespaceResourceScope;
+use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::SecureTunnel;
+use crate::children::ChildKind;
 use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::{managed_selector, MANAGED_BY};
 use crate::origin::ServiceRef;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
 
-/// Every resource the controller lists and watches (src/rbac.rs must grant
-/// `list` and `watch` on each; a test checks it).
-pub const WATCHED: &[(&str, &str)] = &[
-    ("securetunnel.dev", "securetunnels"),
-    ("networking.k8s.io", "networkpolicies"),
-    ("", "secrets"),
-    ("", "configmaps"),
-    ("", "serviceaccounts"),
-    ("apps", "deployments"),
-    ("policy", "poddisruptionbudgets"),
-    ("", "services"),
-];
+/// Every resource the controller lists and watches, as (group, plural): src/rbac.rs
+/// must grant `list` and `watch` on each (a test checks it).
+pub fn watched() -> Vec<(&'static str, &'static str)> {
+    let mut out = vec![("securetunnel.dev", "securetunnels")];
+    out.extend(ChildKind::ALL.iter().map(|k| (k.group(), k.plural())));
+    out.extend([("", "services"), ("", "secrets")]);
+    out
+}
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -63,29 +57,26 @@ where
 }
 
 /// A cache of one child kind and the stream that fills it and triggers reconciles.
-fn child_watch<K>(
+fn child_watch(
     client: &Client,
     namespace: Option<&str>,
+    kind: ChildKind,
 ) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
+    Store<DynamicObject>,
+    impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
+) {
+    let resource = kind.api_resource();
+    let writer = reflector::store::Writer::new(resource.clone());
+    let reader = writer.as_reader();
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
     let config = watcher::Config::default()
         .labels(&managed_selector())
         .any_semantic();
     // managedFields are the largest part of most objects and never read here.
-    let events = watcher(api_for::<K>(client, namespace), config)
-        .modify(|obj| obj.managed_fields_mut().clear());
+    let events = watcher(api, config).modify(|obj| obj.managed_fields_mut().clear());
     let stream = reflector::reflector(writer, events)
         .default_backoff()
         .touched_objects();
@@ -131,15 +122,13 @@ async fn run_scope(
     namespace: Option<&str>,
     metrics: Arc<Metrics>,
 ) {
-    let (network_policies, network_policy_stream) =
-        child_watch::<NetworkPolicy>(&client, namespace);
-    let (secrets, secret_stream) = child_watch::<Secret>(&client, namespace);
-    let (config_maps, config_map_stream) = child_watch::<ConfigMap>(&client, namespace);
-    let (service_accounts, service_account_stream) =
-        child_watch::<ServiceAccount>(&client, namespace);
-    let (deployments, deployment_stream) = child_watch::<Deployment>(&client, namespace);
-    let (pod_disruption_budgets, pdb_stream) =
-        child_watch::<PodDisruptionBudget>(&client, namespace);
+    let mut children = BTreeMap::new();
+    let mut child_streams = Vec::new();
+    for kind in ChildKind::ALL {
+        let (store, stream) = child_watch(&client, namespace, *kind);
+        children.insert(*kind, store);
+        child_streams.push((kind.api_resource(), stream));
+    }
     // Services a rule may name, cached in full (the policy needs their
     // selectors and ports): in every namespace, or in the watched one only,
     // where a rule naming another namespace's Service is reported unresolved.
@@ -156,12 +145,7 @@ async fn run_scope(
     .touched_objects();
     let (token_secrets, token_secrets_writer) = reflector::store();
     let stores = Stores {
-        network_policies,
-        secrets,
-        config_maps,
-        service_accounts,
-        deployments,
-        pod_disruption_budgets,
+        children,
         services,
         token_secrets,
     };
@@ -226,14 +210,12 @@ async fn run_scope(
         concurrency = settings.concurrency,
         "starting controller"
     );
+    let mut controller =
+        controller.with_config(controller::Config::default().concurrency(settings.concurrency));
+    for (resource, stream) in child_streams {
+        controller = controller.owns_stream_with(stream, resource);
+    }
     controller
-        .with_config(controller::Config::default().concurrency(settings.concurrency))
-        .owns_stream(network_policy_stream)
-        .owns_stream(secret_stream)
-        .owns_stream(config_map_stream)
-        .owns_stream(service_account_stream)
-        .owns_stream(deployment_stream)
-        .owns_stream(pdb_stream)
         .watches_stream(token_secrets_stream, move |secret| {
             tunnels_using_secret(&tunnel_store, &secret)
         })
@@ -281,10 +263,10 @@ mod tests {
 
     #[test]
     fn rbac_grants_list_and_watch_on_everything_watched() {
-        for (group, resource) in WATCHED {
+        for (group, resource) in watched() {
             for verb in ["list", "watch"] {
-                let granted = crate::rbac::CONTROLLER.iter().any(|a| {
-                    a.group == *group && a.resources.contains(resource) && a.verbs.contains(&verb)
+                let granted = crate::rbac::controller().iter().any(|a| {
+                    a.group == group && a.resources.contains(&resource) && a.verbs.contains(&verb)
                 });
                 assert!(
                     granted,

@@ -7,6 +7,7 @@
 //! reads (dereference), the server-side applies and the status patch.
 
 pub mod api;
+pub mod children;
 pub mod controller;
 pub mod http;
 pub mod index;
@@ -24,8 +25,6 @@ pub mod token;
 pub mod validate;
 
 #[cfg(test)]
-mod fixtures;
-#[cfg(test)]
 mod test_support;
 
 /// Every failure of the operator. Spec and token problems are not errors:
@@ -34,6 +33,27 @@ mod test_support;
 pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[source] kube::Error),
+
+    #[error("dereference: reading {object}: {source}")]
+    Dereference {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("apply: {object}: {source}")]
+    Apply {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("status: {object}: {source}")]
+    Status {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
 
     #[error("could not serialize {what}: {source}")]
     Serialize {
@@ -83,7 +103,12 @@ impl Error {
     /// A short, bounded label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
+            // An API failure is one label whatever the step (the message names the step
+            // and the object): the label set stays small and stable.
+            Error::Kube(_)
+            | Error::Dereference { .. }
+            | Error::Apply { .. }
+            | Error::Status { .. } => "kube",
             Error::Serialize { .. } => "serialize",
             Error::ConfigYaml(_) => "config_yaml",
             Error::CacheNotReady(_) => "cache_not_ready",
@@ -93,6 +118,27 @@ impl Error {
             Error::Input { .. } => "input",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Token(_) => "token",
+        }
+    }
+}
+
+impl Error {
+    /// The pause the API server asked for (a 429's `retryAfterSeconds`), if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Kube(e)
+            | Error::Dereference { source: e, .. }
+            | Error::Apply { source: e, .. }
+            | Error::Status { source: e, .. } => match e {
+                kube::Error::Api(status) => status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| std::time::Duration::from_secs(u64::from(s))),
+                _ => None,
+            },
+            _ => None,
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
+use crate::children::ChildKind;
+
 /// Access to one group's resources with some verbs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -13,62 +15,46 @@ pub struct Access {
     pub verbs: &'static [&'static str],
 }
 
-/// What the controller needs wherever it watches SecureTunnels (cluster-wide,
-/// or in each watched namespace). Server-side apply of an object that does
-/// not exist yet is authorized as `create`, so every applied kind has both.
-pub const CONTROLLER: &[Access] = &[
-    // The SecureTunnels themselves: watched, and their status applied.
-    Access {
-        group: "securetunnel.dev",
-        resources: &["securetunnels"],
-        verbs: &["list", "watch"],
-    },
-    Access {
-        group: "securetunnel.dev",
-        resources: &["securetunnels/status"],
-        verbs: &["patch"],
-    },
-    // Secrets: the user's token (get; metadata watched for rotation) and our copy (applied).
-    Access {
-        group: "",
-        resources: &["secrets"],
-        verbs: &["get", "list", "watch", "create", "patch"],
-    },
-    // The other children: watched, looked up before the first apply, applied.
-    Access {
-        group: "",
-        resources: &["configmaps", "serviceaccounts"],
-        verbs: &["get", "list", "watch", "create", "patch"],
-    },
-    Access {
-        group: "apps",
-        resources: &["deployments"],
-        verbs: &["get", "list", "watch", "create", "patch"],
-    },
-    Access {
-        group: "networking.k8s.io",
-        resources: &["networkpolicies"],
-        verbs: &["get", "list", "watch", "create", "patch"],
-    },
-    // The disruption budget is also deleted when a tunnel scales to one replica.
-    Access {
-        group: "policy",
-        resources: &["poddisruptionbudgets"],
-        verbs: &["get", "list", "watch", "create", "patch", "delete"],
-    },
-    // Services the ingress rules name: read to derive the NetworkPolicy.
-    Access {
-        group: "",
-        resources: &["services"],
-        verbs: &["list", "watch"],
-    },
-    // Events on SecureTunnels (a repeated Event is patched as a series).
-    Access {
-        group: "events.k8s.io",
-        resources: &["events"],
-        verbs: &["create", "patch"],
-    },
-];
+/// What the controller needs wherever it watches SecureTunnels (cluster-wide, or in
+/// each watched namespace): the SecureTunnels, each child kind (see
+/// [`ChildKind::access`]), the user's token Secrets, the Services the rules name, Events.
+pub fn controller() -> Vec<Access> {
+    let mut access = vec![
+        // The SecureTunnels themselves: watched, and their status applied.
+        Access {
+            group: "securetunnel.dev",
+            resources: &["securetunnels"],
+            verbs: &["list", "watch"],
+        },
+        Access {
+            group: "securetunnel.dev",
+            resources: &["securetunnels/status"],
+            verbs: &["patch"],
+        },
+    ];
+    access.extend(ChildKind::ALL.iter().map(|k| k.access()));
+    access.extend([
+        // The user's token: read; the metadata of Secrets watched to notice a rotation.
+        Access {
+            group: "",
+            resources: &["secrets"],
+            verbs: &["get", "list", "watch"],
+        },
+        // Services the ingress rules name: read to derive the NetworkPolicy.
+        Access {
+            group: "",
+            resources: &["services"],
+            verbs: &["list", "watch"],
+        },
+        // Events on SecureTunnels (a repeated Event is patched as a series).
+        Access {
+            group: "events.k8s.io",
+            resources: &["events"],
+            verbs: &["create", "patch"],
+        },
+    ]);
+    access
+}
 
 /// Cluster-scoped: waiting for the CRD to be established before starting.
 pub const CLUSTER: &[Access] = &[Access {
@@ -100,7 +86,7 @@ pub fn policy_rules(access: &[Access]) -> Vec<PolicyRule> {
 /// The three rule sets as one YAML document, as the chart and kustomize use them.
 pub fn rules_document() -> serde_json::Value {
     serde_json::json!({
-        "controller": policy_rules(CONTROLLER),
+        "controller": policy_rules(&controller()),
         "cluster": policy_rules(CLUSTER),
         "leaderElection": policy_rules(LEADER_ELECTION),
     })
@@ -208,7 +194,8 @@ mod tests {
 
     #[test]
     fn nothing_is_granted_by_wildcard_and_writes_stay_on_our_kinds() {
-        for a in CONTROLLER.iter().chain(CLUSTER).chain(LEADER_ELECTION) {
+        let controller = controller();
+        for a in controller.iter().chain(CLUSTER).chain(LEADER_ELECTION) {
             assert!(
                 !a.group.contains('*')
                     && a.resources.iter().chain(a.verbs).all(|x| !x.contains('*')),
@@ -216,22 +203,22 @@ mod tests {
             );
         }
         assert!(!allows(
-            CONTROLLER,
+            &controller,
             "PATCH",
             "/apis/apps/v1/namespaces/a/statefulsets/x",
             ""
         ));
         assert!(
-            !allows(CONTROLLER, "DELETE", "/api/v1/namespaces/a/secrets/x", ""),
+            !allows(&controller, "DELETE", "/api/v1/namespaces/a/secrets/x", ""),
             "never delete a Secret"
         );
         assert!(
-            !allows(CONTROLLER, "PATCH", "/api/v1/namespaces/a/services/x", ""),
+            !allows(&controller, "PATCH", "/api/v1/namespaces/a/services/x", ""),
             "Services are only read"
         );
         assert!(
             !allows(
-                CONTROLLER,
+                &controller,
                 "PATCH",
                 "/apis/securetunnel.dev/v1alpha1/namespaces/a/securetunnels/x",
                 ""
@@ -239,7 +226,7 @@ mod tests {
             "only the status"
         );
         assert!(allows(
-            CONTROLLER,
+            &controller,
             "DELETE",
             "/apis/policy/v1/namespaces/a/poddisruptionbudgets/x",
             ""

@@ -162,7 +162,7 @@ fn chart_rbac_is_exactly_the_code_s_list() {
     };
     assert_eq!(
         find("ClusterRole", "securetunnel-operator")["rules"],
-        rules(rbac::CONTROLLER)
+        rules(&rbac::controller())
     );
     assert_eq!(
         find("ClusterRole", "securetunnel-operator-crd-reader")["rules"],
@@ -191,7 +191,7 @@ fn chart_rbac_is_exactly_the_code_s_list() {
             .iter()
             .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == ns)
             .unwrap_or_else(|| panic!("no Role in {ns}"));
-        assert_eq!(role["rules"], rules(rbac::CONTROLLER));
+        assert_eq!(role["rules"], rules(&rbac::controller()));
         assert!(scoped
             .iter()
             .any(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns));
@@ -261,7 +261,10 @@ fn kustomize_rbac_is_exactly_the_code_s_list() {
             .unwrap_or_else(|| panic!("no role {name}"))["rules"]
             .clone()
     };
-    assert_eq!(rules_of("securetunnel-operator"), rules(rbac::CONTROLLER));
+    assert_eq!(
+        rules_of("securetunnel-operator"),
+        rules(&rbac::controller())
+    );
     assert_eq!(
         rules_of("securetunnel-operator-crd-reader"),
         rules(rbac::CLUSTER)

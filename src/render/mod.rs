@@ -15,10 +15,12 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
+use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use crate::api::SecureTunnel;
+use crate::children::ChildKind;
 use crate::names::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
 use crate::origin::ServiceRef;
 use crate::token::{sha256_hex, TunnelToken};
@@ -78,24 +80,48 @@ impl std::fmt::Debug for Children {
 }
 
 impl Children {
-    /// The objects as JSON values, in apply order, for printing.
-    pub fn to_values(&self) -> Result<Vec<serde_json::Value>> {
+    /// Every object with its kind, in apply order (the budget only when wanted).
+    pub fn objects(&self) -> Result<Vec<(ChildKind, DynamicObject)>> {
         let mut out = vec![
-            to_value(&self.network_policy, "NetworkPolicy")?,
-            to_value(&self.secret, "Secret")?,
-            to_value(&self.config_map, "ConfigMap")?,
-            to_value(&self.service_account, "ServiceAccount")?,
-            to_value(&self.deployment, "Deployment")?,
+            (ChildKind::NetworkPolicy, to_dynamic(&self.network_policy)?),
+            (ChildKind::Secret, to_dynamic(&self.secret)?),
+            (ChildKind::ConfigMap, to_dynamic(&self.config_map)?),
+            (
+                ChildKind::ServiceAccount,
+                to_dynamic(&self.service_account)?,
+            ),
+            (ChildKind::Deployment, to_dynamic(&self.deployment)?),
         ];
         if let Some(pdb) = &self.pod_disruption_budget {
-            out.push(to_value(pdb, "PodDisruptionBudget")?);
+            out.push((ChildKind::PodDisruptionBudget, to_dynamic(pdb)?));
         }
+        debug_assert!(out.iter().map(|(k, _)| k).eq(ChildKind::ALL
+            .iter()
+            .filter(|k| out.iter().any(|(o, _)| o == *k))));
         Ok(out)
+    }
+
+    /// The objects as JSON values, in apply order, for printing.
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>> {
+        self.objects()?
+            .into_iter()
+            .map(|(kind, obj)| {
+                serde_json::to_value(obj).map_err(|source| Error::Serialize {
+                    what: kind.kind(),
+                    source,
+                })
+            })
+            .collect()
     }
 }
 
-fn to_value<T: Serialize>(obj: &T, what: &'static str) -> Result<serde_json::Value> {
-    serde_json::to_value(obj).map_err(|source| Error::Serialize { what, source })
+fn to_dynamic<T: Serialize + Resource>(obj: &T) -> Result<DynamicObject> {
+    serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .map_err(|source| Error::Serialize {
+            what: "child object",
+            source,
+        })
 }
 
 /// The one path from a SecureTunnel to its children: validate, then render.

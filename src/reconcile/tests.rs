@@ -3,7 +3,7 @@
 //! path, query, body) against a script, answered from the script, and the
 //! test fails if a request is missing, different, or extra.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::ByteString;
+use kube::api::DynamicObject;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -23,6 +23,7 @@ use kube::{Client, Resource};
 use serde_json::{json, Value};
 
 use crate::api::SecureTunnel;
+use crate::children::ChildKind;
 use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
 use crate::render::{self, Children, Dereferenced};
 use crate::test_support::{example_tunnel, token_string, TUNNEL_ID, TUNNEL_UID};
@@ -337,7 +338,7 @@ async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent
     // Every call the reconciler makes must be granted by the RBAC list the chart is built from.
     assert!(
         crate::rbac::allows(
-            crate::rbac::CONTROLLER,
+            &crate::rbac::controller(),
             request.method().as_str(),
             request.uri().path(),
             request.uri().query().unwrap_or("")
@@ -475,42 +476,40 @@ impl MockCluster {
 
 /// Caches standing in for the controller's watches.
 struct Caches {
-    network_policies: Writer<NetworkPolicy>,
-    secrets: Writer<Secret>,
-    config_maps: Writer<k8s_openapi::api::core::v1::ConfigMap>,
-    service_accounts: Writer<k8s_openapi::api::core::v1::ServiceAccount>,
-    deployments: Writer<Deployment>,
-    pod_disruption_budgets: Writer<PodDisruptionBudget>,
+    children: BTreeMap<ChildKind, Writer<DynamicObject>>,
     services: Writer<Service>,
     token_secrets: Writer<kube::core::PartialObjectMeta<Secret>>,
+}
+
+/// A writer that has finished its first listing of `items`.
+fn listed<K>(mut writer: Writer<K>, items: &[K]) -> Writer<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for item in items {
+        writer.apply_watcher_event(&watcher::Event::InitApply(item.clone()));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    writer
+}
+
+fn dynamic<K: serde::Serialize>(obj: &K) -> DynamicObject {
+    serde_json::from_value(to_json(obj)).expect("a dynamic object")
 }
 
 impl Caches {
     /// Nothing of ours cached; the Service cache has listed `services`;
     /// every cache has finished its first listing.
     fn with_services(services: &[Service]) -> Self {
-        fn listed<K>(items: &[K]) -> Writer<K>
-        where
-            K: kube::runtime::reflector::Lookup + Clone + 'static,
-            K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-        {
-            let mut writer = Writer::default();
-            writer.apply_watcher_event(&watcher::Event::Init);
-            for item in items {
-                writer.apply_watcher_event(&watcher::Event::InitApply(item.clone()));
-            }
-            writer.apply_watcher_event(&watcher::Event::InitDone);
-            writer
-        }
         Caches {
-            network_policies: listed(&[]),
-            secrets: listed(&[]),
-            config_maps: listed(&[]),
-            service_accounts: listed(&[]),
-            deployments: listed(&[]),
-            pod_disruption_budgets: listed(&[]),
-            services: listed(services),
-            token_secrets: listed(&[]),
+            children: ChildKind::ALL
+                .iter()
+                .map(|k| (*k, listed(Writer::new(k.api_resource()), &[])))
+                .collect(),
+            services: listed(Writer::default(), services),
+            token_secrets: listed(Writer::default(), &[]),
         }
     }
 
@@ -519,43 +518,40 @@ impl Caches {
         Caches::with_services(&[web_service("web")])
     }
 
+    /// The watch of `kind` reports `obj` (created or changed).
+    fn put<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
+        if let Some(w) = self.children.get_mut(&kind) {
+            w.apply_watcher_event(&watcher::Event::Apply(dynamic(obj)));
+        }
+    }
+
+    /// The watch of `kind` reports `obj` deleted.
+    fn remove<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
+        if let Some(w) = self.children.get_mut(&kind) {
+            w.apply_watcher_event(&watcher::Event::Delete(dynamic(obj)));
+        }
+    }
+
     /// Caches holding exactly `children`, with the Deployment fully rolled out.
     fn holding(children: &Children) -> Self {
         let mut caches = Caches::empty();
-        caches
-            .network_policies
-            .apply_watcher_event(&watcher::Event::Apply(children.network_policy.clone()));
-        caches
-            .secrets
-            .apply_watcher_event(&watcher::Event::Apply(children.secret.clone()));
-        caches
-            .config_maps
-            .apply_watcher_event(&watcher::Event::Apply(children.config_map.clone()));
-        caches
-            .service_accounts
-            .apply_watcher_event(&watcher::Event::Apply(children.service_account.clone()));
-        caches
-            .deployments
-            .apply_watcher_event(&watcher::Event::Apply(rolled_out(
-                children.deployment.clone(),
-                2,
-            )));
-        if let Some(pdb) = &children.pod_disruption_budget {
-            caches
-                .pod_disruption_budgets
-                .apply_watcher_event(&watcher::Event::Apply(pdb.clone()));
+        for (kind, obj) in children.objects().expect("objects") {
+            if kind == ChildKind::Deployment {
+                caches.put(kind, &rolled_out(children.deployment.clone(), 2));
+            } else {
+                caches.put(kind, &obj);
+            }
         }
         caches
     }
 
     fn stores(&self) -> Stores {
         Stores {
-            network_policies: self.network_policies.as_reader(),
-            secrets: self.secrets.as_reader(),
-            config_maps: self.config_maps.as_reader(),
-            service_accounts: self.service_accounts.as_reader(),
-            deployments: self.deployments.as_reader(),
-            pod_disruption_budgets: self.pod_disruption_budgets.as_reader(),
+            children: self
+                .children
+                .iter()
+                .map(|(k, w)| (*k, w.as_reader()))
+                .collect(),
             services: self.services.as_reader(),
             token_secrets: self.token_secrets.as_reader(),
         }
@@ -895,9 +891,7 @@ async fn scaling_to_one_replica_removes_our_disruption_budget() {
     let mut caches = Caches::holding(&children);
     let mut cached_pdb = children.pod_disruption_budget.clone().expect("pdb");
     cached_pdb.metadata.uid = Some("pdb-uid".into());
-    caches
-        .pod_disruption_budgets
-        .apply_watcher_event(&watcher::Event::Apply(cached_pdb));
+    caches.put(ChildKind::PodDisruptionBudget, &cached_pdb);
 
     let mut t = tunnel_in_steady_state(&children);
     t.spec.replicas = 1;
@@ -1048,13 +1042,9 @@ async fn a_hand_edited_child_is_reverted_and_a_deleted_one_recreated() {
                 .push("--loglevel=debug".into());
         }
     }
-    caches
-        .deployments
-        .apply_watcher_event(&watcher::Event::Apply(edited));
+    caches.put(ChildKind::Deployment, &edited);
     // Someone deleted the ConfigMap; the watch removed it from the cache.
-    caches
-        .config_maps
-        .apply_watcher_event(&watcher::Event::Delete(children.config_map.clone()));
+    caches.remove(ChildKind::ConfigMap, &children.config_map);
 
     let script = vec![
         token_lookup(&token),
@@ -1080,15 +1070,11 @@ async fn defaults_added_by_the_api_server_are_not_drift() {
     defaulted["metadata"]["managedFields"] =
         json!([ { "manager": "securetunnel-operator", "operation": "Apply" } ]);
     let defaulted: Deployment = serde_json::from_value(defaulted).expect("deployment parses");
-    caches
-        .deployments
-        .apply_watcher_event(&watcher::Event::Apply(defaulted));
+    caches.put(ChildKind::Deployment, &defaulted);
     let mut np = to_json(&children.network_policy);
     np["spec"].as_object_mut().expect("spec").remove("ingress"); // the API server omits the empty list
     let np: NetworkPolicy = serde_json::from_value(np).expect("policy parses");
-    caches
-        .network_policies
-        .apply_watcher_event(&watcher::Event::Apply(np));
+    caches.put(ChildKind::NetworkPolicy, &np);
 
     let script = vec![token_lookup(&token)];
     reconcile_against(tunnel_in_steady_state(&children), &caches, script)

@@ -1,0 +1,127 @@
+//! The kinds of object a SecureTunnel becomes, declared once. This one list drives the
+//! controller's watches and caches, the apply order, the kind strings, the RBAC rules and
+//! the API paths the tests expect. Adding a child kind is one line here plus its render
+//! function.
+
+use k8s_openapi::Resource as _;
+use kube::api::ApiResource;
+
+use crate::rbac::Access;
+
+macro_rules! child_kinds {
+    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
+        /// One kind of child object.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ChildKind {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ChildKind {
+            /// Every child kind, in apply order.
+            pub const ALL: &'static [ChildKind] = &[$( ChildKind::$variant, )*];
+
+            /// The kind's group, version and plural, for dynamic API calls and watches.
+            pub fn api_resource(self) -> ApiResource {
+                match self { $( ChildKind::$variant => ApiResource::erase::<$ty>(&()), )* }
+            }
+
+            /// `Deployment`, `ConfigMap`, …
+            pub fn kind(self) -> &'static str {
+                match self { $( ChildKind::$variant => <$ty>::KIND, )* }
+            }
+
+            /// The API group (`""` for the core group).
+            pub fn group(self) -> &'static str {
+                match self { $( ChildKind::$variant => <$ty>::GROUP, )* }
+            }
+
+            /// The plural resource name in API paths and RBAC rules.
+            pub fn plural(self) -> &'static str {
+                match self { $( ChildKind::$variant => <$ty>::URL_PATH_SEGMENT, )* }
+            }
+
+            /// A child that some specs do not want (and that is then removed).
+            pub fn optional(self) -> bool {
+                match self { $( ChildKind::$variant => false $(|| $optional)?, )* }
+            }
+
+            fn resources(self) -> &'static [&'static str] {
+                match self { $( ChildKind::$variant => &[<$ty>::URL_PATH_SEGMENT], )* }
+            }
+        }
+    };
+}
+
+child_kinds! {
+    /// The egress sandbox: applied before anything that starts pods.
+    NetworkPolicy: k8s_openapi::api::networking::v1::NetworkPolicy;
+    /// The operator's copy of the token, mounted by the pods.
+    Secret: k8s_openapi::api::core::v1::Secret;
+    /// cloudflared's `config.yaml`.
+    ConfigMap: k8s_openapi::api::core::v1::ConfigMap;
+    ServiceAccount: k8s_openapi::api::core::v1::ServiceAccount;
+    Deployment: k8s_openapi::api::apps::v1::Deployment;
+    /// Only with more than one replica.
+    PodDisruptionBudget: k8s_openapi::api::policy::v1::PodDisruptionBudget, optional = true;
+}
+
+impl ChildKind {
+    /// `deployments.apps`, as the API server names a kind in its messages.
+    pub fn qualified_plural(self) -> String {
+        match self.group() {
+            "" => self.plural().to_string(),
+            group => format!("{}.{group}", self.plural()),
+        }
+    }
+
+    /// The API path of the child `name` in `namespace`.
+    pub fn path(self, namespace: &str, name: &str) -> String {
+        let version = self.api_resource().version;
+        let prefix = match self.group() {
+            "" => format!("/api/{version}"),
+            group => format!("/apis/{group}/{version}"),
+        };
+        format!("{prefix}/namespaces/{namespace}/{}/{name}", self.plural())
+    }
+
+    /// What the controller needs for this kind: watched (the cache), looked up before the
+    /// first apply, applied (server-side apply of a new object is authorized as `create`);
+    /// an optional kind is also deleted when no longer wanted.
+    pub fn access(self) -> Access {
+        Access {
+            group: self.group(),
+            resources: self.resources(),
+            verbs: if self.optional() {
+                &["get", "list", "watch", "create", "patch", "delete"]
+            } else {
+                &["get", "list", "watch", "create", "patch"]
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_is_applied_first_and_only_the_budget_is_optional() {
+        assert_eq!(ChildKind::ALL[0], ChildKind::NetworkPolicy);
+        let optional: Vec<_> = ChildKind::ALL.iter().filter(|k| k.optional()).collect();
+        assert_eq!(optional, [&ChildKind::PodDisruptionBudget]);
+    }
+
+    #[test]
+    fn paths_follow_the_group() {
+        assert_eq!(
+            ChildKind::Deployment.path("apps", "home-cloudflared"),
+            "/apis/apps/v1/namespaces/apps/deployments/home-cloudflared"
+        );
+        assert_eq!(
+            ChildKind::ConfigMap.path("apps", "x"),
+            "/api/v1/namespaces/apps/configmaps/x"
+        );
+        assert_eq!(ChildKind::Deployment.qualified_plural(), "deployments.apps");
+        assert_eq!(ChildKind::Secret.qualified_plural(), "secrets");
+    }
+}

@@ -1,0 +1,148 @@
+//! Dereference: what a tunnel refers to. The token from its Secret (read again only when
+//! the Secret's resourceVersion changed), and the Services its rules name (from the
+//! cache, which has listed them all).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+
+use crate::api::conditions;
+use crate::api::TokenSecretRef;
+use crate::origin::ServiceRef;
+use crate::render::origins;
+use crate::token::TunnelToken;
+use crate::validate::ValidatedSpec;
+use crate::{Error, Result};
+
+/// Why the token could not be used; becomes the Ready condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenProblem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A token as read from a Secret at one resourceVersion.
+#[derive(Clone)]
+struct CachedToken {
+    resource_version: String,
+    token: Result<TunnelToken, TokenProblem>,
+}
+
+/// Parsed tokens by Secret (namespace, name, key), with the Secret's resourceVersion.
+#[derive(Default)]
+pub struct TokenCache(Mutex<HashMap<(String, String, String), CachedToken>>);
+
+impl TokenCache {
+    fn get(
+        &self,
+        key: &(String, String, String),
+        version: &str,
+    ) -> Option<Result<TunnelToken, TokenProblem>> {
+        let tokens = self.0.lock().ok()?;
+        tokens
+            .get(key)
+            .filter(|c| c.resource_version == version)
+            .map(|c| c.token.clone())
+    }
+
+    fn put(
+        &self,
+        key: (String, String, String),
+        resource_version: String,
+        token: Result<TunnelToken, TokenProblem>,
+    ) {
+        if let Ok(mut tokens) = self.0.lock() {
+            tokens.insert(
+                key,
+                CachedToken {
+                    resource_version,
+                    token,
+                },
+            );
+        }
+    }
+
+    fn forget(&self, key: &(String, String, String)) {
+        if let Ok(mut tokens) = self.0.lock() {
+            tokens.remove(key);
+        }
+    }
+}
+
+/// Reads and parses the token. API failures are errors (retried with backoff); a
+/// missing or malformed token is a status, not an error. A token whose Secret has not
+/// changed (same resourceVersion in the metadata cache) is not read again.
+pub async fn read_token(
+    client: &Client,
+    secrets_meta: &Store<PartialObjectMeta<Secret>>,
+    cache: &TokenCache,
+    namespace: &str,
+    reference: &TokenSecretRef,
+) -> Result<Result<TunnelToken, TokenProblem>> {
+    let key = (
+        namespace.to_string(),
+        reference.name.clone(),
+        reference.key.clone(),
+    );
+    let cached_version = secrets_meta
+        .get(&ObjectRef::new(&reference.name).within(namespace))
+        .and_then(|meta| meta.metadata.resource_version.clone());
+    if let Some(hit) = cached_version.and_then(|v| cache.get(&key, &v)) {
+        return Ok(hit);
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| Error::Dereference {
+            object: format!("Secret {namespace}/{}", reference.name),
+            source,
+        })?;
+    let Some(secret) = secret else {
+        cache.forget(&key);
+        return Ok(Err(TokenProblem {
+            reason: conditions::REASON_TOKEN_SECRET_MISSING,
+            message: format!("Secret {namespace}/{} not found", reference.name),
+        }));
+    };
+    let token = match secret.data.as_ref().and_then(|d| d.get(&reference.key)) {
+        None => Err(TokenProblem {
+            reason: conditions::REASON_TOKEN_SECRET_MISSING,
+            message: format!(
+                "Secret {namespace}/{} has no key {:?}",
+                reference.name, reference.key
+            ),
+        }),
+        Some(raw) => TunnelToken::parse(&raw.0).map_err(|e| TokenProblem {
+            reason: conditions::REASON_TOKEN_INVALID,
+            message: format!(
+                "Secret {namespace}/{} key {:?}: {e}",
+                reference.name, reference.key
+            ),
+        }),
+    };
+    if let Some(version) = secret.metadata.resource_version.clone() {
+        cache.put(key, version, token.clone());
+    }
+    Ok(token)
+}
+
+/// The Services the rules name, from the cache (which has listed them all).
+pub fn read_services(
+    store: &Store<Service>,
+    spec: &ValidatedSpec,
+    namespace: &str,
+) -> BTreeMap<ServiceRef, Service> {
+    origins::referenced_services(spec, namespace)
+        .into_iter()
+        .filter_map(|r| {
+            let service = store.get(&ObjectRef::new(&r.name).within(&r.namespace))?;
+            Some((r, service.as_ref().clone()))
+        })
+        .collect()
+}

@@ -1,0 +1,272 @@
+//! One reconcile of one SecureTunnel, in steps: [`dereference`] (token, Services) →
+//! validate (read from the tunnel index) → render → [`apply`] → [`update_status`]. What
+//! to do between the steps is decided by pure functions ([`decide`], [`outcome`]).
+
+pub mod apply;
+pub mod context;
+pub mod dereference;
+pub mod update_status;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+use tracing::{instrument, warn};
+
+pub use context::{backoff_delay, Context, Stores};
+
+use crate::api::conditions;
+use crate::api::SecureTunnel;
+use crate::children::ChildKind;
+use crate::names::child_name;
+use crate::render::{self, Dereferenced};
+use crate::status::{desired_status, Verdict};
+use crate::token::TunnelToken;
+use crate::validate::{ValidatedSpec, ValidationErrors};
+use crate::{Error, Result};
+use apply::Applied;
+use dereference::TokenProblem;
+
+/// Periodic re-check of a healthy tunnel; changes arrive through watches.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Re-check of a tunnel waiting on something the watches may not see (a token Secret
+/// in a namespace outside the watch, a foreign object).
+pub const BLOCKED_RECHECK: Duration = Duration::from_secs(5 * 60);
+
+/// What to do once the spec and the token are known.
+#[derive(Debug, PartialEq)]
+pub enum Decision<'a> {
+    /// Apply nothing; report why, and come back after `requeue` (`None`: on a change).
+    Block {
+        reason: &'static str,
+        message: String,
+        requeue: Option<Duration>,
+    },
+    /// Render the children and apply them.
+    Apply {
+        spec: &'a ValidatedSpec,
+        token: &'a TunnelToken,
+    },
+}
+
+/// The spec is checked first (an invalid spec waits for an edit), then the token (a
+/// problem with it is re-checked periodically: its Secret may live outside the watch).
+pub fn decide<'a>(
+    spec: &'a Result<ValidatedSpec, ValidationErrors>,
+    token: &'a Result<TunnelToken, TokenProblem>,
+) -> Decision<'a> {
+    match (spec, token) {
+        (Err(errors), _) => Decision::Block {
+            reason: conditions::REASON_INVALID_SPEC,
+            message: errors.summary(),
+            requeue: None,
+        },
+        (Ok(_), Err(problem)) => Decision::Block {
+            reason: problem.reason,
+            message: problem.message.clone(),
+            requeue: Some(BLOCKED_RECHECK),
+        },
+        (Ok(spec), Ok(token)) => Decision::Apply { spec, token },
+    }
+}
+
+/// The verdict for the status and the next action, after an apply.
+pub fn outcome(
+    applied: &Applied,
+    tunnel_id: &str,
+    children: &render::Children,
+) -> (Verdict, Action) {
+    match applied {
+        Applied::Conflict(message) => (
+            Verdict::Blocked {
+                reason: conditions::REASON_NAME_CONFLICT,
+                message: message.clone(),
+            },
+            Action::requeue(BLOCKED_RECHECK),
+        ),
+        Applied::Written(_) => (
+            Verdict::Applied {
+                tunnel_id: tunnel_id.to_string(),
+                config_hash: children.config_hash.clone(),
+                unresolved: children
+                    .unresolved
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            },
+            Action::requeue(RESYNC_INTERVAL),
+        ),
+    }
+}
+
+/// One reconcile, timed and counted in the metrics.
+#[instrument(skip(tunnel, ctx), fields(namespace = tunnel.namespace().unwrap_or_default(), name = %tunnel.name_any()))]
+pub async fn reconcile(tunnel: Arc<SecureTunnel>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(tunnel, &ctx).await;
+    ctx.metrics.observe(&result, started.elapsed());
+    result
+}
+
+async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result<Action> {
+    let namespace = tunnel
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let uid = tunnel
+        .uid()
+        .ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    let name = tunnel.name_any();
+    let key = ObjectRef::from_obj(tunnel.as_ref());
+
+    ctx.stores.wait_until_ready().await?;
+    let token = dereference::read_token(
+        &ctx.client,
+        &ctx.stores.token_secrets,
+        &ctx.tokens,
+        &namespace,
+        &tunnel.spec.token_secret_ref,
+    )
+    .await?;
+    let spec = ctx.index.verdict(&tunnel);
+
+    let (verdict, action, written) = match decide(&spec, &token) {
+        Decision::Block {
+            reason,
+            message,
+            requeue,
+        } => {
+            warn!(reason, "not applying");
+            let action = requeue.map_or_else(Action::await_change, Action::requeue);
+            (Verdict::Blocked { reason, message }, action, Vec::new())
+        }
+        Decision::Apply { spec, token } => {
+            let deref = Dereferenced {
+                token: Some(token.clone()),
+                services: dereference::read_services(&ctx.stores.services, spec, &namespace),
+            };
+            let children = render::render(&tunnel, spec, &deref)?;
+            for origin in &children.unresolved {
+                warn!(%origin, "origin not opened in the sandbox");
+            }
+            let applied = apply::apply_children(
+                &ctx.client,
+                &ctx.stores,
+                &name,
+                &namespace,
+                &uid,
+                children.objects()?,
+            )
+            .await?;
+            let (verdict, action) = outcome(&applied, token.tunnel_id(), &children);
+            let written = match applied {
+                Applied::Written(written) => written,
+                Applied::Conflict(_) => Vec::new(),
+            };
+            (verdict, action, written)
+        }
+    };
+
+    // The Deployment as just written, if it was; else as last seen.
+    let deployment = written
+        .into_iter()
+        .find(|(kind, _)| *kind == ChildKind::Deployment)
+        .map(|(_, obj)| obj)
+        .or_else(|| {
+            ctx.stores
+                .child(ChildKind::Deployment, &namespace, &child_name(&name))
+                .map(|obj| obj.as_ref().clone())
+        })
+        .and_then(|obj| obj.try_parse::<Deployment>().ok());
+    let status = desired_status(&tunnel, &verdict, deployment.as_ref(), Timestamp::now());
+    update_status::write_status(
+        &ctx.client,
+        &ctx.recorder,
+        &ctx.written_status,
+        &tunnel,
+        &namespace,
+        status,
+    )
+    .await?;
+    ctx.reset_failures(&key);
+    Ok(action)
+}
+
+/// Backoff for transient errors; spec and token problems never get here. An API server
+/// that asks for a pause (429 with `retryAfterSeconds`) gets at least that pause.
+pub fn error_policy(tunnel: Arc<SecureTunnel>, error: &Error, ctx: Arc<Context>) -> Action {
+    let backoff = ctx.next_backoff(ObjectRef::from_obj(tunnel.as_ref()));
+    let delay = backoff.max(error.retry_after().unwrap_or_default());
+    warn!(
+        namespace = tunnel.namespace().unwrap_or_default(),
+        name = %tunnel.name_any(),
+        error = %error,
+        label = error.metric_label(),
+        retry_in_secs = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod decide_tests {
+    use super::*;
+    use crate::test_support::{example_tunnel, token_string};
+
+    fn token() -> TunnelToken {
+        TunnelToken::parse(token_string("c2VjcmV0").as_bytes()).expect("token")
+    }
+
+    #[test]
+    fn an_invalid_spec_blocks_until_it_changes_whatever_the_token() {
+        let spec = Err(ValidationErrors::default());
+        for token in [
+            Ok(token()),
+            Err(TokenProblem {
+                reason: "TokenInvalid",
+                message: "bad".into(),
+            }),
+        ] {
+            assert!(matches!(
+                decide(&spec, &token),
+                Decision::Block {
+                    reason: conditions::REASON_INVALID_SPEC,
+                    requeue: None,
+                    ..
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_token_problem_blocks_and_is_rechecked() {
+        let t = example_tunnel();
+        let spec = crate::validate::validate("home", &t.spec);
+        let token = Err(TokenProblem {
+            reason: conditions::REASON_TOKEN_SECRET_MISSING,
+            message: "Secret apps/x not found".into(),
+        });
+        assert_eq!(
+            decide(&spec, &token),
+            Decision::Block {
+                reason: conditions::REASON_TOKEN_SECRET_MISSING,
+                message: "Secret apps/x not found".into(),
+                requeue: Some(BLOCKED_RECHECK),
+            }
+        );
+    }
+
+    #[test]
+    fn a_valid_spec_and_token_are_applied() {
+        let t = example_tunnel();
+        let spec = crate::validate::validate("home", &t.spec);
+        let token = Ok(token());
+        assert!(matches!(decide(&spec, &token), Decision::Apply { .. }));
+    }
+}

@@ -127,45 +127,35 @@ fn joined(parts: Vec<Vec<Exchange>>) -> Vec<Exchange> {
     parts.into_iter().flatten().collect()
 }
 
-/// The six child lookups of a reconcile whose caches hold none of the
-/// children: the first `stored` (in apply order) are found as an earlier
-/// apply stored them, the rest are not found.
+/// The child lookups of a reconcile whose caches hold none of the children: the
+/// first `stored` kinds (in apply order) are found as an earlier apply stored them, the
+/// rest are not found.
 fn child_lookups(children: &Children, stored: usize) -> Vec<Exchange> {
-    let pdb = children
-        .pod_disruption_budget
-        .as_ref()
-        .map(to_json)
-        .unwrap_or(Value::Null);
-    let all = [
-        (
-            NETWORK_POLICY_PATH,
-            "networkpolicies.networking.k8s.io",
-            to_json(&children.network_policy),
-        ),
-        (SECRET_PATH, "secrets", to_json(&children.secret)),
-        (CONFIG_MAP_PATH, "configmaps", to_json(&children.config_map)),
-        (
-            SERVICE_ACCOUNT_PATH,
-            "serviceaccounts",
-            to_json(&children.service_account),
-        ),
-        (
-            DEPLOYMENT_PATH,
-            "deployments.apps",
-            to_json(&children.deployment),
-        ),
-        (PDB_PATH, "poddisruptionbudgets.policy", pdb),
-    ];
-    all.into_iter()
+    let objects = children.objects().expect("objects");
+    ChildKind::ALL
+        .iter()
         .enumerate()
-        .map(|(i, (path, kind, obj))| {
+        .map(|(i, kind)| {
             if i < stored {
-                get(path, Reply::Json(StatusCode::OK, obj))
+                let obj = objects
+                    .iter()
+                    .find(|(k, _)| k == kind)
+                    .map(|(_, o)| to_json(o))
+                    .unwrap_or(Value::Null);
+                get(&path(*kind), Reply::Json(StatusCode::OK, obj))
             } else {
-                get(path, not_found(kind, "home-cloudflared"))
+                get(
+                    &path(*kind),
+                    not_found(&kind.qualified_plural(), "home-cloudflared"),
+                )
             }
         })
         .collect()
+}
+
+/// The API path of the fixture tunnel's child of `kind`.
+fn path(kind: ChildKind) -> String {
+    kind.path("apps", "home-cloudflared")
 }
 
 fn get(path: &str, reply: Reply) -> Exchange {
@@ -201,13 +191,6 @@ fn not_found(kind: &str, name: &str) -> Reply {
 }
 
 const TOKEN_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/home-tunnel-token";
-const NETWORK_POLICY_PATH: &str =
-    "/apis/networking.k8s.io/v1/namespaces/apps/networkpolicies/home-cloudflared";
-const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/home-cloudflared";
-const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/apps/configmaps/home-cloudflared";
-const SERVICE_ACCOUNT_PATH: &str = "/api/v1/namespaces/apps/serviceaccounts/home-cloudflared";
-const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/apps/deployments/home-cloudflared";
-const PDB_PATH: &str = "/apis/policy/v1/namespaces/apps/poddisruptionbudgets/home-cloudflared";
 const STATUS_PATH: &str =
     "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
@@ -221,7 +204,7 @@ fn apply_existing_deployment(body: Value) -> Exchange {
     ));
     Exchange {
         reply: Reply::EchoOnto(live),
-        ..apply(DEPLOYMENT_PATH, body)
+        ..apply(&path(ChildKind::Deployment), body)
     }
 }
 
@@ -648,12 +631,18 @@ async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
         child_lookups(&children, 0),
         vec![
             // The sandbox first, so no connector ever runs without it.
-            apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
-            apply(SECRET_PATH, to_json(&children.secret)),
-            apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
-            apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
-            apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
-            apply(PDB_PATH, to_json(pdb)),
+            apply(
+                &path(ChildKind::NetworkPolicy),
+                to_json(&children.network_policy),
+            ),
+            apply(&path(ChildKind::Secret), to_json(&children.secret)),
+            apply(&path(ChildKind::ConfigMap), to_json(&children.config_map)),
+            apply(
+                &path(ChildKind::ServiceAccount),
+                to_json(&children.service_account),
+            ),
+            apply(&path(ChildKind::Deployment), to_json(&children.deployment)),
+            apply(&path(ChildKind::PodDisruptionBudget), to_json(pdb)),
             apply_status(first_status(&children)),
             event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
         ],
@@ -734,7 +723,7 @@ async fn a_rotated_token_updates_the_secret_and_rolls_the_deployment_only() {
             TOKEN_SECRET_PATH,
             Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token))),
         ),
-        apply(SECRET_PATH, to_json(&new_children.secret)),
+        apply(&path(ChildKind::Secret), to_json(&new_children.secret)),
         apply_existing_deployment(to_json(&new_children.deployment)),
         // Same tunnel, same config: the status does not change.
     ];
@@ -849,21 +838,27 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
     let script = vec![
         token_lookup(&token),
         get(
-            NETWORK_POLICY_PATH,
+            &path(ChildKind::NetworkPolicy),
             not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
         ),
-        get(SECRET_PATH, not_found("secrets", "home-cloudflared")),
-        get(CONFIG_MAP_PATH, Reply::Json(StatusCode::OK, foreign)),
         get(
-            SERVICE_ACCOUNT_PATH,
+            &path(ChildKind::Secret),
+            not_found("secrets", "home-cloudflared"),
+        ),
+        get(
+            &path(ChildKind::ConfigMap),
+            Reply::Json(StatusCode::OK, foreign),
+        ),
+        get(
+            &path(ChildKind::ServiceAccount),
             not_found("serviceaccounts", "home-cloudflared"),
         ),
         get(
-            DEPLOYMENT_PATH,
+            &path(ChildKind::Deployment),
             not_found("deployments.apps", "home-cloudflared"),
         ),
         get(
-            PDB_PATH,
+            &path(ChildKind::PodDisruptionBudget),
             not_found("poddisruptionbudgets.policy", "home-cloudflared"),
         ),
         apply_status(json!({
@@ -902,7 +897,7 @@ async fn scaling_to_one_replica_removes_our_disruption_budget() {
         apply_existing_deployment(to_json(&scaled.deployment)),
         Exchange {
             method: Method::DELETE,
-            path: PDB_PATH.to_string(),
+            path: path(ChildKind::PodDisruptionBudget),
             query: vec![],
             body: Some(json!({ "preconditions": { "uid": "pdb-uid" } })),
             normalize: no_normalize,
@@ -966,7 +961,10 @@ async fn a_changed_service_selector_updates_only_the_network_policy() {
         .apply_watcher_event(&watcher::Event::Apply(moved));
     let script = vec![
         token_lookup(&token),
-        apply(NETWORK_POLICY_PATH, to_json(&after.network_policy)),
+        apply(
+            &path(ChildKind::NetworkPolicy),
+            to_json(&after.network_policy),
+        ),
     ];
     reconcile_against(tunnel_in_steady_state(&before), &caches, script)
         .await
@@ -1001,7 +999,10 @@ async fn a_vanished_service_closes_its_origin_and_degrades_the_tunnel() {
     });
     let script = vec![
         token_lookup(&token),
-        apply(NETWORK_POLICY_PATH, to_json(&after.network_policy)),
+        apply(
+            &path(ChildKind::NetworkPolicy),
+            to_json(&after.network_policy),
+        ),
         // Ready is unchanged (the connectors run), so no Event.
         apply_status(degraded_status),
     ];
@@ -1048,8 +1049,11 @@ async fn a_hand_edited_child_is_reverted_and_a_deleted_one_recreated() {
 
     let script = vec![
         token_lookup(&token),
-        get(CONFIG_MAP_PATH, not_found("configmaps", "home-cloudflared")),
-        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
+        get(
+            &path(ChildKind::ConfigMap),
+            not_found("configmaps", "home-cloudflared"),
+        ),
+        apply(&path(ChildKind::ConfigMap), to_json(&children.config_map)),
         apply_existing_deployment(to_json(&children.deployment)),
     ];
     reconcile_against(tunnel_in_steady_state(&children), &caches, script)
@@ -1200,7 +1204,10 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
                         "ServiceUnavailable",
                         "the server is currently unable to handle the request",
                     ),
-                    ..apply(NETWORK_POLICY_PATH, to_json(&children.network_policy))
+                    ..apply(
+                        &path(ChildKind::NetworkPolicy),
+                        to_json(&children.network_policy),
+                    )
                 }],
             ]),
         )
@@ -1216,11 +1223,14 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
                 vec![token_lookup(&token)],
                 child_lookups(&children, 0),
                 vec![
-                    apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
-                    apply(SECRET_PATH, to_json(&children.secret)),
+                    apply(
+                        &path(ChildKind::NetworkPolicy),
+                        to_json(&children.network_policy),
+                    ),
+                    apply(&path(ChildKind::Secret), to_json(&children.secret)),
                     Exchange {
                         reply: Reply::Cut,
-                        ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
+                        ..apply(&path(ChildKind::ConfigMap), to_json(&children.config_map))
                     },
                 ],
             ]),
@@ -1237,10 +1247,13 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
         child_lookups(&children, 2),
     ]);
     script.extend([
-        apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
-        apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
-        apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
-        apply(PDB_PATH, to_json(&pdb)),
+        apply(&path(ChildKind::ConfigMap), to_json(&children.config_map)),
+        apply(
+            &path(ChildKind::ServiceAccount),
+            to_json(&children.service_account),
+        ),
+        apply(&path(ChildKind::Deployment), to_json(&children.deployment)),
+        apply(&path(ChildKind::PodDisruptionBudget), to_json(&pdb)),
         Exchange {
             reply: api_error(
                 409,
@@ -1383,12 +1396,15 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
         vec![token_lookup(&token)],
         child_lookups(&children, 0),
         vec![
-            apply(NETWORK_POLICY_PATH, to_json(&children.network_policy)),
-            apply(SECRET_PATH, to_json(&children.secret)),
+            apply(
+                &path(ChildKind::NetworkPolicy),
+                to_json(&children.network_policy),
+            ),
+            apply(&path(ChildKind::Secret), to_json(&children.secret)),
             // The Secret apply fails once, so error paths are logged too.
             Exchange {
                 reply: api_error(500, "InternalError", "boom"),
-                ..apply(CONFIG_MAP_PATH, to_json(&children.config_map))
+                ..apply(&path(ChildKind::ConfigMap), to_json(&children.config_map))
             },
         ],
     ]);
@@ -1401,10 +1417,13 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
         vec![token_lookup(&token)],
         child_lookups(&children, 2),
         vec![
-            apply(CONFIG_MAP_PATH, to_json(&children.config_map)),
-            apply(SERVICE_ACCOUNT_PATH, to_json(&children.service_account)),
-            apply(DEPLOYMENT_PATH, to_json(&children.deployment)),
-            apply(PDB_PATH, to_json(&pdb)),
+            apply(&path(ChildKind::ConfigMap), to_json(&children.config_map)),
+            apply(
+                &path(ChildKind::ServiceAccount),
+                to_json(&children.service_account),
+            ),
+            apply(&path(ChildKind::Deployment), to_json(&children.deployment)),
+            apply(&path(ChildKind::PodDisruptionBudget), to_json(&pdb)),
             apply_status(first_status(&children)),
             event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
         ],

@@ -70,9 +70,8 @@ pub async fn restart_writes_nothing(
     // Let any write a reconcile would make reach the API server.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = request_totals(env)?;
-    let resources: Vec<&str> = crate::support::WRITTEN_RESOURCES
-        .iter()
-        .copied()
+    let resources: Vec<&str> = crate::support::written_resources()
+        .into_iter()
         .filter(|r| *r != "leases")
         .collect();
     let writes = writes_between(&before, &after, &resources);

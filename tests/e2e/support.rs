@@ -10,45 +10,30 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use securetunnel_operator::children::ChildKind;
 use serde_json::Value;
 
 pub type Outcome = Result<(), String>;
 
 /// The children of a tunnel, as (kind, API resource) pairs.
 pub fn child_kinds() -> Vec<(&'static str, ApiResource)> {
-    vec![
-        ("NetworkPolicy", ApiResource::erase::<NetworkPolicy>(&())),
-        ("Secret", ApiResource::erase::<Secret>(&())),
-        ("ConfigMap", ApiResource::erase::<ConfigMap>(&())),
-        ("ServiceAccount", ApiResource::erase::<ServiceAccount>(&())),
-        ("Deployment", ApiResource::erase::<Deployment>(&())),
-        (
-            "PodDisruptionBudget",
-            ApiResource::erase::<PodDisruptionBudget>(&()),
-        ),
-    ]
+    ChildKind::ALL
+        .iter()
+        .map(|k| (k.kind(), k.api_resource()))
+        .collect()
 }
 
-/// The resources (plural names) the operator writes, for counting its writes.
-pub const WRITTEN_RESOURCES: [&str; 9] = [
-    "securetunnels",
-    "networkpolicies",
-    "secrets",
-    "configmaps",
-    "serviceaccounts",
-    "deployments",
-    "poddisruptionbudgets",
-    "events",
-    "leases",
-];
+/// The resources (plural names) the operator writes, for counting its writes: the
+/// tunnels' status, every child kind, Events and the leader Lease.
+pub fn written_resources() -> Vec<&'static str> {
+    let mut out = vec!["securetunnels", "events", "leases"];
+    out.extend(ChildKind::ALL.iter().map(|k| k.plural()));
+    out
+}
 
 /// What run.sh hands the suite.
 pub struct Env {

@@ -121,7 +121,14 @@ impl Planned {
             serde_json::to_value(current.as_ref()),
             serde_json::to_value(&self.desired),
         ) {
-            (Ok(current), Ok(desired)) => contains(&current, &desired),
+            (Ok(current), Ok(mut desired)) => {
+                // Items of a list carry no apiVersion and kind: the kind is the cache's.
+                if let Some(fields) = desired.as_object_mut() {
+                    fields.remove("apiVersion");
+                    fields.remove("kind");
+                }
+                contains(&current, &desired)
+            }
             _ => false,
         }
     }

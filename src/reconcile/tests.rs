@@ -478,8 +478,12 @@ where
     writer
 }
 
+/// An object as a list or watch delivers it to a dynamic cache: items of a list carry
+/// no apiVersion and kind.
 fn dynamic<K: serde::Serialize>(obj: &K) -> DynamicObject {
-    serde_json::from_value(to_json(obj)).expect("a dynamic object")
+    let mut obj: DynamicObject = serde_json::from_value(to_json(obj)).expect("a dynamic object");
+    obj.types = None;
+    obj
 }
 
 impl Caches {

@@ -393,7 +393,13 @@ impl FakeApi {
                 if meta_only {
                     metadata_only(obj)
                 } else {
-                    obj.as_ref().clone()
+                    // Like a real API server: items of a list carry no apiVersion and kind.
+                    let mut item = obj.as_ref().clone();
+                    if let Some(fields) = item.as_object_mut() {
+                        fields.remove("apiVersion");
+                        fields.remove("kind");
+                    }
+                    item
                 }
             })
             .collect();

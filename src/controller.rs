@@ -242,7 +242,7 @@ mod tests {
     use kube::runtime::reflector::store::Writer;
 
     fn tunnel(namespace: &str, name: &str, secret: &str) -> SecureTunnel {
-        let mut t: SecureTunnel = serde_yaml::from_str(&format!(
+        let mut t: SecureTunnel = serde_norway::from_str(&format!(
             "apiVersion: securetunnel.dev/v1alpha1\nkind: SecureTunnel\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  tokenSecretRef: {{name: {secret}}}\n  ingress: [{{hostname: a.example.com, service: 'http://web:80'}}]\n"
         ))
         .expect("fixture parses");

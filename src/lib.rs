@@ -63,7 +63,7 @@ pub enum Error {
     },
 
     #[error("could not write the cloudflared config: {0}")]
-    ConfigYaml(#[source] serde_yaml::Error),
+    ConfigYaml(#[source] serde_norway::Error),
 
     #[error("the {0} cache has not finished its first listing")]
     CacheNotReady(&'static str),

@@ -196,10 +196,10 @@ async fn run(args: RunArgs) -> Result<(), Error> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crd => serde_yaml::to_string(&SecureTunnel::crd())
+        Command::Crd => serde_norway::to_string(&SecureTunnel::crd())
             .map(|yaml| print!("{yaml}"))
             .map_err(Error::ConfigYaml),
-        Command::Rbac => serde_yaml::to_string(&rbac::rules_document())
+        Command::Rbac => serde_norway::to_string(&rbac::rules_document())
             .map(|yaml| print!("{yaml}"))
             .map_err(Error::ConfigYaml),
         Command::Render {

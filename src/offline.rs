@@ -133,7 +133,7 @@ pub fn render_file(args: RenderInput<'_>) -> Result<Rendered> {
         if !args.reveal_token && redact_token(&mut doc) {
             comment = format!("# data.{TOKEN_KEY} is redacted; pass --reveal-token to print it\n");
         }
-        let yaml = serde_yaml::to_string(&doc).map_err(Error::ConfigYaml)?;
+        let yaml = serde_norway::to_string(&doc).map_err(Error::ConfigYaml)?;
         out.yaml.push_str("---\n");
         out.yaml.push_str(&comment);
         out.yaml.push_str(&yaml);
@@ -147,12 +147,12 @@ fn read_objects(
     objects: &mut Objects,
     notes: &mut Vec<String>,
 ) -> Result<()> {
-    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
-        let input_error = |e: serde_yaml::Error| Error::Input {
+    for (index, document) in serde_norway::Deserializer::from_str(input).enumerate() {
+        let input_error = |e: serde_norway::Error| Error::Input {
             path: format!("{source} (document {})", index + 1),
             message: e.to_string(),
         };
-        let value = serde_yaml::Value::deserialize(document).map_err(input_error)?;
+        let value = serde_norway::Value::deserialize(document).map_err(input_error)?;
         if value.is_null() {
             continue;
         }
@@ -160,7 +160,7 @@ fn read_objects(
         match kind.as_str() {
             "SecureTunnel" => {
                 let mut tunnel: SecureTunnel =
-                    serde_yaml::from_value(value).map_err(input_error)?;
+                    serde_norway::from_value(value).map_err(input_error)?;
                 if tunnel.metadata.namespace.is_none() {
                     tunnel.metadata.namespace = Some(DEFAULT_NAMESPACE.to_string());
                 }
@@ -168,9 +168,9 @@ fn read_objects(
             }
             "Secret" => objects
                 .secrets
-                .push(serde_yaml::from_value(value).map_err(input_error)?),
+                .push(serde_norway::from_value(value).map_err(input_error)?),
             "Service" => {
-                let service: Service = serde_yaml::from_value(value).map_err(input_error)?;
+                let service: Service = serde_norway::from_value(value).map_err(input_error)?;
                 let key = ServiceRef {
                     namespace: service
                         .metadata

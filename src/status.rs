@@ -203,7 +203,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn tunnel() -> SecureTunnel {
-        let mut t: SecureTunnel = serde_yaml::from_str(
+        let mut t: SecureTunnel = serde_norway::from_str(
             "apiVersion: securetunnel.dev/v1alpha1\nkind: SecureTunnel\nmetadata: {name: home, namespace: apps, generation: 3}\nspec:\n  tokenSecretRef: {name: tok}\n  ingress: [{hostname: a.example.com, service: 'http://web:80'}]\n",
         )
         .expect("fixture parses");

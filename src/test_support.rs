@@ -22,7 +22,7 @@ pub fn test_token(secret: &str) -> TunnelToken {
 
 /// The README's example tunnel, as the API server would hand it over.
 pub fn example_tunnel() -> SecureTunnel {
-    let mut t: SecureTunnel = serde_yaml::from_str(
+    let mut t: SecureTunnel = serde_norway::from_str(
         r#"
 apiVersion: securetunnel.dev/v1alpha1
 kind: SecureTunnel

@@ -210,7 +210,7 @@ fn each_state_maps_to_the_right_health() {
 #[test]
 fn the_argocd_cm_patch_embeds_health_lua() {
     let patch = include_str!("../config/argocd/argocd-cm-health.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(patch).expect("patch is YAML");
+    let doc: serde_norway::Value = serde_norway::from_str(patch).expect("patch is YAML");
     let embedded = doc["data"]["resource.customizations.health.securetunnel.dev_SecureTunnel"]
         .as_str()
         .expect("the health key");

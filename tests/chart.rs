@@ -52,7 +52,7 @@ fn documents(files: &[PathBuf]) -> Vec<Value> {
         .iter()
         .flat_map(|f| {
             let text = std::fs::read_to_string(f).expect("read manifest");
-            serde_yaml::Deserializer::from_str(&text)
+            serde_norway::Deserializer::from_str(&text)
                 .map(|d| serde::Deserialize::deserialize(d).expect("manifest is YAML"))
                 .filter(|v: &Value| !v.is_null())
                 .collect::<Vec<_>>()
@@ -249,7 +249,7 @@ fn kustomize_default_installs_what_the_chart_installs() {
 #[test]
 fn kustomize_rbac_is_exactly_the_code_s_list() {
     let text = std::fs::read_to_string(root().join("config/rbac/rbac.yaml")).expect("rbac.yaml");
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
         .collect();
     let rules_of = |name: &str| {

@@ -31,8 +31,8 @@ fn samples() -> Vec<PathBuf> {
     files
 }
 
-fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+fn documents(yaml: &str) -> Vec<serde_norway::Value> {
+    serde_norway::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("output is YAML"))
         .collect()
 }

@@ -128,8 +128,8 @@ fn check_children(obj: &Value) -> Result<(), TestCaseError> {
 
     // config.yaml: the rules in order, then the fallback.
     let config_yaml = &children.config_map.data.as_ref().expect("data")["config.yaml"];
-    let config: serde_yaml::Value =
-        serde_yaml::from_str(config_yaml).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let config: serde_norway::Value =
+        serde_norway::from_str(config_yaml).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let rules = config["ingress"].as_sequence().expect("ingress");
     prop_assert_eq!(rules.len(), tunnel.spec.ingress.len() + 1);
     prop_assert_eq!(
@@ -171,7 +171,7 @@ proptest! {
                 prop_assert!(admission.is_empty(), "the operator accepts what admission refuses: {:?}\n{}", admission, obj);
                 check_children(&obj)?;
                 // The same object through the offline path gives the same children.
-                let yaml = serde_yaml::to_string(&obj).expect("yaml");
+                let yaml = serde_norway::to_string(&obj).expect("yaml");
                 let rendered = render_file(RenderInput { source: "fuzz", input: &yaml, ..Default::default() });
                 prop_assert!(rendered.is_ok(), "offline render refused an accepted spec: {:?}", rendered.err());
             }

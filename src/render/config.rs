@@ -53,5 +53,5 @@ pub fn render_config(spec: &ValidatedSpec) -> Result<String> {
         no_autoupdate: true,
         metrics: metrics_address(),
     };
-    serde_yaml::to_string(&config).map_err(Error::ConfigYaml)
+    serde_norway::to_string(&config).map_err(Error::ConfigYaml)
 }

@@ -58,16 +58,16 @@ fn tunnel_and_services(
     SecureTunnel,
     BTreeMap<crate::origin::ServiceRef, k8s_openapi::api::core::v1::Service>,
 ) {
-    let mut docs = serde_yaml::Deserializer::from_str(text).map(|d| {
-        <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("fixture is YAML")
+    let mut docs = serde_norway::Deserializer::from_str(text).map(|d| {
+        <serde_norway::Value as serde::Deserialize>::deserialize(d).expect("fixture is YAML")
     });
     let mut tunnel: SecureTunnel =
-        serde_yaml::from_value(docs.next().expect("a tunnel")).expect("tunnel parses");
+        serde_norway::from_value(docs.next().expect("a tunnel")).expect("tunnel parses");
     tunnel.metadata.uid = Some("0b7f5b8e-9d55-4a8e-9d43-3c8f0f6f7f01".to_string());
     let services = docs
         .map(|d| {
             let s: k8s_openapi::api::core::v1::Service =
-                serde_yaml::from_value(d).expect("service parses");
+                serde_norway::from_value(d).expect("service parses");
             let key = crate::origin::ServiceRef {
                 namespace: s.metadata.namespace.clone().expect("service namespace"),
                 name: s.metadata.name.clone().expect("service name"),
@@ -106,7 +106,7 @@ fn fixtures_render_to_their_expected_children() {
         let mut actual = String::new();
         for doc in children.to_values().expect("serializes") {
             actual.push_str("---\n");
-            actual.push_str(&serde_yaml::to_string(&doc).expect("yaml"));
+            actual.push_str(&serde_norway::to_string(&doc).expect("yaml"));
         }
         let expected_path = PathBuf::from(
             input
@@ -138,7 +138,7 @@ fn config_lists_the_rules_in_order_then_the_fallback() {
     });
     let children = render_with_token(&tunnel, "s");
     let config_yaml = &children.config_map.data.as_ref().expect("data")["config.yaml"];
-    let config: serde_yaml::Value = serde_yaml::from_str(config_yaml).expect("config parses");
+    let config: serde_norway::Value = serde_norway::from_str(config_yaml).expect("config parses");
     let rules = config["ingress"].as_sequence().expect("ingress list");
     assert_eq!(rules.len(), 3);
     assert_eq!(rules[0]["hostname"].as_str(), Some("app.example.com"));

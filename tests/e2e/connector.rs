@@ -88,7 +88,7 @@ fn render(file: &Path, services: Option<&Path>) -> Result<Vec<Rendered>, String>
         .arg(root().join("tests/fixtures/example-token.txt"))
         .arg("--reveal-token");
     let yaml = run_cmd(&mut cmd, None)?;
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
     fn of<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> {
@@ -210,7 +210,7 @@ pub fn example_of(pattern: &str) -> Result<String, String> {
 
 /// (URL, index of the rule it was made for) for every rule but the fallback.
 fn urls_for(config_yaml: &str) -> Result<Vec<(String, usize)>, String> {
-    let config: Value = serde_yaml::from_str(config_yaml).map_err(|e| e.to_string())?;
+    let config: Value = serde_norway::from_str(config_yaml).map_err(|e| e.to_string())?;
     let rules = config["ingress"].as_array().cloned().unwrap_or_default();
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate().take(rules.len().saturating_sub(1)) {

@@ -122,7 +122,7 @@ pub fn rbac_objects_exist(env: &Env, method: Method) -> Outcome {
     let text = rendered(env, method)?;
     let mut checked = 0;
     for doc in text.split("\n---") {
-        let Ok(obj) = serde_yaml::from_str::<Value>(doc) else {
+        let Ok(obj) = serde_norway::from_str::<Value>(doc) else {
             continue;
         };
         let kind = obj["kind"].as_str().unwrap_or_default();

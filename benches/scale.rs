@@ -1,5 +1,5 @@
 //! Scale benchmark: the real operator binary against an in-process API server
-//! stand-in (benches/fake_api.rs).
+//! stand-in (tests/support/fake_api.rs).
 //!
 //!     cargo bench --bench scale -- [--tunnels N] [--delay-ms D] [--concurrency C] [--runs R]
 //!
@@ -11,7 +11,7 @@
 //! and CPU time; and the time to render a 256-rule tunnel. Prints one
 //! Markdown row per run and the median of the runs.
 
-#[path = "fake_api.rs"]
+#[path = "../tests/support/fake_api.rs"]
 #[allow(dead_code)] // shared with tests/stand_in.rs, which uses other parts
 mod fake_api;
 

@@ -1,9 +1,9 @@
 //! The operator binary, end to end, against the in-process API server
-//! stand-in of the benchmark (benches/fake_api.rs): the `run` path that the
+//! stand-in of the benchmark (tests/support/fake_api.rs): the `run` path that the
 //! unit tests cannot reach (watches, caches, start-up, namespace scoping,
 //! leader election, the HTTP endpoints).
 
-#[path = "../benches/fake_api.rs"]
+#[path = "support/fake_api.rs"]
 #[allow(dead_code)] // shared with the benchmark, which uses other parts
 mod fake_api;
 

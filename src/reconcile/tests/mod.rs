@@ -1,0 +1,633 @@
+//! Reconcile tests against a mock API server, in the style of kube-rs's
+//! controller-rs: every request the reconciler sends is checked (method,
+//! path, query, body) against a script, answered from the script, and the
+//! test fails if a request is missing, different, or extra.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::ByteString;
+use kube::api::DynamicObject;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde_json::{json, Value};
+
+use crate::api::SecureTunnel;
+use crate::children::ChildKind;
+use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
+use crate::render::{self, Children, Dereferenced};
+use crate::test_support::{example_tunnel, token_string, TUNNEL_ID, TUNNEL_UID};
+use crate::token::TunnelToken;
+
+type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const SSA_QUERY: &[(&str, &str)] = &[("fieldManager", "securetunnel-operator"), ("force", "true")];
+
+fn tunnel() -> SecureTunnel {
+    example_tunnel()
+}
+
+fn user_secret(token: &str) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("home-tunnel-token".into()),
+            namespace: Some("apps".into()),
+            ..Default::default()
+        },
+        data: Some([("token".to_string(), ByteString(token.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    }
+}
+
+/// The Service the fixture tunnel's rule names.
+fn web_service(app_label: &str) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web", "namespace": "apps" },
+        "spec": { "selector": { "app": app_label }, "ports": [ { "port": 8080, "targetPort": "http" } ] }
+    }))
+    .expect("service parses")
+}
+
+fn children_with(tunnel: &SecureTunnel, token: &str, services: &[Service]) -> Children {
+    let token = TunnelToken::parse(token.as_bytes()).expect("token parses");
+    let services = services
+        .iter()
+        .map(|s| {
+            let key = crate::origin::ServiceRef {
+                namespace: s.metadata.namespace.clone().expect("namespace"),
+                name: s.metadata.name.clone().expect("name"),
+            };
+            (key, s.clone())
+        })
+        .collect();
+    render::desired_children(
+        tunnel,
+        &Dereferenced {
+            token: Some(token),
+            services,
+        },
+    )
+    .expect("renders")
+}
+
+/// The children when the fixture's Service exists as `web_service("web")`.
+fn children_for(tunnel: &SecureTunnel, token: &str) -> Children {
+    children_with(tunnel, token, &[web_service("web")])
+}
+
+fn to_json<T: serde::Serialize>(obj: &T) -> Value {
+    serde_json::to_value(obj).expect("serializes")
+}
+
+/// One expected request and the answer to it.
+struct Exchange {
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, &'static str)>,
+    /// The exact body expected (after `normalize`); `None` for an empty body.
+    body: Option<Value>,
+    normalize: fn(&mut Value),
+    reply: Reply,
+}
+
+enum Reply {
+    /// 200 with the request body (what an API server returns for an apply).
+    Echo,
+    /// 200 with the request body's fields laid over a stored object
+    /// (what the status subresource returns).
+    EchoOnto(Value),
+    Json(StatusCode, Value),
+    /// No answer: the connection drops (a timeout or reset, as the client sees it).
+    Cut,
+}
+
+fn no_normalize(_: &mut Value) {}
+
+/// The read of the user's token Secret, answered with `token`.
+fn token_lookup(token: &str) -> Exchange {
+    get(
+        TOKEN_SECRET_PATH,
+        Reply::Json(StatusCode::OK, to_json(&user_secret(token))),
+    )
+}
+
+/// A script made of parts.
+fn joined(parts: Vec<Vec<Exchange>>) -> Vec<Exchange> {
+    parts.into_iter().flatten().collect()
+}
+
+/// The child lookups of a reconcile whose caches hold none of the children: the
+/// first `stored` kinds (in apply order) are found as an earlier apply stored them, the
+/// rest are not found.
+fn child_lookups(children: &Children, stored: usize) -> Vec<Exchange> {
+    let objects = children.objects().expect("objects");
+    ChildKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            if i < stored {
+                let obj = objects
+                    .iter()
+                    .find(|(k, _)| k == kind)
+                    .map(|(_, o)| to_json(o))
+                    .unwrap_or(Value::Null);
+                get(&path(*kind), Reply::Json(StatusCode::OK, obj))
+            } else {
+                get(
+                    &path(*kind),
+                    not_found(&kind.qualified_plural(), "home-cloudflared"),
+                )
+            }
+        })
+        .collect()
+}
+
+/// The API path of the fixture tunnel's child of `kind`.
+fn path(kind: ChildKind) -> String {
+    kind.path("apps", "home-cloudflared")
+}
+
+fn get(path: &str, reply: Reply) -> Exchange {
+    Exchange {
+        method: Method::GET,
+        path: path.to_string(),
+        query: vec![],
+        body: None,
+        normalize: no_normalize,
+        reply,
+    }
+}
+
+fn apply(path: &str, body: Value) -> Exchange {
+    Exchange {
+        method: Method::PATCH,
+        path: path.to_string(),
+        query: SSA_QUERY.to_vec(),
+        body: Some(body),
+        normalize: no_normalize,
+        reply: Reply::Echo,
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> Reply {
+    Reply::Json(
+        StatusCode::NOT_FOUND,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound", "code": 404
+        }),
+    )
+}
+
+const TOKEN_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/home-tunnel-token";
+const STATUS_PATH: &str =
+    "/apis/securetunnel.dev/v1alpha1/namespaces/apps/securetunnels/home/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+
+/// Applying a Deployment that exists: the API server answers with the
+/// applied object and the status its controller keeps.
+fn apply_existing_deployment(body: Value) -> Exchange {
+    let live = to_json(&rolled_out(
+        serde_json::from_value(body.clone()).expect("deployment"),
+        2,
+    ));
+    Exchange {
+        reply: Reply::EchoOnto(live),
+        ..apply(&path(ChildKind::Deployment), body)
+    }
+}
+
+/// Condition timestamps are "now"; check they are present, then drop them.
+fn normalize_status(body: &mut Value) {
+    if let Some(conditions) = body
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
+        for c in conditions {
+            let obj = c.as_object_mut().expect("condition is an object");
+            let time = obj
+                .remove("lastTransitionTime")
+                .expect("lastTransitionTime is set");
+            assert!(
+                time.as_str().is_some_and(|t| t.ends_with('Z')),
+                "bad time {time}"
+            );
+        }
+    }
+}
+
+fn apply_status(status: Value) -> Exchange {
+    Exchange {
+        normalize: normalize_status,
+        reply: Reply::EchoOnto(to_json(&tunnel())),
+        ..apply(
+            STATUS_PATH,
+            json!({ "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel", "status": status }),
+        )
+    }
+}
+
+/// Event names and times are generated; check they are present, then drop them.
+fn normalize_event(body: &mut Value) {
+    let obj = body.as_object_mut().expect("event is an object");
+    assert!(obj.remove("eventTime").is_some(), "eventTime is set");
+    let name = obj
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("name"))
+        .expect("event name is set");
+    assert!(
+        name.as_str().is_some_and(|n| n.starts_with("home.")),
+        "event name {name}"
+    );
+}
+
+fn event(type_: &str, reason: &str, note: &str) -> Exchange {
+    Exchange {
+        method: Method::POST,
+        path: EVENTS_PATH.to_string(),
+        query: vec![],
+        body: Some(json!({
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "action": "Reconcile",
+            "metadata": { "namespace": "apps" },
+            "note": note,
+            "reason": reason,
+            "regarding": {
+                "apiVersion": "securetunnel.dev/v1alpha1",
+                "kind": "SecureTunnel",
+                "name": "home",
+                "namespace": "apps",
+                "uid": TUNNEL_UID
+            },
+            "reportingController": "securetunnel-operator",
+            "reportingInstance": "securetunnel-operator",
+            "type": type_
+        })),
+        normalize: normalize_event,
+        reply: Reply::Echo,
+    }
+}
+
+fn conditions(
+    ready: (&str, &str, &str),
+    progressing: (&str, &str, &str),
+    degraded: (&str, &str, &str),
+) -> Value {
+    let c = |t: &str, (status, reason, message): (&str, &str, &str)| json!({ "type": t, "status": status, "reason": reason, "message": message, "observedGeneration": 1 });
+    json!([
+        c("Ready", ready),
+        c("Progressing", progressing),
+        c("Degraded", degraded)
+    ])
+}
+
+fn query_pairs(query: Option<&str>) -> BTreeSet<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (p.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// Every request body sent, as (method path, body text), for leak checks.
+type SentLog = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// Answers one expected request, checking every part of it.
+async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent: &SentLog) {
+    let (request, send) = handle.next_request().await.unwrap_or_else(|| {
+        panic!(
+            "client gone before request {i} ({} {})",
+            expected.method, expected.path
+        )
+    });
+    let step = format!("request {i}: {} {}", request.method(), request.uri());
+    // Every call the reconciler makes must be granted by the RBAC list the chart is built from.
+    assert!(
+        crate::rbac::allows(
+            &crate::rbac::controller(),
+            request.method().as_str(),
+            request.uri().path(),
+            request.uri().query().unwrap_or("")
+        ),
+        "{step} is not granted by src/rbac.rs"
+    );
+    assert_eq!(request.method(), expected.method, "{step}");
+    assert_eq!(request.uri().path(), expected.path, "{step}");
+    let want_query: BTreeSet<(String, String)> = expected
+        .query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(query_pairs(request.uri().query()), want_query, "{step}");
+
+    let bytes = request
+        .into_body()
+        .collect_bytes()
+        .await
+        .expect("request body");
+    if let Ok(mut log) = sent.lock() {
+        log.push((step.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    let body: Option<Value> = if bytes.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&bytes).expect("request body is JSON"))
+    };
+    let mut normalized = body.clone();
+    if let Some(b) = normalized.as_mut() {
+        (expected.normalize)(b);
+    }
+    pretty_assertions::assert_eq!(normalized, expected.body, "{step}");
+
+    let (status, reply) = match expected.reply {
+        Reply::Echo => (StatusCode::OK, body.unwrap_or(Value::Null)),
+        Reply::EchoOnto(mut stored) => {
+            if let (Some(target), Some(Value::Object(fields))) = (stored.as_object_mut(), body) {
+                target.extend(fields);
+            }
+            (StatusCode::OK, stored)
+        }
+        Reply::Json(status, value) => (status, value),
+        Reply::Cut => {
+            // The connection drops before an answer: the client sees a transport error.
+            send.send_error("connection reset by peer");
+            return;
+        }
+    };
+    let response = Response::builder()
+        .status(status)
+        .body(Body::from(
+            serde_json::to_vec(&reply).expect("reply serializes"),
+        ))
+        .expect("response builds");
+    send.send_response(response);
+}
+
+/// A reconciler wired to a scripted API server. Each `reconcile` must send
+/// exactly its script; `finish` checks that nothing else was ever sent.
+struct MockCluster {
+    ctx: Arc<Context>,
+    handle: ApiServerHandle,
+    sent: SentLog,
+}
+
+impl MockCluster {
+    fn new(caches: &Caches) -> Self {
+        let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(mock, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "securetunnel-operator".into(),
+                instance: None,
+            },
+        );
+        MockCluster {
+            ctx: Arc::new(Context::new(client, recorder, caches.stores())),
+            handle,
+            sent: SentLog::default(),
+        }
+    }
+
+    async fn reconcile(
+        &mut self,
+        tunnel: SecureTunnel,
+        script: Vec<Exchange>,
+    ) -> crate::Result<Action> {
+        let expected = script.len();
+        let mut served = 0;
+        let run = reconcile(Arc::new(tunnel), self.ctx.clone());
+        tokio::pin!(run);
+        let mut script = script.into_iter();
+        // Generous bound: some tests pause time, and the reconciler may wait up to 30 s.
+        let deadline = tokio::time::sleep(Duration::from_secs(120));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                result = &mut run => {
+                    assert_eq!(served, expected, "the reconcile ended after {served} of {expected} scripted requests");
+                    return result;
+                }
+                _ = async {
+                    match script.next() {
+                        Some(exchange) => answer(served, &mut self.handle, exchange, &self.sent).await,
+                        None => match self.handle.next_request().await {
+                            Some((request, _)) => panic!("unexpected request: {} {}", request.method(), request.uri()),
+                            None => panic!("the client went away mid-reconcile"),
+                        },
+                    }
+                } => {
+                    served += 1;
+                }
+                _ = &mut deadline => panic!("the reconcile did not finish in time ({served} of {expected} requests served)"),
+            }
+        }
+    }
+
+    /// Backoff the controller would apply after `error`.
+    fn error_policy(&self, tunnel: &SecureTunnel, error: &crate::Error) -> Action {
+        crate::reconcile::error_policy(Arc::new(tunnel.clone()), error, self.ctx.clone())
+    }
+
+    async fn finish(self) {
+        let MockCluster {
+            ctx, mut handle, ..
+        } = self;
+        drop(ctx);
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected request: {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+/// Caches standing in for the controller's watches.
+struct Caches {
+    children: BTreeMap<ChildKind, Writer<DynamicObject>>,
+    services: Writer<Service>,
+    token_secrets: Writer<kube::core::PartialObjectMeta<Secret>>,
+}
+
+/// A writer that has finished its first listing of `items`.
+fn listed<K>(mut writer: Writer<K>, items: &[K]) -> Writer<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for item in items {
+        writer.apply_watcher_event(&watcher::Event::InitApply(item.clone()));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    writer
+}
+
+/// An object as a list or watch delivers it to a dynamic cache: items of a list carry
+/// no apiVersion and kind.
+fn dynamic<K: serde::Serialize>(obj: &K) -> DynamicObject {
+    let mut obj: DynamicObject = serde_json::from_value(to_json(obj)).expect("a dynamic object");
+    obj.types = None;
+    obj
+}
+
+impl Caches {
+    /// Nothing of ours cached; the Service cache has listed `services`;
+    /// every cache has finished its first listing.
+    fn with_services(services: &[Service]) -> Self {
+        Caches {
+            children: ChildKind::ALL
+                .iter()
+                .map(|k| (*k, listed(Writer::new(k.api_resource()), &[])))
+                .collect(),
+            services: listed(Writer::default(), services),
+            token_secrets: listed(Writer::default(), &[]),
+        }
+    }
+
+    /// Nothing of ours cached; the fixture's Service exists.
+    fn empty() -> Self {
+        Caches::with_services(&[web_service("web")])
+    }
+
+    /// The watch of `kind` reports `obj` (created or changed).
+    fn put<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
+        if let Some(w) = self.children.get_mut(&kind) {
+            w.apply_watcher_event(&watcher::Event::Apply(dynamic(obj)));
+        }
+    }
+
+    /// The watch of `kind` reports `obj` deleted.
+    fn remove<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
+        if let Some(w) = self.children.get_mut(&kind) {
+            w.apply_watcher_event(&watcher::Event::Delete(dynamic(obj)));
+        }
+    }
+
+    /// Caches holding exactly `children`, with the Deployment fully rolled out.
+    fn holding(children: &Children) -> Self {
+        let mut caches = Caches::empty();
+        for (kind, obj) in children.objects().expect("objects") {
+            if kind == ChildKind::Deployment {
+                caches.put(kind, &rolled_out(children.deployment.clone(), 2));
+            } else {
+                caches.put(kind, &obj);
+            }
+        }
+        caches
+    }
+
+    fn stores(&self) -> Stores {
+        Stores {
+            children: self
+                .children
+                .iter()
+                .map(|(k, w)| (*k, w.as_reader()))
+                .collect(),
+            services: self.services.as_reader(),
+            token_secrets: self.token_secrets.as_reader(),
+        }
+    }
+}
+
+fn rolled_out(mut deployment: Deployment, ready: i32) -> Deployment {
+    deployment.metadata.generation = Some(1);
+    deployment.status = Some(DeploymentStatus {
+        observed_generation: Some(1),
+        replicas: Some(2),
+        ready_replicas: Some(ready),
+        updated_replicas: Some(2),
+        available_replicas: Some(ready),
+        conditions: Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "True".into(),
+            reason: Some("NewReplicaSetAvailable".into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    deployment
+}
+
+/// Runs one reconcile of `tunnel` against `script` and returns its result.
+async fn reconcile_against(
+    tunnel: SecureTunnel,
+    caches: &Caches,
+    script: Vec<Exchange>,
+) -> crate::Result<Action> {
+    let mut cluster = MockCluster::new(caches);
+    let result = cluster.reconcile(tunnel, script).await;
+    cluster.finish().await;
+    result
+}
+
+/// The status the reconciler writes for a healthy, fully rolled-out tunnel.
+fn steady_status(children: &Children) -> Value {
+    json!({
+        "observedGeneration": 1,
+        "tunnelID": TUNNEL_ID,
+        "replicas": 2,
+        "readyReplicas": 2,
+        "configHash": children.config_hash,
+        "conditions": conditions(
+            ("True", "ConnectorsReady", "2/2 connectors ready"),
+            ("False", "RolloutComplete", "the connectors run the current spec"),
+            ("False", "AsExpected", "all connectors are available or starting"),
+        ),
+    })
+}
+
+/// The status the reconciler writes for a tunnel whose connectors are not up yet.
+fn first_status(children: &Children) -> Value {
+    json!({
+        "observedGeneration": 1,
+        "tunnelID": TUNNEL_ID,
+        "replicas": 0,
+        "readyReplicas": 0,
+        "configHash": children.config_hash,
+        "conditions": conditions(
+            ("False", "ConnectorsNotReady", "0/2 connectors ready"),
+            ("True", "RollingOut", "rolling out: 0/2 connectors ready"),
+            ("False", "AsExpected", "all connectors are available or starting"),
+        ),
+    })
+}
+
+/// A tunnel whose status already says what `steady_status` says.
+fn tunnel_in_steady_state(children: &Children) -> SecureTunnel {
+    let mut t = tunnel();
+    let mut status = steady_status(children);
+    for c in status["conditions"].as_array_mut().expect("conditions") {
+        c["lastTransitionTime"] = json!("2026-11-01T00:00:00Z");
+    }
+    t.status = Some(serde_json::from_value(status).expect("status parses"));
+    t
+}
+
+fn api_error(code: u16, reason: &str, message: &str) -> Reply {
+    Reply::Json(
+        StatusCode::from_u16(code).expect("status code"),
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code }),
+    )
+}
+
+mod faults;
+mod lifecycle;
+mod sandbox;
+mod tokens;

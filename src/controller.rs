@@ -242,12 +242,9 @@ mod tests {
     use kube::runtime::reflector::store::Writer;
 
     fn tunnel(namespace: &str, name: &str, secret: &str) -> SecureTunnel {
-        let mut t: SecureTunnel = serde_norway::from_str(&format!(
-            "apiVersion: securetunnel.dev/v1alpha1\nkind: SecureTunnel\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  tokenSecretRef: {{name: {secret}}}\n  ingress: [{{hostname: a.example.com, service: 'http://web:80'}}]\n"
-        ))
-        .expect("fixture parses");
-        t.metadata.uid = Some(format!("{namespace}-{name}"));
-        t
+        SecureTunnel::test()
+            .named(namespace, name)
+            .with_token_secret(secret)
     }
 
     fn secret(namespace: &str, name: &str) -> PartialObjectMeta<Secret> {

@@ -108,21 +108,11 @@ mod tests {
     }
 
     fn tunnel(name: &str, ready: Option<&str>) -> SecureTunnel {
-        let mut t: SecureTunnel = serde_json::from_value(serde_json::json!({
-            "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel",
-            "metadata": { "name": name, "namespace": "apps" },
-            "spec": { "tokenSecretRef": { "name": "t" }, "ingress": [ { "hostname": "a.example.com", "service": "http://web:80" } ] }
-        }))
-        .expect("tunnel");
-        if let Some(status) = ready {
-            t.status = Some(
-                serde_json::from_value(serde_json::json!({ "conditions": [ {
-                    "type": "Ready", "status": status, "reason": "R", "message": "m",
-                    "lastTransitionTime": "2026-11-01T00:00:00Z" } ] }))
-                .expect("status"),
-            );
+        let t = SecureTunnel::test().named("apps", name);
+        match ready {
+            Some(status) => t.with_ready(status),
+            None => t,
         }
-        t
     }
 
     /// Scrapes a real listener and parses the exposition line by line.

@@ -153,15 +153,10 @@ mod tests {
     use super::*;
 
     fn tunnel(name: &str, generation: i64, service: &str) -> SecureTunnel {
-        let mut t: SecureTunnel = serde_json::from_value(serde_json::json!({
-            "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel",
-            "metadata": { "name": name, "namespace": "apps", "uid": format!("uid-{name}"), "generation": generation },
-            "spec": { "tokenSecretRef": { "name": "t" },
-                      "ingress": [ { "hostname": "a.example.com", "service": service } ] }
-        }))
-        .expect("a tunnel");
-        t.metadata.generation = Some(generation);
-        t
+        SecureTunnel::test()
+            .named("apps", name)
+            .with_generation(generation)
+            .with_rules(&[service])
     }
 
     fn service(ns: &str, name: &str) -> ServiceRef {

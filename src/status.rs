@@ -203,12 +203,11 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn tunnel() -> SecureTunnel {
-        let mut t: SecureTunnel = serde_norway::from_str(
-            "apiVersion: securetunnel.dev/v1alpha1\nkind: SecureTunnel\nmetadata: {name: home, namespace: apps, generation: 3}\nspec:\n  tokenSecretRef: {name: tok}\n  ingress: [{hostname: a.example.com, service: 'http://web:80'}]\n",
-        )
-        .expect("fixture parses");
-        t.metadata.uid = Some("uid-1".into());
-        t
+        SecureTunnel::test()
+            .with_generation(3)
+            .with_uid("uid-1")
+            .with_token_secret("tok")
+            .with_rules(&["http://web:80"])
     }
 
     fn deployment(ready: i32, reason: &str, generation: i64, observed: i64) -> Deployment {
@@ -240,7 +239,7 @@ mod tests {
 
     fn applied() -> Verdict {
         Verdict::Applied {
-            tunnel_id: "6ff42ae2-765d-4adf-8112-31c55c1551ef".into(),
+            tunnel_id: crate::test_support::TUNNEL_ID.into(),
             config_hash: "sha256:abc".into(),
             unresolved: vec![],
         }

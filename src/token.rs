@@ -127,7 +127,7 @@ fn is_uuid(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
+    use crate::test_support::TUNNEL_ID;
 
     fn encode(json: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(json)

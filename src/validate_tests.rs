@@ -2,7 +2,7 @@ use super::*;
 
 /// A valid spec to mutate: the README's example.
 fn base() -> SecureTunnelSpec {
-    crate::test_support::example_tunnel().spec
+    crate::api::SecureTunnel::test().spec
 }
 
 fn rule(hostname: Option<&str>, path: Option<&str>, service: &str) -> IngressRule {

@@ -217,7 +217,7 @@ pub fn error_policy(tunnel: Arc<SecureTunnel>, error: &Error, ctx: Arc<Context>)
 #[cfg(test)]
 mod decide_tests {
     use super::*;
-    use crate::test_support::{example_tunnel, token_string};
+    use crate::test_support::token_string;
 
     fn token() -> TunnelToken {
         TunnelToken::parse(token_string("c2VjcmV0").as_bytes()).expect("token")
@@ -246,7 +246,7 @@ mod decide_tests {
 
     #[test]
     fn a_token_problem_blocks_and_is_rechecked() {
-        let t = example_tunnel();
+        let t = SecureTunnel::test();
         let spec = crate::validate::validate("home", &t.spec);
         let token = Err(TokenProblem {
             reason: conditions::REASON_TOKEN_SECRET_MISSING,
@@ -264,7 +264,7 @@ mod decide_tests {
 
     #[test]
     fn a_valid_spec_and_token_are_applied() {
-        let t = example_tunnel();
+        let t = SecureTunnel::test();
         let spec = crate::validate::validate("home", &t.spec);
         let token = Ok(token());
         assert!(matches!(decide(&spec, &token), Decision::Apply { .. }));

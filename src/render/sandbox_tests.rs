@@ -13,20 +13,10 @@ use crate::api::SecureTunnel;
 use crate::origin::{service_name, ServiceName, ServiceRef};
 
 fn tunnel(rules: &[&str]) -> SecureTunnel {
-    let ingress: Vec<serde_json::Value> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, s)| json!({ "hostname": format!("h{i}.example.com"), "service": s }))
-        .collect();
-    let mut t: SecureTunnel = serde_json::from_value(json!({
-        "apiVersion": "securetunnel.dev/v1alpha1",
-        "kind": "SecureTunnel",
-        "metadata": { "name": "home", "namespace": "apps", "uid": "uid-1" },
-        "spec": { "tokenSecretRef": { "name": "tok" }, "ingress": ingress }
-    }))
-    .expect("tunnel parses");
-    t.metadata.uid = Some("uid-1".into());
-    t
+    SecureTunnel::test()
+        .with_uid("uid-1")
+        .with_token_secret("tok")
+        .with_rules(rules)
 }
 
 fn service(namespace: &str, name: &str, spec: serde_json::Value) -> (ServiceRef, Service) {

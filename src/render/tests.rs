@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::*;
 use crate::api::SecureTunnel;
 use crate::names::{CONFIG_HASH_ANNOTATION, TOKEN_HASH_ANNOTATION};
-use crate::test_support::{example_tunnel, test_token};
+use crate::test_support::test_token;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/render")
@@ -128,7 +128,7 @@ fn fixtures_render_to_their_expected_children() {
 
 #[test]
 fn config_lists_the_rules_in_order_then_the_fallback() {
-    let mut tunnel = example_tunnel();
+    let mut tunnel = SecureTunnel::test();
     tunnel.spec.fallback = "http_status:410".to_string();
     tunnel.spec.ingress.push(crate::api::IngressRule {
         hostname: Some("*.example.com".to_string()),
@@ -162,7 +162,7 @@ fn config_lists_the_rules_in_order_then_the_fallback() {
 #[test]
 fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
     let token = test_token("dG9wLXNlY3JldA==");
-    let tunnel = example_tunnel();
+    let tunnel = SecureTunnel::test();
     let children = desired_children(
         &tunnel,
         &Dereferenced {
@@ -239,7 +239,7 @@ fn the_token_is_only_in_the_secret_and_mounted_as_a_file() {
 fn debug_output_of_the_children_leaves_out_the_token() {
     let token = test_token("ZGVidWctY2FuYXJ5");
     let children = desired_children(
-        &example_tunnel(),
+        &SecureTunnel::test(),
         &Dereferenced {
             token: Some(token.clone()),
             ..Default::default()
@@ -254,7 +254,7 @@ fn debug_output_of_the_children_leaves_out_the_token() {
 
 #[test]
 fn connector_runs_under_the_restricted_profile() {
-    let children = render_with_token(&example_tunnel(), "s");
+    let children = render_with_token(&SecureTunnel::test(), "s");
     let pod = pod_spec(&children);
     let psc = pod.security_context.as_ref().expect("pod security context");
     assert_eq!(psc.run_as_non_root, Some(true));
@@ -318,7 +318,7 @@ fn connector_runs_under_the_restricted_profile() {
 
 #[test]
 fn sandbox_options_reach_the_pod() {
-    let mut tunnel = example_tunnel();
+    let mut tunnel = SecureTunnel::test();
     tunnel.spec.sandbox.allow_icmp = true;
     tunnel.spec.sandbox.runtime_class_name = Some("gvisor".to_string());
     let children = render_with_token(&tunnel, "s");
@@ -336,7 +336,7 @@ fn sandbox_options_reach_the_pod() {
 
 #[test]
 fn a_change_of_config_or_token_rolls_the_pods_and_nothing_else_does() {
-    let tunnel = example_tunnel();
+    let tunnel = SecureTunnel::test();
     let first = render_with_token(&tunnel, "one");
     let again = render_with_token(&tunnel, "one");
     assert_eq!(first, again, "rendering is deterministic");
@@ -376,7 +376,7 @@ fn a_change_of_config_or_token_rolls_the_pods_and_nothing_else_does() {
 
 #[test]
 fn every_child_is_named_labelled_and_owned() {
-    let tunnel = example_tunnel();
+    let tunnel = SecureTunnel::test();
     let children = render_with_token(&tunnel, "s");
     let metas = [
         children.secret.meta(),
@@ -404,7 +404,7 @@ fn every_child_is_named_labelled_and_owned() {
 
 #[test]
 fn a_single_replica_gets_no_disruption_budget() {
-    let mut tunnel = example_tunnel();
+    let mut tunnel = SecureTunnel::test();
     tunnel.spec.replicas = 1;
     assert_eq!(render_with_token(&tunnel, "s").pod_disruption_budget, None);
     tunnel.spec.replicas = 3;
@@ -421,7 +421,7 @@ fn a_single_replica_gets_no_disruption_budget() {
 
 #[test]
 fn pod_overrides_are_merged_without_touching_the_selector() {
-    let mut tunnel = example_tunnel();
+    let mut tunnel = SecureTunnel::test();
     tunnel.spec.pod.labels.insert("team".into(), "edge".into());
     tunnel
         .spec
@@ -477,7 +477,7 @@ fn pod_overrides_are_merged_without_touching_the_selector() {
 
 #[test]
 fn default_resources_apply_unless_overridden() {
-    let children = render_with_token(&example_tunnel(), "s");
+    let children = render_with_token(&SecureTunnel::test(), "s");
     let resources = pod_spec(&children).containers[0]
         .resources
         .clone()
@@ -488,7 +488,7 @@ fn default_resources_apply_unless_overridden() {
         .as_ref()
         .is_some_and(|l| l.contains_key("memory") && l.contains_key("cpu")));
 
-    let mut tunnel = example_tunnel();
+    let mut tunnel = SecureTunnel::test();
     let custom = k8s_openapi::api::core::v1::ResourceRequirements {
         requests: Some(BTreeMap::from([(
             "memory".to_string(),
@@ -503,7 +503,7 @@ fn default_resources_apply_unless_overridden() {
 
 #[test]
 fn an_invalid_spec_renders_nothing() {
-    let mut tunnel = example_tunnel();
+    let mut tunnel = SecureTunnel::test();
     tunnel.spec.ingress[0].service = "bastion".to_string();
     match desired_children(&tunnel, &Dereferenced::default()) {
         Err(Error::InvalidSpec(errors)) => assert_eq!(errors.0[0].path, "spec.ingress[0].service"),

@@ -26,7 +26,7 @@ use crate::api::SecureTunnel;
 use crate::children::ChildKind;
 use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
 use crate::render::{self, Children, Dereferenced};
-use crate::test_support::{example_tunnel, token_string, TUNNEL_ID, TUNNEL_UID};
+use crate::test_support::{token_string, TUNNEL_ID, TUNNEL_UID};
 use crate::token::TunnelToken;
 
 type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -34,7 +34,7 @@ type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 const SSA_QUERY: &[(&str, &str)] = &[("fieldManager", "securetunnel-operator"), ("force", "true")];
 
 fn tunnel() -> SecureTunnel {
-    example_tunnel()
+    SecureTunnel::test()
 }
 
 fn user_secret(token: &str) -> Secret {

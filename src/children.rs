@@ -1,12 +1,10 @@
 //! The kinds of object a SecureTunnel becomes, declared once. This one list drives the
-//! controller's watches and caches, the apply order, the kind strings, the RBAC rules and
-//! the API paths the tests expect. Adding a child kind is one line here plus its render
+//! controller's watches and caches, the apply order, the kind strings, the RBAC rules
+//! (src/rbac.rs) and the API paths the tests expect. Adding a child kind is one line here plus its render
 //! function.
 
 use k8s_openapi::Resource as _;
 use kube::api::ApiResource;
-
-use crate::rbac::Access;
 
 macro_rules! child_kinds {
     ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
@@ -45,7 +43,8 @@ macro_rules! child_kinds {
                 match self { $( ChildKind::$variant => false $(|| $optional)?, )* }
             }
 
-            fn resources(self) -> &'static [&'static str] {
+            /// [`ChildKind::plural`], as the one-element list an RBAC rule takes.
+            pub fn resources(self) -> &'static [&'static str] {
                 match self { $( ChildKind::$variant => &[<$ty>::URL_PATH_SEGMENT], )* }
             }
         }
@@ -82,21 +81,6 @@ impl ChildKind {
             group => format!("/apis/{group}/{version}"),
         };
         format!("{prefix}/namespaces/{namespace}/{}/{name}", self.plural())
-    }
-
-    /// What the controller needs for this kind: watched (the cache), looked up before the
-    /// first apply, applied (server-side apply of a new object is authorized as `create`);
-    /// an optional kind is also deleted when no longer wanted.
-    pub fn access(self) -> Access {
-        Access {
-            group: self.group(),
-            resources: self.resources(),
-            verbs: if self.optional() {
-                &["get", "list", "watch", "create", "patch", "delete"]
-            } else {
-                &["get", "list", "watch", "create", "patch"]
-            },
-        }
     }
 }
 

@@ -15,9 +15,24 @@ pub struct Access {
     pub verbs: &'static [&'static str],
 }
 
+/// What the controller needs for one child kind: watched (the cache), looked up before
+/// the first apply, applied (server-side apply of a new object is authorized as
+/// `create`); an optional kind is also deleted when no longer wanted.
+fn child_access(kind: ChildKind) -> Access {
+    Access {
+        group: kind.group(),
+        resources: kind.resources(),
+        verbs: if kind.optional() {
+            &["get", "list", "watch", "create", "patch", "delete"]
+        } else {
+            &["get", "list", "watch", "create", "patch"]
+        },
+    }
+}
+
 /// What the controller needs wherever it watches SecureTunnels (cluster-wide, or in
 /// each watched namespace): the SecureTunnels, each child kind (see
-/// [`ChildKind::access`]), the user's token Secrets, the Services the rules name, Events.
+/// [`child_access`]), the user's token Secrets, the Services the rules name, Events.
 pub fn controller() -> Vec<Access> {
     let mut access = vec![
         // The SecureTunnels themselves: watched, and their status applied.
@@ -32,7 +47,7 @@ pub fn controller() -> Vec<Access> {
             verbs: &["patch"],
         },
     ];
-    access.extend(ChildKind::ALL.iter().map(|k| k.access()));
+    access.extend(ChildKind::ALL.iter().map(|k| child_access(*k)));
     access.extend([
         // The user's token: read; the metadata of Secrets watched to notice a rotation.
         Access {

@@ -11,7 +11,6 @@ use kube::ResourceExt;
 
 use crate::api::SecureTunnel;
 use crate::origin::ServiceRef;
-use crate::render::origins::referenced_services;
 use crate::validate::{validate, ValidatedSpec, ValidationErrors};
 
 /// A spec's verdict: validated, or every problem found.
@@ -67,7 +66,7 @@ fn entry(tunnel: &SecureTunnel) -> Entry {
     let verdict: Verdict = Arc::new(validate(&tunnel.name_any(), &tunnel.spec));
     let namespace = tunnel.namespace().unwrap_or_default();
     let services = match verdict.as_ref() {
-        Ok(spec) => referenced_services(spec, &namespace),
+        Ok(spec) => spec.referenced_services(&namespace),
         Err(_) => BTreeSet::new(),
     };
     Entry {

@@ -4,6 +4,7 @@
 //! Every problem is reported with the field path it concerns, and all
 //! problems are collected rather than stopping at the first one.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::api::{IngressRule, OriginRequest, SecureTunnelSpec};
@@ -11,7 +12,9 @@ use crate::names::{
     ANNOTATION_PREFIX, CHILD_SUFFIX, MAX_INGRESS_RULES, MAX_PATH_LEN, MAX_REPLICAS,
     MAX_TUNNEL_NAME_LEN, MIN_REPLICAS, SELECTOR_LABEL_KEYS,
 };
-use crate::origin::{check_dns_name, parse_service, Origin};
+use crate::origin::{
+    check_dns_name, parse_service, service_name, Host, Origin, ServiceName, ServiceRef,
+};
 
 mod fields;
 use fields::{
@@ -97,6 +100,26 @@ pub struct ValidatedRule {
     /// The `service`, parsed.
     pub origin: Origin,
     pub origin_request: Option<OriginRequest>,
+}
+
+impl ValidatedSpec {
+    /// The Services the rules may refer to (under the pod's DNS search path), for the
+    /// dereference step and the controller's Service index.
+    pub fn referenced_services(&self, tunnel_namespace: &str) -> BTreeSet<ServiceRef> {
+        self.rules
+            .iter()
+            .filter_map(|rule| match &rule.origin {
+                Origin::Url {
+                    host: Host::Name(name),
+                    ..
+                } => match service_name(name, tunnel_namespace) {
+                    ServiceName::Certain(r) | ServiceName::Possible(r) => Some(r),
+                    ServiceName::NotAService => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl ValidatedRule {

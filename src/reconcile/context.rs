@@ -1,5 +1,5 @@
-//! What every reconcile shares: the caches the controller's watches fill, the backoff
-//! state, and the handles (client, Event recorder, metrics, the tunnel index).
+//! What every reconcile reads and counts: the caches the controller's watches fill, and
+//! the backoff state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -9,16 +9,10 @@ use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::Client;
 
-use super::dereference::TokenCache;
-use super::update_status::WrittenStatus;
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
-use crate::index::TunnelIndex;
-use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -82,60 +76,21 @@ impl Stores {
     }
 }
 
-/// Shared state of the reconciler.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub stores: Stores,
-    pub metrics: Arc<Metrics>,
-    /// Each tunnel's spec, validated once per change (fed by the SecureTunnel watch).
-    pub index: Arc<TunnelIndex>,
-    /// Consecutive failures per tunnel, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>,
-    pub(super) tokens: TokenCache,
-    pub(super) written_status: WrittenStatus,
-}
+/// Consecutive failures per tunnel, for exponential backoff.
+#[derive(Default)]
+pub struct Backoff(Mutex<HashMap<ObjectRef<SecureTunnel>, u32>>);
 
-impl Context {
-    pub fn new(client: Client, recorder: Recorder, stores: Stores) -> Self {
-        Context::with_metrics(
-            client,
-            recorder,
-            stores,
-            Arc::new(Metrics::new()),
-            Arc::default(),
-        )
-    }
-
-    pub fn with_metrics(
-        client: Client,
-        recorder: Recorder,
-        stores: Stores,
-        metrics: Arc<Metrics>,
-        index: Arc<TunnelIndex>,
-    ) -> Self {
-        Context {
-            client,
-            recorder,
-            stores,
-            metrics,
-            index,
-            failures: Mutex::new(HashMap::new()),
-            tokens: TokenCache::default(),
-            written_status: WrittenStatus::default(),
-        }
-    }
-
-    pub(super) fn reset_failures(&self, key: &ObjectRef<SecureTunnel>) {
-        if let Ok(mut failures) = self.failures.lock() {
+impl Backoff {
+    pub fn reset(&self, key: &ObjectRef<SecureTunnel>) {
+        if let Ok(mut failures) = self.0.lock() {
             failures.remove(key);
         }
     }
 
     /// Records one more failure and returns the delay before the next try:
     /// 5 s, 10 s, 20 s, … capped at 5 minutes.
-    pub(super) fn next_backoff(&self, key: ObjectRef<SecureTunnel>) -> Duration {
-        let count = match self.failures.lock() {
+    pub fn next(&self, key: ObjectRef<SecureTunnel>) -> Duration {
+        let count = match self.0.lock() {
             Ok(mut failures) => {
                 let n = failures.entry(key).or_insert(0);
                 *n = n.saturating_add(1);

@@ -13,7 +13,6 @@ use kube::{Api, Client};
 use crate::api::conditions;
 use crate::api::TokenSecretRef;
 use crate::origin::ServiceRef;
-use crate::render::origins;
 use crate::token::TunnelToken;
 use crate::validate::ValidatedSpec;
 use crate::{Error, Result};
@@ -138,7 +137,7 @@ pub fn read_services(
     spec: &ValidatedSpec,
     namespace: &str,
 ) -> BTreeMap<ServiceRef, Service> {
-    origins::referenced_services(spec, namespace)
+    spec.referenced_services(namespace)
         .into_iter()
         .filter_map(|r| {
             let service = store.get(&ObjectRef::new(&r.name).within(&r.namespace))?;

@@ -16,15 +16,22 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
+use kube::{Client, ResourceExt};
 use tracing::{instrument, warn};
 
-pub use context::{backoff_delay, Context, Stores};
+pub use context::{backoff_delay, Stores};
+
+use context::Backoff;
+use dereference::TokenCache;
+use update_status::WrittenStatus;
 
 use crate::api::conditions;
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
+use crate::index::TunnelIndex;
+use crate::metrics::Metrics;
 use crate::names::child_name;
 use crate::render::{self, Dereferenced};
 use crate::status::{desired_status, Verdict};
@@ -33,6 +40,50 @@ use crate::validate::{ValidatedSpec, ValidationErrors};
 use crate::{Error, Result};
 use apply::Applied;
 use dereference::TokenProblem;
+
+/// Shared state of the reconciler.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub stores: Stores,
+    pub metrics: Arc<Metrics>,
+    /// Each tunnel's spec, validated once per change (fed by the SecureTunnel watch).
+    pub index: Arc<TunnelIndex>,
+    backoff: Backoff,
+    tokens: TokenCache,
+    written_status: WrittenStatus,
+}
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder, stores: Stores) -> Self {
+        Context::with_metrics(
+            client,
+            recorder,
+            stores,
+            Arc::new(Metrics::new()),
+            Arc::default(),
+        )
+    }
+
+    pub fn with_metrics(
+        client: Client,
+        recorder: Recorder,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        index: Arc<TunnelIndex>,
+    ) -> Self {
+        Context {
+            client,
+            recorder,
+            stores,
+            metrics,
+            index,
+            backoff: Backoff::default(),
+            tokens: TokenCache::default(),
+            written_status: WrittenStatus::default(),
+        }
+    }
+}
 
 /// Periodic re-check of a healthy tunnel; changes arrive through watches.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -194,14 +245,14 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
         status,
     )
     .await?;
-    ctx.reset_failures(&key);
+    ctx.backoff.reset(&key);
     Ok(action)
 }
 
 /// Backoff for transient errors; spec and token problems never get here. An API server
 /// that asks for a pause (429 with `retryAfterSeconds`) gets at least that pause.
 pub fn error_policy(tunnel: Arc<SecureTunnel>, error: &Error, ctx: Arc<Context>) -> Action {
-    let backoff = ctx.next_backoff(ObjectRef::from_obj(tunnel.as_ref()));
+    let backoff = ctx.backoff.next(ObjectRef::from_obj(tunnel.as_ref()));
     let delay = backoff.max(error.retry_after().unwrap_or_default());
     warn!(
         namespace = tunnel.namespace().unwrap_or_default(),

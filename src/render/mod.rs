@@ -35,7 +35,7 @@ pub struct Dereferenced {
     /// The tunnel token. Always present in the reconciler; optional offline,
     /// where the Secret child is then rendered without data.
     pub token: Option<TunnelToken>,
-    /// The Services the rules name that exist (see [`origins::referenced_services`]).
+    /// The Services the rules name that exist (see [`ValidatedSpec::referenced_services`]).
     pub services: BTreeMap<ServiceRef, Service>,
 }
 

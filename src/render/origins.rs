@@ -12,24 +12,6 @@ use crate::api::Egress;
 use crate::origin::{service_name, Host, Origin, ServiceName, ServiceRef};
 use crate::validate::ValidatedSpec;
 
-/// The Services a spec's rules may refer to, for the dereference step and the
-/// controller's Service index.
-pub fn referenced_services(spec: &ValidatedSpec, tunnel_namespace: &str) -> BTreeSet<ServiceRef> {
-    spec.rules
-        .iter()
-        .filter_map(|rule| match &rule.origin {
-            Origin::Url {
-                host: Host::Name(name),
-                ..
-            } => match service_name(name, tunnel_namespace) {
-                ServiceName::Certain(r) | ServiceName::Possible(r) => Some(r),
-                ServiceName::NotAService => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
-
 /// A port on a destination pod: a number, or a container port name (a
 /// Service's named `targetPort`, matched by the policy against the pods'
 /// own port names).

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
-use super::origins::{referenced_services, resolve, TargetPort};
+use super::origins::{resolve, TargetPort};
 use super::*;
 use crate::api::SecureTunnel;
 use crate::origin::{service_name, ServiceName, ServiceRef};
@@ -409,7 +409,8 @@ fn the_services_to_read_are_the_ones_the_rules_may_name() {
         "http_status:404",
     ]);
     let validated = crate::validate::validate("home", &t.spec).expect("valid");
-    let names: Vec<String> = referenced_services(&validated, "apps")
+    let names: Vec<String> = validated
+        .referenced_services("apps")
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -51,18 +51,27 @@ macro_rules! child_kinds {
     };
 }
 
-child_kinds! {
-    /// The egress sandbox: applied before anything that starts pods.
-    NetworkPolicy: k8s_openapi::api::networking::v1::NetworkPolicy;
-    /// The operator's copy of the token, mounted by the pods.
-    Secret: k8s_openapi::api::core::v1::Secret;
-    /// cloudflared's `config.yaml`.
-    ConfigMap: k8s_openapi::api::core::v1::ConfigMap;
-    ServiceAccount: k8s_openapi::api::core::v1::ServiceAccount;
-    Deployment: k8s_openapi::api::apps::v1::Deployment;
-    /// Only with more than one replica.
-    PodDisruptionBudget: k8s_openapi::api::policy::v1::PodDisruptionBudget, optional = true;
+/// The list itself: expands `$m!` with one `Variant: Type;` per child kind, in apply
+/// order. Code that needs the kinds' types (the typed caches and watches) expands it too.
+#[macro_export]
+macro_rules! with_child_kinds {
+    ($m:path) => {
+        $m! {
+            /// The egress sandbox: applied before anything that starts pods.
+            NetworkPolicy: k8s_openapi::api::networking::v1::NetworkPolicy;
+            /// The operator's copy of the token, mounted by the pods.
+            Secret: k8s_openapi::api::core::v1::Secret;
+            /// cloudflared's `config.yaml`.
+            ConfigMap: k8s_openapi::api::core::v1::ConfigMap;
+            ServiceAccount: k8s_openapi::api::core::v1::ServiceAccount;
+            Deployment: k8s_openapi::api::apps::v1::Deployment;
+            /// Only with more than one replica.
+            PodDisruptionBudget: k8s_openapi::api::policy::v1::PodDisruptionBudget, optional = true;
+        }
+    };
 }
+
+with_child_kinds!(child_kinds);
 
 impl ChildKind {
     /// `deployments.apps`, as the API server names a kind in its messages.

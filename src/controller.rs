@@ -2,13 +2,12 @@
 //! children (which also fill the reconciler's caches), a metadata-only watch
 //! of Secrets so a token rotation triggers a reconcile, and graceful shutdown.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -23,6 +22,7 @@ use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::{managed_selector, MANAGED_BY};
 use crate::origin::ServiceRef;
+use crate::reconcile::context::ChildStores;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
 
 /// Every resource the controller lists and watches, as (group, plural): src/rbac.rs
@@ -57,31 +57,60 @@ where
 }
 
 /// A cache of one child kind and the stream that fills it and triggers reconciles.
-fn child_watch(
+fn child_watch<K>(
     client: &Client,
     namespace: Option<&str>,
-    kind: ChildKind,
-) -> (
-    Store<DynamicObject>,
-    impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
-) {
-    let resource = kind.api_resource();
-    let writer = reflector::store::Writer::new(resource.clone());
-    let reader = writer.as_reader();
-    let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
+) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
     let config = watcher::Config::default()
         .labels(&managed_selector())
         .any_semantic();
     // managedFields are the largest part of most objects and never read here.
-    let events = watcher(api, config).modify(|obj| obj.managed_fields_mut().clear());
+    let events = watcher(api_for::<K>(client, namespace), config)
+        .modify(|obj| obj.managed_fields_mut().clear());
     let stream = reflector::reflector(writer, events)
         .default_backoff()
-        .touched_objects();
+        .touched_objects()
+        .boxed();
     (reader, stream)
 }
+
+macro_rules! child_watches {
+    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
+        /// The streams of the child watches, until the controller owns them.
+        #[allow(non_snake_case)]
+        struct ChildStreams {
+            $( $variant: BoxStream<'static, Result<$ty, watcher::Error>>, )*
+        }
+
+        /// One typed watch (and cache) per child kind.
+        fn child_watches(client: &Client, namespace: Option<&str>) -> (ChildStores, ChildStreams) {
+            $( #[allow(non_snake_case)] let $variant = child_watch::<$ty>(client, namespace); )*
+            (
+                ChildStores { $( $variant: $variant.0.clone(), )* },
+                ChildStreams { $( $variant: $variant.1, )* },
+            )
+        }
+
+        impl ChildStreams {
+            /// The controller reconciles a tunnel when any of its children changes.
+            fn owned_by(self, controller: Controller<SecureTunnel>) -> Controller<SecureTunnel> {
+                controller $( .owns_stream(self.$variant) )*
+            }
+        }
+    };
+}
+
+crate::with_child_kinds!(child_watches);
 
 /// Tunnels in the Secret's namespace that take their token from it.
 fn tunnels_using_secret(
@@ -122,13 +151,7 @@ async fn run_scope(
     namespace: Option<&str>,
     metrics: Arc<Metrics>,
 ) {
-    let mut children = BTreeMap::new();
-    let mut child_streams = Vec::new();
-    for kind in ChildKind::ALL {
-        let (store, stream) = child_watch(&client, namespace, *kind);
-        children.insert(*kind, store);
-        child_streams.push((kind.api_resource(), stream));
-    }
+    let (children, child_streams) = child_watches(&client, namespace);
     // Services a rule may name, cached in full (the policy needs their
     // selectors and ports): in every namespace, or in the watched one only,
     // where a rule naming another namespace's Service is reported unresolved.
@@ -210,12 +233,10 @@ async fn run_scope(
         concurrency = settings.concurrency,
         "starting controller"
     );
-    let mut controller =
-        controller.with_config(controller::Config::default().concurrency(settings.concurrency));
-    for (resource, stream) in child_streams {
-        controller = controller.owns_stream_with(stream, resource);
-    }
-    controller
+    child_streams
+        .owned_by(
+            controller.with_config(controller::Config::default().concurrency(settings.concurrency)),
+        )
         .watches_stream(token_secrets_stream, move |secret| {
             tunnels_using_secret(&tunnel_store, &secret)
         })

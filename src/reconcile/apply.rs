@@ -2,8 +2,6 @@
 //! this tunnel does not control; skip a child whose cached copy already holds every field
 //! we set; server-side apply the rest; remove the optional children no longer wanted.
 
-use std::sync::Arc;
-
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
@@ -18,7 +16,7 @@ use crate::{Error, Result};
 struct Planned {
     kind: ChildKind,
     desired: DynamicObject,
-    current: Option<Arc<DynamicObject>>,
+    current: Option<DynamicObject>,
 }
 
 fn describe(kind: ChildKind, obj: &DynamicObject) -> String {
@@ -61,8 +59,7 @@ async fn plan(
             .map_err(|source| Error::Apply {
                 object: describe(kind, &desired),
                 source,
-            })?
-            .map(Arc::new),
+            })?,
     };
     Ok(Planned {
         kind,
@@ -118,7 +115,7 @@ impl Planned {
             return false;
         }
         match (
-            serde_json::to_value(current.as_ref()),
+            serde_json::to_value(current),
             serde_json::to_value(&self.desired),
         ) {
             (Ok(current), Ok(mut desired)) => {

@@ -1,8 +1,8 @@
 //! What every reconcile reads and counts: the caches the controller's watches fill, and
 //! the backoff state.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -22,11 +22,48 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 /// working origin.
 const CACHE_WAIT: Duration = Duration::from_secs(30);
 
-/// Caches filled by the controller's watches: the children (label-filtered, one per
-/// [`ChildKind`]) and the Services that ingress rules may name.
+macro_rules! child_stores {
+    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
+        /// One typed cache per child kind, filled by the controller's label-filtered
+        /// watches. Typed objects take a fraction of the memory of JSON maps.
+        #[derive(Clone)]
+        #[allow(non_snake_case)]
+        pub struct ChildStores {
+            $( pub $variant: Store<$ty>, )*
+        }
+
+        impl ChildStores {
+            /// The cached child, as a dynamic object for the generic apply step.
+            pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<DynamicObject> {
+                match kind {
+                    $( ChildKind::$variant => self
+                        .$variant
+                        .get(&ObjectRef::new(name).within(namespace))
+                        .and_then(|obj| to_dynamic(obj.as_ref())), )*
+                }
+            }
+
+            fn all_ready(&self) -> bool {
+                true $( && ready(&self.$variant) )*
+            }
+        }
+    };
+}
+
+crate::with_child_kinds!(child_stores);
+
+/// A typed object as a dynamic one (its JSON, re-read).
+fn to_dynamic<K: serde::Serialize>(obj: &K) -> Option<DynamicObject> {
+    serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .ok()
+}
+
+/// Caches filled by the controller's watches: the children and the Services that
+/// ingress rules may name.
 #[derive(Clone)]
 pub struct Stores {
-    pub children: BTreeMap<ChildKind, Store<DynamicObject>>,
+    pub children: ChildStores,
     pub services: Store<Service>,
     /// Metadata of every Secret in scope: a token is read again only when its
     /// Secret's resourceVersion changed.
@@ -58,21 +95,12 @@ impl Stores {
     }
 
     fn all_ready(&self) -> bool {
-        ChildKind::ALL.len() == self.children.len()
-            && self.children.values().all(ready)
-            && ready(&self.services)
-            && ready(&self.token_secrets)
+        self.children.all_ready() && ready(&self.services) && ready(&self.token_secrets)
     }
 
     /// The cached child `kind`/`namespace`/`name`, if the watch has seen it.
-    pub fn child(
-        &self,
-        kind: ChildKind,
-        namespace: &str,
-        name: &str,
-    ) -> Option<Arc<DynamicObject>> {
-        let store = self.children.get(&kind)?;
-        store.get(&ObjectRef::new_with(name, kind.api_resource()).within(namespace))
+    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<DynamicObject> {
+        self.children.get(kind, namespace, name)
     }
 }
 

@@ -228,13 +228,14 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     let deployment = written
         .into_iter()
         .find(|(kind, _)| *kind == ChildKind::Deployment)
-        .map(|(_, obj)| obj)
+        .and_then(|(_, obj)| obj.try_parse::<Deployment>().ok())
         .or_else(|| {
             ctx.stores
-                .child(ChildKind::Deployment, &namespace, &child_name(&name))
-                .map(|obj| obj.as_ref().clone())
-        })
-        .and_then(|obj| obj.try_parse::<Deployment>().ok());
+                .children
+                .Deployment
+                .get(&ObjectRef::new(&child_name(&name)).within(&namespace))
+                .map(|d| d.as_ref().clone())
+        });
     let status = desired_status(&tunnel, &verdict, deployment.as_ref(), Timestamp::now());
     update_status::write_status(
         &ctx.client,

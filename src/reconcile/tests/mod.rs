@@ -3,7 +3,7 @@
 //! path, query, body) against a script, answered from the script, and the
 //! test fails if a request is missing, different, or extra.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStat
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::ByteString;
-use kube::api::DynamicObject;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -24,6 +23,7 @@ use serde_json::{json, Value};
 
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
+use crate::reconcile::context::ChildStores;
 use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
 use crate::render::{self, Children, Dereferenced};
 use crate::test_support::{token_string, TUNNEL_ID, TUNNEL_UID};
@@ -457,9 +457,46 @@ impl MockCluster {
     }
 }
 
+macro_rules! child_writers {
+    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
+        /// One typed cache writer per child kind, standing in for the child watches.
+        #[allow(non_snake_case)]
+        struct ChildWriters {
+            $( $variant: Writer<$ty>, )*
+        }
+
+        impl ChildWriters {
+            /// Every child cache has listed nothing.
+            fn listed() -> Self {
+                ChildWriters { $( $variant: listed(Writer::default(), &[]), )* }
+            }
+
+            /// The watch of `kind` reports `obj` applied, or deleted.
+            fn event(&mut self, kind: ChildKind, obj: Value, deleted: bool) {
+                match kind {
+                    $( ChildKind::$variant => {
+                        let obj: $ty = serde_json::from_value(obj).expect("a child of that kind");
+                        self.$variant.apply_watcher_event(&if deleted {
+                            watcher::Event::Delete(obj)
+                        } else {
+                            watcher::Event::Apply(obj)
+                        });
+                    } )*
+                }
+            }
+
+            fn stores(&self) -> ChildStores {
+                ChildStores { $( $variant: self.$variant.as_reader(), )* }
+            }
+        }
+    };
+}
+
+crate::with_child_kinds!(child_writers);
+
 /// Caches standing in for the controller's watches.
 struct Caches {
-    children: BTreeMap<ChildKind, Writer<DynamicObject>>,
+    children: ChildWriters,
     services: Writer<Service>,
     token_secrets: Writer<kube::core::PartialObjectMeta<Secret>>,
 }
@@ -478,23 +515,12 @@ where
     writer
 }
 
-/// An object as a list or watch delivers it to a dynamic cache: items of a list carry
-/// no apiVersion and kind.
-fn dynamic<K: serde::Serialize>(obj: &K) -> DynamicObject {
-    let mut obj: DynamicObject = serde_json::from_value(to_json(obj)).expect("a dynamic object");
-    obj.types = None;
-    obj
-}
-
 impl Caches {
     /// Nothing of ours cached; the Service cache has listed `services`;
     /// every cache has finished its first listing.
     fn with_services(services: &[Service]) -> Self {
         Caches {
-            children: ChildKind::ALL
-                .iter()
-                .map(|k| (*k, listed(Writer::new(k.api_resource()), &[])))
-                .collect(),
+            children: ChildWriters::listed(),
             services: listed(Writer::default(), services),
             token_secrets: listed(Writer::default(), &[]),
         }
@@ -507,16 +533,12 @@ impl Caches {
 
     /// The watch of `kind` reports `obj` (created or changed).
     fn put<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
-        if let Some(w) = self.children.get_mut(&kind) {
-            w.apply_watcher_event(&watcher::Event::Apply(dynamic(obj)));
-        }
+        self.children.event(kind, to_json(obj), false);
     }
 
     /// The watch of `kind` reports `obj` deleted.
     fn remove<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
-        if let Some(w) = self.children.get_mut(&kind) {
-            w.apply_watcher_event(&watcher::Event::Delete(dynamic(obj)));
-        }
+        self.children.event(kind, to_json(obj), true);
     }
 
     /// Caches holding exactly `children`, with the Deployment fully rolled out.
@@ -534,11 +556,7 @@ impl Caches {
 
     fn stores(&self) -> Stores {
         Stores {
-            children: self
-                .children
-                .iter()
-                .map(|(k, w)| (*k, w.as_reader()))
-                .collect(),
+            children: self.children.stores(),
             services: self.services.as_reader(),
             token_secrets: self.token_secrets.as_reader(),
         }

@@ -3,7 +3,7 @@
 //! we set; server-side apply the rest; remove the optional children no longer wanted.
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
@@ -12,19 +12,25 @@ use crate::children::ChildKind;
 use crate::names::{child_name, APPLIED_HASH_ANNOTATION, FIELD_MANAGER, INSTANCE_LABEL};
 use crate::{Error, Result};
 
-/// One child: what we want and what exists.
+/// One child: what we want and what exists, as JSON (one serialization each).
 struct Planned {
     kind: ChildKind,
-    desired: DynamicObject,
-    current: Option<DynamicObject>,
+    desired: Value,
+    current: Option<Value>,
 }
 
-fn describe(kind: ChildKind, obj: &DynamicObject) -> String {
+fn text<'a>(obj: &'a Value, pointer: &str) -> &'a str {
+    obj.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn describe(kind: ChildKind, obj: &Value) -> String {
     format!(
         "{} {}/{}",
         kind.kind(),
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
+        text(obj, "/metadata/namespace"),
+        text(obj, "/metadata/name")
     )
 }
 
@@ -32,10 +38,19 @@ fn api(client: &Client, kind: ChildKind, namespace: &str) -> Api<DynamicObject> 
     Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
 }
 
-fn is_controlled_by(obj: &DynamicObject, uid: &str) -> bool {
-    obj.owner_references()
-        .iter()
-        .any(|r| r.controller == Some(true) && r.uid == uid)
+fn is_controlled_by(obj: &Value, uid: &str) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|r| r["controller"] == Value::Bool(true) && r["uid"] == uid)
+}
+
+fn to_json(obj: &DynamicObject) -> Result<Value> {
+    serde_json::to_value(obj).map_err(|source| Error::Serialize {
+        what: "a child read from the API server",
+        source,
+    })
 }
 
 /// The existing object: from the cache, or (when the cache has not seen it, e.g. an
@@ -45,21 +60,25 @@ async fn plan(
     client: &Client,
     stores: &Stores,
     kind: ChildKind,
-    desired: DynamicObject,
+    desired: Value,
 ) -> Result<Planned> {
-    let namespace = desired
-        .namespace()
-        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
-    let name = desired.name_any();
+    let namespace = text(&desired, "/metadata/namespace").to_string();
+    let name = text(&desired, "/metadata/name").to_string();
+    if namespace.is_empty() {
+        return Err(Error::MissingObjectKey("metadata.namespace"));
+    }
     let current = match stores.child(kind, &namespace, &name) {
         Some(obj) => Some(obj),
-        None => api(client, kind, &namespace)
+        None => match api(client, kind, &namespace)
             .get_opt(&name)
             .await
             .map_err(|source| Error::Apply {
                 object: describe(kind, &desired),
                 source,
-            })?,
+            })? {
+            Some(obj) => Some(to_json(&obj)?),
+            None => None,
+        },
     };
     Ok(Planned {
         kind,
@@ -110,24 +129,27 @@ impl Planned {
         let Some(current) = &self.current else {
             return false;
         };
-        let hash = |obj: &DynamicObject| obj.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
-        if hash(current).is_none() || hash(current) != hash(&self.desired) {
+        let pointer = format!(
+            "/metadata/annotations/{}",
+            APPLIED_HASH_ANNOTATION
+                .replace('~', "~0")
+                .replace('/', "~1")
+        );
+        let hash = current.pointer(&pointer);
+        if hash.is_none() || hash != self.desired.pointer(&pointer) {
             return false;
         }
-        match (
-            serde_json::to_value(current),
-            serde_json::to_value(&self.desired),
-        ) {
-            (Ok(current), Ok(mut desired)) => {
-                // Items of a list carry no apiVersion and kind: the kind is the cache's.
-                if let Some(fields) = desired.as_object_mut() {
-                    fields.remove("apiVersion");
-                    fields.remove("kind");
-                }
-                contains(&current, &desired)
-            }
-            _ => false,
-        }
+        // Items of a list carry no apiVersion and kind: the kind is the cache's.
+        let Value::Object(fields) = &self.desired else {
+            return false;
+        };
+        fields
+            .iter()
+            .filter(|(key, _)| *key != "apiVersion" && *key != "kind")
+            .all(|(key, want)| match current.get(key) {
+                Some(cur) => contains(cur, want),
+                None => is_empty_collection(want),
+            })
     }
 
     /// Applies the desired object unless it is up to date; returns what the API server
@@ -138,22 +160,22 @@ impl Planned {
             debug!(object = %what, "up to date");
             return Ok(None);
         }
-        let namespace = self
-            .desired
-            .namespace()
-            .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let stored = api(client, self.kind, &namespace)
-            .patch(
-                &self.desired.name_any(),
-                &params,
-                &Patch::Apply(&self.desired),
-            )
-            .await
-            .map_err(|source| Error::Apply {
-                object: what.clone(),
-                source,
-            })?;
+        let stored = api(
+            client,
+            self.kind,
+            text(&self.desired, "/metadata/namespace"),
+        )
+        .patch(
+            text(&self.desired, "/metadata/name"),
+            &params,
+            &Patch::Apply(&self.desired),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            object: what.clone(),
+            source,
+        })?;
         info!(object = %what, "applied");
         Ok(Some(stored))
     }
@@ -177,7 +199,7 @@ pub async fn apply_children(
     tunnel_name: &str,
     namespace: &str,
     uid: &str,
-    desired: Vec<(ChildKind, DynamicObject)>,
+    desired: Vec<(ChildKind, Value)>,
 ) -> Result<Applied> {
     let mut planned = Vec::with_capacity(desired.len());
     for (kind, obj) in desired {
@@ -221,14 +243,15 @@ async fn remove_unwanted(
     let Some(stale) = stores.child(kind, namespace, &name) else {
         return Ok(());
     };
-    let ours = stale.labels().get(INSTANCE_LABEL).map(String::as_str) == Some(tunnel_name)
+    let instance = format!("/metadata/labels/{}", INSTANCE_LABEL.replace('/', "~1"));
+    let ours = stale.pointer(&instance).and_then(Value::as_str) == Some(tunnel_name)
         && is_controlled_by(&stale, uid);
     if !ours {
         return Ok(());
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: stale.uid(),
+            uid: Some(text(&stale, "/metadata/uid").to_string()),
             resource_version: None,
         }),
         ..Default::default()

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::Value;
 
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
@@ -33,13 +33,13 @@ macro_rules! child_stores {
         }
 
         impl ChildStores {
-            /// The cached child, as a dynamic object for the generic apply step.
-            pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<DynamicObject> {
+            /// The cached child, as JSON for the generic apply step.
+            pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Value> {
                 match kind {
                     $( ChildKind::$variant => self
                         .$variant
                         .get(&ObjectRef::new(name).within(namespace))
-                        .and_then(|obj| to_dynamic(obj.as_ref())), )*
+                        .and_then(|obj| serde_json::to_value(obj.as_ref()).ok()), )*
                 }
             }
 
@@ -51,13 +51,6 @@ macro_rules! child_stores {
 }
 
 crate::with_child_kinds!(child_stores);
-
-/// A typed object as a dynamic one (its JSON, re-read).
-fn to_dynamic<K: serde::Serialize>(obj: &K) -> Option<DynamicObject> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .ok()
-}
 
 /// Caches filled by the controller's watches: the children and the Services that
 /// ingress rules may name.
@@ -99,7 +92,7 @@ impl Stores {
     }
 
     /// The cached child `kind`/`namespace`/`name`, if the watch has seen it.
-    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<DynamicObject> {
+    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Value> {
         self.children.get(kind, namespace, name)
     }
 }

@@ -15,7 +15,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
-use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
@@ -80,20 +79,17 @@ impl std::fmt::Debug for Children {
 }
 
 impl Children {
-    /// Every object with its kind, in apply order (the budget only when wanted).
-    pub fn objects(&self) -> Result<Vec<(ChildKind, DynamicObject)>> {
+    /// Every object with its kind, as JSON, in apply order (the budget only when wanted).
+    pub fn objects(&self) -> Result<Vec<(ChildKind, serde_json::Value)>> {
         let mut out = vec![
-            (ChildKind::NetworkPolicy, to_dynamic(&self.network_policy)?),
-            (ChildKind::Secret, to_dynamic(&self.secret)?),
-            (ChildKind::ConfigMap, to_dynamic(&self.config_map)?),
-            (
-                ChildKind::ServiceAccount,
-                to_dynamic(&self.service_account)?,
-            ),
-            (ChildKind::Deployment, to_dynamic(&self.deployment)?),
+            (ChildKind::NetworkPolicy, to_json(&self.network_policy)?),
+            (ChildKind::Secret, to_json(&self.secret)?),
+            (ChildKind::ConfigMap, to_json(&self.config_map)?),
+            (ChildKind::ServiceAccount, to_json(&self.service_account)?),
+            (ChildKind::Deployment, to_json(&self.deployment)?),
         ];
         if let Some(pdb) = &self.pod_disruption_budget {
-            out.push((ChildKind::PodDisruptionBudget, to_dynamic(pdb)?));
+            out.push((ChildKind::PodDisruptionBudget, to_json(pdb)?));
         }
         debug_assert!(out.iter().map(|(k, _)| k).eq(ChildKind::ALL
             .iter()
@@ -103,25 +99,15 @@ impl Children {
 
     /// The objects as JSON values, in apply order, for printing.
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>> {
-        self.objects()?
-            .into_iter()
-            .map(|(kind, obj)| {
-                serde_json::to_value(obj).map_err(|source| Error::Serialize {
-                    what: kind.kind(),
-                    source,
-                })
-            })
-            .collect()
+        Ok(self.objects()?.into_iter().map(|(_, obj)| obj).collect())
     }
 }
 
-fn to_dynamic<T: Serialize + Resource>(obj: &T) -> Result<DynamicObject> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .map_err(|source| Error::Serialize {
-            what: "child object",
-            source,
-        })
+fn to_json<T: Serialize>(obj: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(obj).map_err(|source| Error::Serialize {
+        what: "child object",
+        source,
+    })
 }
 
 /// The one path from a SecureTunnel to its children: validate, then render.

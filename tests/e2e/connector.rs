@@ -23,49 +23,44 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every input the connector is checked on: (name, file, services file).
+/// The files in `dir` whose names end with `suffix`, sorted.
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    out.sort();
+    out
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Every input the connector is checked on: (name, file, services file): the samples
+/// (with the preview Services) and the render fixtures (which carry their Services).
 fn inputs() -> Vec<(String, PathBuf, Option<PathBuf>)> {
-    let mut out = Vec::new();
     let samples = root().join("config/samples");
     let services = samples.join("preview/services.yaml");
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&samples)
+    let sample_inputs = files(&samples, ".yaml")
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("kustomization.yaml")
-        })
-        .collect();
-    entries.sort();
-    for p in entries {
-        out.push((
-            format!(
-                "sample {}",
-                p.file_name().unwrap_or_default().to_string_lossy()
-            ),
-            p,
-            Some(services.clone()),
-        ));
-    }
-    let fixtures = root().join("tests/fixtures/render");
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&fixtures)
+        .filter(|p| !p.ends_with("kustomization.yaml"))
+        .map(|p| {
+            (
+                format!("sample {}", file_name(&p)),
+                p,
+                Some(services.clone()),
+            )
+        });
+    let fixture_inputs = files(&root().join("tests/fixtures/render"), ".input.yaml")
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".input.yaml"))
-        .collect();
-    entries.sort();
-    for p in entries {
-        out.push((
-            format!(
-                "fixture {}",
-                p.file_name().unwrap_or_default().to_string_lossy()
-            ),
-            p,
-            None,
-        ));
-    }
-    out
+        .map(|p| (format!("fixture {}", file_name(&p)), p, None));
+    sample_inputs.chain(fixture_inputs).collect()
 }
 
 /// What one input renders to, as cloudflared would see it.

@@ -7,7 +7,11 @@ use kube::Client;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use super::context::Stores;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::context::{ChildObject, Stores};
 use crate::children::ChildKind;
 use crate::names::{child_name, APPLIED_HASH_ANNOTATION, FIELD_MANAGER, INSTANCE_LABEL};
 use crate::{Error, Result};
@@ -16,7 +20,7 @@ use crate::{Error, Result};
 struct Planned {
     kind: ChildKind,
     desired: Value,
-    current: Option<Value>,
+    current: Option<Arc<dyn ChildObject>>,
 }
 
 fn text<'a>(obj: &'a Value, pointer: &str) -> &'a str {
@@ -38,19 +42,20 @@ fn api(client: &Client, kind: ChildKind, namespace: &str) -> Api<DynamicObject> 
     Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
 }
 
-fn is_controlled_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .into_iter()
+fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
         .flatten()
-        .any(|r| r["controller"] == Value::Bool(true) && r["uid"] == uid)
+        .any(|r| r.controller == Some(true) && r.uid == uid)
 }
 
-fn to_json(obj: &DynamicObject) -> Result<Value> {
-    serde_json::to_value(obj).map_err(|source| Error::Serialize {
-        what: "a child read from the API server",
-        source,
-    })
+fn describe_meta(kind: ChildKind, meta: &ObjectMeta) -> String {
+    format!(
+        "{} {}/{}",
+        kind.kind(),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// The existing object: from the cache, or (when the cache has not seen it, e.g. an
@@ -69,16 +74,14 @@ async fn plan(
     }
     let current = match stores.child(kind, &namespace, &name) {
         Some(obj) => Some(obj),
-        None => match api(client, kind, &namespace)
+        None => api(client, kind, &namespace)
             .get_opt(&name)
             .await
             .map_err(|source| Error::Apply {
                 object: describe(kind, &desired),
                 source,
-            })? {
-            Some(obj) => Some(to_json(&obj)?),
-            None => None,
-        },
+            })?
+            .map(|obj| Arc::new(obj) as Arc<dyn ChildObject>),
     };
     Ok(Planned {
         kind,
@@ -118,8 +121,8 @@ fn is_empty_collection(value: &Value) -> bool {
 impl Planned {
     /// The existing object, when it is not ours to write.
     fn conflict(&self, uid: &str) -> Option<String> {
-        let current = self.current.as_ref()?;
-        (!is_controlled_by(current, uid)).then(|| describe(self.kind, current))
+        let current = self.current.as_ref()?.meta();
+        (!is_controlled_by(current, uid)).then(|| describe_meta(self.kind, current))
     }
 
     /// True when the existing object already has every field we set: our hash
@@ -135,10 +138,20 @@ impl Planned {
                 .replace('~', "~0")
                 .replace('/', "~1")
         );
-        let hash = current.pointer(&pointer);
-        if hash.is_none() || hash != self.desired.pointer(&pointer) {
+        let hash = current
+            .meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
+        if hash.is_none()
+            || hash.map(String::as_str) != self.desired.pointer(&pointer).and_then(Value::as_str)
+        {
             return false;
         }
+        // Only now, with the same hash, is the content compared (for hand edits).
+        let Some(current) = current.json() else {
+            return false;
+        };
         // Items of a list carry no apiVersion and kind: the kind is the cache's.
         let Value::Object(fields) = &self.desired else {
             return false;
@@ -243,27 +256,32 @@ async fn remove_unwanted(
     let Some(stale) = stores.child(kind, namespace, &name) else {
         return Ok(());
     };
-    let instance = format!("/metadata/labels/{}", INSTANCE_LABEL.replace('/', "~1"));
-    let ours = stale.pointer(&instance).and_then(Value::as_str) == Some(tunnel_name)
-        && is_controlled_by(&stale, uid);
+    let meta = stale.meta();
+    let ours = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(INSTANCE_LABEL))
+        .map(String::as_str)
+        == Some(tunnel_name)
+        && is_controlled_by(meta, uid);
     if !ours {
         return Ok(());
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: Some(text(&stale, "/metadata/uid").to_string()),
+            uid: meta.uid.clone(),
             resource_version: None,
         }),
         ..Default::default()
     };
     match api(client, kind, namespace).delete(&name, &params).await {
         Ok(_) => {
-            info!(object = %describe(kind, &stale), "deleted: no longer wanted");
+            info!(object = %describe_meta(kind, meta), "deleted: no longer wanted");
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(source) => Err(Error::Apply {
-            object: describe(kind, &stale),
+            object: describe_meta(kind, meta),
             source,
         }),
     }

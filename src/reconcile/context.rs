@@ -2,11 +2,12 @@
 //! the backoff state.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::Value;
@@ -33,13 +34,13 @@ macro_rules! child_stores {
         }
 
         impl ChildStores {
-            /// The cached child, as JSON for the generic apply step.
-            pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Value> {
+            /// The cached child, for the generic apply step.
+            pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Arc<dyn ChildObject>> {
                 match kind {
                     $( ChildKind::$variant => self
                         .$variant
                         .get(&ObjectRef::new(name).within(namespace))
-                        .and_then(|obj| serde_json::to_value(obj.as_ref()).ok()), )*
+                        .map(|obj| obj as Arc<dyn ChildObject>), )*
                 }
             }
 
@@ -51,6 +52,26 @@ macro_rules! child_stores {
 }
 
 crate::with_child_kinds!(child_stores);
+
+/// A child as the apply step sees it, whatever its kind: its metadata at once (ownership,
+/// the applied hash), its JSON only when the content has to be compared.
+pub trait ChildObject: Send + Sync {
+    fn meta(&self) -> &ObjectMeta;
+    fn json(&self) -> Option<Value>;
+}
+
+impl<K> ChildObject for K
+where
+    K: kube::Resource + serde::Serialize + Send + Sync,
+{
+    fn meta(&self) -> &ObjectMeta {
+        kube::Resource::meta(self)
+    }
+
+    fn json(&self) -> Option<Value> {
+        serde_json::to_value(self).ok()
+    }
+}
 
 /// Caches filled by the controller's watches: the children and the Services that
 /// ingress rules may name.
@@ -92,7 +113,12 @@ impl Stores {
     }
 
     /// The cached child `kind`/`namespace`/`name`, if the watch has seen it.
-    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Value> {
+    pub fn child(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<dyn ChildObject>> {
         self.children.get(kind, namespace, name)
     }
 }

@@ -76,14 +76,14 @@ impl fmt::Display for ValidationErrors {
 }
 
 /// A spec that passed every check, with each rule's `service` parsed once: render, the
-/// sandbox and the controller's Service index read this, never the strings.
+/// sandbox and the controller's Service index read this, never the strings. The rules'
+/// other fields are read from the spec itself, by index (they are used as written).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidatedSpec {
     /// `spec.ingress`, in match order.
     pub rules: Vec<ValidatedRule>,
-    /// `spec.fallback` as written, and parsed.
-    pub fallback: String,
-    pub fallback_origin: Origin,
+    /// `spec.fallback`, parsed.
+    pub fallback: Origin,
 }
 
 /// One ingress rule that passed validation.
@@ -91,15 +91,8 @@ pub struct ValidatedSpec {
 pub struct ValidatedRule {
     /// Its position in `spec.ingress`.
     pub index: usize,
-    /// `None` for an empty hostname.
-    pub hostname: Option<String>,
-    /// `None` for an empty path.
-    pub path: Option<String>,
-    /// The `service` as written (cloudflared's config carries it verbatim).
-    pub service: String,
-    /// The `service`, parsed.
+    /// Its `service`, parsed.
     pub origin: Origin,
-    pub origin_request: Option<OriginRequest>,
 }
 
 impl ValidatedSpec {
@@ -192,14 +185,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
         std::collections::HashMap::new();
     for (i, rule) in spec.ingress.iter().enumerate() {
         if let Some(origin) = check_rule(&format!("spec.ingress[{i}]"), rule, &mut errs) {
-            rules.push(ValidatedRule {
-                index: i,
-                hostname: rule.hostname.clone().filter(|h| !h.is_empty()),
-                path: rule.path.clone().filter(|p| !p.is_empty()),
-                service: rule.service.clone(),
-                origin,
-                origin_request: rule.origin_request.clone(),
-            });
+            rules.push(ValidatedRule { index: i, origin });
         }
         // cloudflared uses the first match: a repeated hostname + path is dead.
         let key = (
@@ -306,11 +292,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
     }
 
     match fallback {
-        Some(fallback_origin) if errs.is_empty() => Ok(ValidatedSpec {
-            rules,
-            fallback: spec.fallback.clone(),
-            fallback_origin,
-        }),
+        Some(fallback) if errs.is_empty() => Ok(ValidatedSpec { rules, fallback }),
         _ => Err(errs),
     }
 }

@@ -3,11 +3,9 @@
 use serde::Serialize;
 
 use crate::api::OriginRequest;
+use crate::api::SecureTunnelSpec;
 use crate::names::metrics_address;
-use crate::validate::ValidatedSpec;
 use crate::{Error, Result};
-
-/// The metrics (and readiness) listener; the probes and the NetworkPolicy use its port.
 
 #[derive(Serialize)]
 struct CloudflaredConfig<'a> {
@@ -31,13 +29,13 @@ struct ConfigRule<'a> {
 }
 
 /// Renders `config.yaml`: the spec's rules in order, then the fallback.
-pub fn render_config(spec: &ValidatedSpec) -> Result<String> {
+pub fn render_config(spec: &SecureTunnelSpec) -> Result<String> {
     let mut ingress: Vec<ConfigRule<'_>> = spec
-        .rules
+        .ingress
         .iter()
         .map(|rule| ConfigRule {
-            hostname: rule.hostname.as_deref(),
-            path: rule.path.as_deref(),
+            hostname: rule.hostname.as_deref().filter(|h| !h.is_empty()),
+            path: rule.path.as_deref().filter(|p| !p.is_empty()),
             service: &rule.service,
             origin_request: rule.origin_request.as_ref(),
         })

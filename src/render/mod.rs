@@ -136,7 +136,7 @@ pub fn render(
         ..Default::default()
     };
 
-    let config_yaml = config::render_config(validated)?;
+    let config_yaml = config::render_config(&tunnel.spec)?;
     let config_hash = sha256_hex(config_yaml.as_bytes());
 
     let secret = Secret {
@@ -171,7 +171,7 @@ pub fn render(
     let pod_disruption_budget = workload::pod_disruption_budget(tunnel, &name, meta.clone());
 
     let namespace = meta.namespace.clone().unwrap_or_default();
-    let resolution = origins::resolve(validated, &tunnel.spec.egress, &namespace, &deref.services);
+    let resolution = origins::resolve(validated, &tunnel.spec, &namespace, &deref.services);
     let network_policy = network_policy::network_policy(&tunnel.spec, &name, meta, &resolution);
 
     let mut children = Children {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::Egress;
+use crate::api::SecureTunnelSpec;
 use crate::origin::{service_name, Host, Origin, ServiceName, ServiceRef};
 use crate::validate::ValidatedSpec;
 
@@ -66,26 +66,27 @@ fn port_key(protocol: Option<&str>, port: TargetPort) -> PortKey {
 /// Works out the destinations of every rule. `services` holds the Services
 /// the dereference step found (keyed by namespace/name).
 pub fn resolve(
-    spec: &ValidatedSpec,
-    egress: &Egress,
+    validated: &ValidatedSpec,
+    spec: &SecureTunnelSpec,
     tunnel_namespace: &str,
     services: &BTreeMap<ServiceRef, Service>,
 ) -> Resolution {
     let mut out = Resolution::default();
-    let extra_ports: BTreeSet<i32> = egress
+    let extra_ports: BTreeSet<i32> = spec
+        .egress
         .extra_origins
         .iter()
         .flat_map(|o| o.ports.iter().copied())
         .collect();
 
-    for rule in &spec.rules {
+    for rule in &validated.rules {
         let origin = &rule.origin;
         let Origin::Url { host, .. } = origin else {
             continue; // http_status and hello_world are answered by cloudflared itself
         };
         let unresolved = |reason: String| Unresolved {
             rule: rule.field_path(),
-            service: rule.service.clone(),
+            service: spec.ingress[rule.index].service.clone(),
             reason,
         };
         let Some(port) = origin.port() else {

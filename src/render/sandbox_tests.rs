@@ -165,7 +165,7 @@ fn a_service_without_target_port_uses_its_port() {
     let validated = crate::validate::validate("home", &t.spec).expect("valid");
     let resolution = resolve(
         &validated,
-        &t.spec.egress,
+        &t.spec,
         "apps",
         &BTreeMap::from([service(
             "data",

@@ -124,8 +124,19 @@ pub async fn wait_condition(
     status: &str,
     reason: &str,
 ) -> Outcome {
+    wait_condition_within(client, name, type_, status, reason, WAIT).await
+}
+
+pub async fn wait_condition_within(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    within: Duration,
+) -> Outcome {
     wait_for(
-        WAIT,
+        within,
         &format!("SecureTunnel {NAMESPACE}/{name} {type_}={status} {reason}"),
         || async {
             let (s, r, m) = condition(client, name, type_).await?;

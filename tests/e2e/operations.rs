@@ -16,6 +16,9 @@ use crate::support::{
     RESTARTS,
 };
 
+/// How long the operator may take to converge after an outage.
+const RECOVERY: Duration = Duration::from_secs(300);
+
 /// The operator's reconcile counter, from its own /metrics.
 pub async fn reconciles(op: &Operator) -> Result<f64, String> {
     let text = op.get("/metrics").await?;

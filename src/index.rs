@@ -23,6 +23,15 @@ struct Entry {
     services: BTreeSet<ServiceRef>,
 }
 
+impl Entry {
+    /// Whether this entry was made from this object at this generation.
+    fn is_for(&self, tunnel: &SecureTunnel) -> bool {
+        self.uid == tunnel.uid()
+            && self.generation.is_some()
+            && self.generation == tunnel.metadata.generation
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     tunnels: HashMap<ObjectRef<SecureTunnel>, Entry>,
@@ -89,12 +98,7 @@ impl TunnelIndex {
                 if let Some(stale) = inner.stale.as_mut() {
                     stale.remove(&key);
                 }
-                let unchanged = inner.tunnels.get(&key).is_some_and(|e| {
-                    e.uid == t.uid()
-                        && e.generation.is_some()
-                        && e.generation == t.metadata.generation
-                });
-                if !unchanged {
+                if !inner.tunnels.get(&key).is_some_and(|e| e.is_for(t)) {
                     inner.insert(key, entry(t));
                 }
             }
@@ -116,10 +120,7 @@ impl TunnelIndex {
         let key = ObjectRef::from_obj(tunnel);
         if let Ok(inner) = self.inner.read() {
             if let Some(e) = inner.tunnels.get(&key) {
-                if e.uid == tunnel.uid()
-                    && e.generation.is_some()
-                    && e.generation == tunnel.metadata.generation
-                {
+                if e.is_for(tunnel) {
                     return e.verdict.clone();
                 }
             }

@@ -132,19 +132,14 @@ impl Planned {
         let Some(current) = &self.current else {
             return false;
         };
-        let pointer = format!(
-            "/metadata/annotations/{}",
-            APPLIED_HASH_ANNOTATION
-                .replace('~', "~0")
-                .replace('/', "~1")
-        );
         let hash = current
             .meta()
             .annotations
             .as_ref()
             .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
         if hash.is_none()
-            || hash.map(String::as_str) != self.desired.pointer(&pointer).and_then(Value::as_str)
+            || hash.map(String::as_str)
+                != self.desired["metadata"]["annotations"][APPLIED_HASH_ANNOTATION].as_str()
         {
             return false;
         }

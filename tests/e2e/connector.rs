@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::support::{run_cmd, Env, Outcome};
 use crate::Suite;
 
-const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
+use crate::support::TUNNEL_ID;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -17,12 +17,10 @@ use crate::support::{child_kinds, describe, dynamic_api, wait_for, Env, Outcome}
 
 pub const NAMESPACE: &str = "e2e-apps";
 pub const TOKEN_SECRET: &str = "e2e-token";
-pub const TUNNEL_ID: &str = "6ff42ae2-765d-4adf-8112-31c55c1551ef";
+use crate::support::TUNNEL_ID;
 const WAIT: Duration = Duration::from_secs(120);
 
-pub fn child(tunnel: &str) -> String {
-    format!("{tunnel}-cloudflared")
-}
+pub use securetunnel_operator::names::child_name as child;
 
 /// A syntactically valid token for a tunnel that does not exist.
 pub fn token(secret: &str) -> String {

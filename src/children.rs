@@ -64,9 +64,10 @@ macro_rules! with_child_kinds {
             /// cloudflared's `config.yaml`.
             ConfigMap: k8s_openapi::api::core::v1::ConfigMap;
             ServiceAccount: k8s_openapi::api::core::v1::ServiceAccount;
-            Deployment: k8s_openapi::api::apps::v1::Deployment;
             /// Only with more than one replica.
             PodDisruptionBudget: k8s_openapi::api::policy::v1::PodDisruptionBudget, optional = true;
+            /// Last: when a name is taken, the writes stop before any connector starts.
+            Deployment: k8s_openapi::api::apps::v1::Deployment;
         }
     };
 }

@@ -8,6 +8,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::NamespaceResourceScope;
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -22,7 +23,7 @@ use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::{managed_selector, MANAGED_BY};
 use crate::origin::ServiceRef;
-use crate::reconcile::context::ChildStores;
+use crate::reconcile::cache::ChildCache;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
 
 /// Every resource the controller lists and watches, as (group, plural): src/rbac.rs
@@ -56,61 +57,42 @@ where
     }
 }
 
-/// A cache of one child kind and the stream that fills it and triggers reconciles.
-fn child_watch<K>(
+/// One label-filtered watch per child kind. Each event updates the child summaries;
+/// each touched child triggers its tunnel's reconcile. The objects themselves are
+/// dropped once summarised.
+fn child_watches(
     client: &Client,
     namespace: Option<&str>,
-) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let config = watcher::Config::default()
-        .labels(&managed_selector())
-        .any_semantic();
-    // managedFields are the largest part of most objects and never read here.
-    let events = watcher(api_for::<K>(client, namespace), config)
-        .modify(|obj| obj.managed_fields_mut().clear());
-    let stream = reflector::reflector(writer, events)
-        .default_backoff()
-        .touched_objects()
-        .boxed();
-    (reader, stream)
+    cache: &Arc<ChildCache>,
+) -> Vec<(
+    ApiResource,
+    BoxStream<'static, Result<DynamicObject, watcher::Error>>,
+)> {
+    ChildKind::ALL
+        .iter()
+        .map(|&kind| {
+            let resource = kind.api_resource();
+            let api = match namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            let config = watcher::Config::default()
+                .labels(&managed_selector())
+                .any_semantic();
+            let cache = cache.clone();
+            let stream = watcher(api, config)
+                .default_backoff()
+                .inspect(move |event| {
+                    if let Ok(event) = event {
+                        cache.apply_event(kind, event);
+                    }
+                })
+                .touched_objects()
+                .boxed();
+            (resource, stream)
+        })
+        .collect()
 }
-
-macro_rules! child_watches {
-    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
-        /// The streams of the child watches, until the controller owns them.
-        #[allow(non_snake_case)]
-        struct ChildStreams {
-            $( $variant: BoxStream<'static, Result<$ty, watcher::Error>>, )*
-        }
-
-        /// One typed watch (and cache) per child kind.
-        fn child_watches(client: &Client, namespace: Option<&str>) -> (ChildStores, ChildStreams) {
-            $( #[allow(non_snake_case)] let $variant = child_watch::<$ty>(client, namespace); )*
-            (
-                ChildStores { $( $variant: $variant.0.clone(), )* },
-                ChildStreams { $( $variant: $variant.1, )* },
-            )
-        }
-
-        impl ChildStreams {
-            /// The controller reconciles a tunnel when any of its children changes.
-            fn owned_by(self, controller: Controller<SecureTunnel>) -> Controller<SecureTunnel> {
-                controller $( .owns_stream(self.$variant) )*
-            }
-        }
-    };
-}
-
-crate::with_child_kinds!(child_watches);
 
 /// Tunnels in the Secret's namespace that take their token from it.
 fn tunnels_using_secret(
@@ -151,7 +133,8 @@ async fn run_scope(
     namespace: Option<&str>,
     metrics: Arc<Metrics>,
 ) {
-    let (children, child_streams) = child_watches(&client, namespace);
+    let children = Arc::new(ChildCache::default());
+    let child_streams = child_watches(&client, namespace, &children);
     // Services a rule may name, cached in full (the policy needs their
     // selectors and ports): in every namespace, or in the watched one only,
     // where a rule naming another namespace's Service is reported unresolved.
@@ -233,10 +216,13 @@ async fn run_scope(
         concurrency = settings.concurrency,
         "starting controller"
     );
+    let controller =
+        controller.with_config(controller::Config::default().concurrency(settings.concurrency));
     child_streams
-        .owned_by(
-            controller.with_config(controller::Config::default().concurrency(settings.concurrency)),
-        )
+        .into_iter()
+        .fold(controller, |c, (resource, stream)| {
+            c.owns_stream_with(stream, resource)
+        })
         .watches_stream(token_secrets_stream, move |secret| {
             tunnels_using_secret(&tunnel_store, &secret)
         })

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod http;
 pub mod index;
 pub mod leader;
+pub mod managed_fields;
 pub mod metrics;
 pub mod names;
 pub mod offline;

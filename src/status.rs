@@ -26,7 +26,9 @@ pub enum Verdict {
 
 /// What the connector Deployment reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Rollout {
+pub struct Rollout {
+    /// Pods the Deployment has, ready or not.
+    replicas: i32,
     ready: i32,
     /// The Deployment controller has not yet finished rolling out the current spec.
     in_progress: bool,
@@ -34,45 +36,47 @@ struct Rollout {
     stuck: bool,
 }
 
-fn rollout(deployment: Option<&Deployment>) -> Option<Rollout> {
-    let deployment = deployment?;
-    let Some(status) = deployment.status.as_ref() else {
-        return Some(Rollout {
-            in_progress: true,
-            ..Default::default()
-        });
-    };
-    let observed =
-        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
-    let progressing = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Progressing");
-    let stuck =
-        progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
-    // "NewReplicaSetAvailable" is the Deployment controller's word for a finished rollout.
-    let complete =
-        progressing.is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable"));
-    Some(Rollout {
-        ready: status.ready_replicas.unwrap_or(0),
-        in_progress: !stuck && (!observed || !complete),
-        stuck,
-    })
+impl Rollout {
+    /// The rollout of `deployment`, as its status tells it.
+    pub fn of(deployment: &Deployment) -> Rollout {
+        let Some(status) = deployment.status.as_ref() else {
+            return Rollout {
+                in_progress: true,
+                ..Default::default()
+            };
+        };
+        let observed =
+            status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+        let progressing = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Progressing");
+        let stuck =
+            progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+        // "NewReplicaSetAvailable" is the Deployment controller's word for a finished rollout.
+        let complete =
+            progressing.is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable"));
+        Rollout {
+            replicas: status.replicas.unwrap_or(0),
+            ready: status.ready_replicas.unwrap_or(0),
+            in_progress: !stuck && (!observed || !complete),
+            stuck,
+        }
+    }
 }
 
 /// The status for `tunnel` after a reconcile that reached `verdict`, given the
-/// connector Deployment as last seen. Condition timestamps are kept where
+/// connector Deployment's rollout as last seen. Condition timestamps are kept where
 /// nothing changed, so the same inputs give the same status.
 pub fn desired_status(
     tunnel: &SecureTunnel,
     verdict: &Verdict,
-    deployment: Option<&Deployment>,
+    observed: Option<Rollout>,
     now: Timestamp,
 ) -> SecureTunnelStatus {
     let previous = tunnel.status.clone().unwrap_or_default();
     let desired = tunnel.spec.replicas;
-    let observed = rollout(deployment);
     let ready = observed.map_or(0, |r| r.ready);
 
     let degraded = match observed {
@@ -90,7 +94,7 @@ pub fn desired_status(
         ),
         _ => match verdict {
             // Nothing was applied, but what was applied before keeps the tunnel up.
-            Verdict::Blocked { reason, message } if deployment.is_some() => DesiredCondition::new(
+            Verdict::Blocked { reason, message } if observed.is_some() => DesiredCondition::new(
                 DEGRADED,
                 true,
                 reason,
@@ -180,10 +184,7 @@ pub fn desired_status(
     SecureTunnelStatus {
         observed_generation: generation,
         tunnel_id,
-        replicas: deployment
-            .and_then(|d| d.status.as_ref())
-            .and_then(|s| s.replicas)
-            .unwrap_or(0),
+        replicas: observed.map_or(0, |r| r.replicas),
         ready_replicas: ready,
         config_hash,
         conditions: conditions::merge(
@@ -259,7 +260,7 @@ mod tests {
         let s = desired_status(
             &tunnel(),
             &applied(),
-            Some(&deployment(2, "NewReplicaSetAvailable", 1, 1)),
+            Some(Rollout::of(&deployment(2, "NewReplicaSetAvailable", 1, 1))),
             now(),
         );
         assert_eq!(
@@ -283,7 +284,7 @@ mod tests {
     #[test]
     fn new_deployment_is_progressing_not_degraded() {
         let fresh = Deployment::default();
-        let s = desired_status(&tunnel(), &applied(), Some(&fresh), now());
+        let s = desired_status(&tunnel(), &applied(), Some(Rollout::of(&fresh)), now());
         assert_eq!(
             cond(&s, READY),
             (FALSE, "ConnectorsNotReady", "0/2 connectors ready")
@@ -292,7 +293,7 @@ mod tests {
         assert_eq!(cond(&s, DEGRADED).0, FALSE);
 
         let rolling = deployment(0, "ReplicaSetUpdated", 1, 1);
-        let s = desired_status(&tunnel(), &applied(), Some(&rolling), now());
+        let s = desired_status(&tunnel(), &applied(), Some(Rollout::of(&rolling)), now());
         assert_eq!(cond(&s, PROGRESSING).1, "RollingOut");
         assert_eq!(cond(&s, DEGRADED).0, FALSE);
     }
@@ -302,7 +303,7 @@ mod tests {
         let s = desired_status(
             &tunnel(),
             &applied(),
-            Some(&deployment(2, "NewReplicaSetAvailable", 2, 1)),
+            Some(Rollout::of(&deployment(2, "NewReplicaSetAvailable", 2, 1))),
             now(),
         );
         assert_eq!(cond(&s, PROGRESSING).0, TRUE);
@@ -313,7 +314,7 @@ mod tests {
         let s = desired_status(
             &tunnel(),
             &applied(),
-            Some(&deployment(1, "NewReplicaSetAvailable", 1, 1)),
+            Some(Rollout::of(&deployment(1, "NewReplicaSetAvailable", 1, 1))),
             now(),
         );
         assert_eq!(
@@ -331,7 +332,12 @@ mod tests {
         let s = desired_status(
             &tunnel(),
             &applied(),
-            Some(&deployment(0, "ProgressDeadlineExceeded", 1, 1)),
+            Some(Rollout::of(&deployment(
+                0,
+                "ProgressDeadlineExceeded",
+                1,
+                1,
+            ))),
             now(),
         );
         assert_eq!(
@@ -374,7 +380,7 @@ mod tests {
             message: "Secret apps/tok not found".into(),
         };
         let running = deployment(2, "NewReplicaSetAvailable", 1, 1);
-        let s = desired_status(&tunnel(), &verdict, Some(&running), now());
+        let s = desired_status(&tunnel(), &verdict, Some(Rollout::of(&running)), now());
         assert_eq!(cond(&s, READY).1, "TokenSecretMissing");
         assert_eq!(
             cond(&s, DEGRADED),
@@ -394,9 +400,12 @@ mod tests {
     fn same_inputs_give_an_identical_status_later() {
         let mut t = tunnel();
         let d = deployment(2, "NewReplicaSetAvailable", 1, 1);
-        let first = desired_status(&t, &applied(), Some(&d), now());
+        let first = desired_status(&t, &applied(), Some(Rollout::of(&d)), now());
         t.status = Some(first.clone());
         let later = Timestamp::from_second(1_800_000_000).expect("valid");
-        assert_eq!(desired_status(&t, &applied(), Some(&d), later), first);
+        assert_eq!(
+            desired_status(&t, &applied(), Some(Rollout::of(&d)), later),
+            first
+        );
     }
 }

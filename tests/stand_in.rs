@@ -146,12 +146,19 @@ async fn the_operator_converges_and_a_restart_writes_nothing() {
 
     assert_eq!(http_get(port, "/healthz").0, 200);
     assert_eq!(http_get(port, "/readyz").0, 200);
-    let (status, metrics) = http_get(port, "/metrics");
-    assert_eq!(status, 200);
-    assert!(
-        metrics.contains(&format!("securetunnel_tunnels{{ready=\"True\"}} {TUNNELS}")),
-        "{metrics}"
-    );
+    // The gauge reads the operator's own tunnel cache, which may trail the stand-in by
+    // a watch event or two.
+    let want = format!("securetunnel_tunnels{{ready=\"True\"}} {TUNNELS}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (status, metrics) = http_get(port, "/metrics");
+        assert_eq!(status, 200);
+        if metrics.contains(&want) || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(metrics.contains(&want), "{metrics}");
 
     quiet(&api, Duration::from_millis(500)).await;
     child.stop();

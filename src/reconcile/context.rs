@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::Value;
 
+use super::cache::ChildCache;
 use crate::api::SecureTunnel;
-use crate::children::ChildKind;
 use crate::{Error, Result};
 
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -23,61 +21,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 /// working origin.
 const CACHE_WAIT: Duration = Duration::from_secs(30);
 
-macro_rules! child_stores {
-    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
-        /// One typed cache per child kind, filled by the controller's label-filtered
-        /// watches. Typed objects take a fraction of the memory of JSON maps.
-        #[derive(Clone)]
-        #[allow(non_snake_case)]
-        pub struct ChildStores {
-            $( pub $variant: Store<$ty>, )*
-        }
-
-        impl ChildStores {
-            /// The cached child, for the generic apply step.
-            pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Arc<dyn ChildObject>> {
-                match kind {
-                    $( ChildKind::$variant => self
-                        .$variant
-                        .get(&ObjectRef::new(name).within(namespace))
-                        .map(|obj| obj as Arc<dyn ChildObject>), )*
-                }
-            }
-
-            fn all_ready(&self) -> bool {
-                true $( && ready(&self.$variant) )*
-            }
-        }
-    };
-}
-
-crate::with_child_kinds!(child_stores);
-
-/// A child as the apply step sees it, whatever its kind: its metadata at once (ownership,
-/// the applied hash), its JSON only when the content has to be compared.
-pub trait ChildObject: Send + Sync {
-    fn meta(&self) -> &ObjectMeta;
-    fn json(&self) -> Option<Value>;
-}
-
-impl<K> ChildObject for K
-where
-    K: kube::Resource + serde::Serialize + Send + Sync,
-{
-    fn meta(&self) -> &ObjectMeta {
-        kube::Resource::meta(self)
-    }
-
-    fn json(&self) -> Option<Value> {
-        serde_json::to_value(self).ok()
-    }
-}
-
 /// Caches filled by the controller's watches: the children and the Services that
 /// ingress rules may name.
 #[derive(Clone)]
 pub struct Stores {
-    pub children: ChildStores,
+    /// A summary of each child (see [`ChildCache`]).
+    pub children: Arc<ChildCache>,
     pub services: Store<Service>,
     /// Metadata of every Secret in scope: a token is read again only when its
     /// Secret's resourceVersion changed.
@@ -109,17 +58,7 @@ impl Stores {
     }
 
     fn all_ready(&self) -> bool {
-        self.children.all_ready() && ready(&self.services) && ready(&self.token_secrets)
-    }
-
-    /// The cached child `kind`/`namespace`/`name`, if the watch has seen it.
-    pub fn child(
-        &self,
-        kind: ChildKind,
-        namespace: &str,
-        name: &str,
-    ) -> Option<Arc<dyn ChildObject>> {
-        self.children.get(kind, namespace, name)
+        self.children.ready() && ready(&self.services) && ready(&self.token_secrets)
     }
 }
 

@@ -3,6 +3,7 @@
 //! to do between the steps is decided by pure functions ([`decide`], [`outcome`]).
 
 pub mod apply;
+pub mod cache;
 pub mod context;
 pub mod dereference;
 pub mod update_status;
@@ -13,7 +14,6 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -142,7 +142,7 @@ pub fn outcome(
             },
             Action::requeue(BLOCKED_RECHECK),
         ),
-        Applied::Written(_) => (
+        Applied::Written => (
             Verdict::Applied {
                 tunnel_id: tunnel_id.to_string(),
                 config_hash: children.config_hash.clone(),
@@ -187,7 +187,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     .await?;
     let spec = ctx.index.verdict(&tunnel);
 
-    let (verdict, action, written) = match decide(&spec, &token) {
+    let verdict_and_action = match decide(&spec, &token) {
         Decision::Block {
             reason,
             message,
@@ -195,7 +195,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
         } => {
             warn!(reason, "not applying");
             let action = requeue.map_or_else(Action::await_change, Action::requeue);
-            (Verdict::Blocked { reason, message }, action, Vec::new())
+            (Verdict::Blocked { reason, message }, action)
         }
         Decision::Apply { spec, token } => {
             let deref = Dereferenced {
@@ -208,35 +208,25 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
             }
             let applied = apply::apply_children(
                 &ctx.client,
-                &ctx.stores,
+                &ctx.stores.children,
                 &name,
                 &namespace,
                 &uid,
-                children.objects()?,
+                &children.objects()?,
             )
             .await?;
-            let (verdict, action) = outcome(&applied, token.tunnel_id(), &children);
-            let written = match applied {
-                Applied::Written(written) => written,
-                Applied::Conflict(_) => Vec::new(),
-            };
-            (verdict, action, written)
+            outcome(&applied, token.tunnel_id(), &children)
         }
     };
+    let (verdict, action) = verdict_and_action;
 
     // The Deployment as just written, if it was; else as last seen.
-    let deployment = written
-        .into_iter()
-        .find(|(kind, _)| *kind == ChildKind::Deployment)
-        .and_then(|(_, obj)| obj.try_parse::<Deployment>().ok())
-        .or_else(|| {
-            ctx.stores
-                .children
-                .Deployment
-                .get(&ObjectRef::new(&child_name(&name)).within(&namespace))
-                .map(|d| d.as_ref().clone())
-        });
-    let status = desired_status(&tunnel, &verdict, deployment.as_ref(), Timestamp::now());
+    let rollout = ctx
+        .stores
+        .children
+        .get(ChildKind::Deployment, &namespace, &child_name(&name))
+        .and_then(|d| d.rollout);
+    let status = desired_status(&tunnel, &verdict, rollout, Timestamp::now());
     update_status::write_status(
         &ctx.client,
         &ctx.recorder,

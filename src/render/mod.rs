@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
+use crate::managed_fields;
 use crate::names::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
 use crate::origin::ServiceRef;
 use crate::token::{sha256_hex, TunnelToken};
@@ -86,11 +87,11 @@ impl Children {
             (ChildKind::Secret, to_json(&self.secret)?),
             (ChildKind::ConfigMap, to_json(&self.config_map)?),
             (ChildKind::ServiceAccount, to_json(&self.service_account)?),
-            (ChildKind::Deployment, to_json(&self.deployment)?),
         ];
         if let Some(pdb) = &self.pod_disruption_budget {
             out.push((ChildKind::PodDisruptionBudget, to_json(pdb)?));
         }
+        out.push((ChildKind::Deployment, to_json(&self.deployment)?));
         debug_assert!(out.iter().map(|(k, _)| k).eq(ChildKind::ALL
             .iter()
             .filter(|k| out.iter().any(|(o, _)| o == *k))));
@@ -195,14 +196,15 @@ pub fn render(
     Ok(children)
 }
 
-/// Records a hash of the object's desired content in an annotation, so the
-/// reconciler can tell from its cache that a child is already up to date.
+/// Records a hash of the object's desired content (its canonical form, see
+/// [`managed_fields::content`]) in an annotation: the reconciler tells from a child's
+/// cached summary that it is already up to date, and intact.
 fn stamp_applied_hash<K: Resource + Serialize>(obj: &mut K) -> Result<()> {
-    let bytes = serde_json::to_vec(obj).map_err(|source| Error::Serialize {
+    let json = serde_json::to_value(&*obj).map_err(|source| Error::Serialize {
         what: "child object",
         source,
     })?;
-    let hash = sha256_hex(&bytes);
+    let hash = managed_fields::content_hash(&managed_fields::content(&json));
     obj.annotations_mut()
         .insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
     Ok(())

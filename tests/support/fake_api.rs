@@ -52,6 +52,28 @@ pub struct FakeApi {
     namespaced_only: std::sync::atomic::AtomicBool,
 }
 
+/// One `managedFields` entry: `manager` set the fields of `obj` by `operation`.
+fn managed_entry(manager: &str, operation: &str, obj: &Value) -> Value {
+    json!({
+        "manager": manager, "operation": operation, "apiVersion": obj["apiVersion"],
+        "time": "2026-11-25T00:00:00Z", "fieldsType": "FieldsV1",
+        "fieldsV1": securetunnel_operator::managed_fields::fieldset(obj),
+    })
+}
+
+/// No pods here: a Deployment's rollout completes the moment it is written.
+fn roll_out(plural: &str, obj: &mut Value) {
+    if plural == "deployments" {
+        let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+        obj["status"] = json!({
+            "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
+            "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
+            "conditions": [ { "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable" },
+                            { "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" } ]
+        });
+    }
+}
+
 fn status(code: u16, reason: &str, message: &str) -> Response {
     let body = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                        "message": message, "reason": reason, "code": code });
@@ -495,7 +517,11 @@ impl FakeApi {
             return status(409, "AlreadyExists", "already exists");
         }
         obj["metadata"]["namespace"] = json!(req.namespace);
+        if let Some(manager) = req.query.get("fieldManager") {
+            obj["metadata"]["managedFields"] = json!([managed_entry(manager, "Update", &obj)]);
+        }
         self.stamp_new(&mut obj);
+        roll_out(&req.plural, &mut obj);
         let stored = self.store(&req.plural, &req.namespace, &name, obj, "ADDED");
         (StatusCode::CREATED, axum::Json(stored.as_ref().clone())).into_response()
     }
@@ -535,6 +561,24 @@ impl FakeApi {
             let stored = self.store(&req.plural, &req.namespace, &name, obj, "MODIFIED");
             return axum::Json(stored.as_ref().clone()).into_response();
         }
+        let json_patch = headers
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.contains("json-patch"));
+        if json_patch {
+            let Some(current) = current else {
+                return status(404, "NotFound", "not found");
+            };
+            let Ok(ops) = serde_json::from_value::<json_patch::Patch>(patch) else {
+                return status(400, "BadRequest", "not a JSON patch");
+            };
+            let mut obj = current.as_ref().clone();
+            if json_patch::patch(&mut obj, &ops).is_err() {
+                return status(422, "Invalid", "the JSON patch does not apply");
+            }
+            let stored = self.store(&req.plural, &req.namespace, &name, obj, "MODIFIED");
+            return axum::Json(stored.as_ref().clone()).into_response();
+        }
         if !apply {
             // Merge patches (Event series): accepted as they are.
             return match current {
@@ -545,6 +589,16 @@ impl FakeApi {
         // Server-side apply: the applied fields replace ours; server fields stay.
         let mut obj = patch.clone();
         obj["metadata"]["namespace"] = json!(req.namespace);
+        let manager = req.query.get("fieldManager").cloned().unwrap_or_default();
+        // managedFields as an API server keeps them: the other entries stay, this
+        // manager's apply entry is the applied object's field set.
+        let mut entries: Vec<Value> = current
+            .as_ref()
+            .and_then(|c| c["metadata"]["managedFields"].as_array().cloned())
+            .unwrap_or_default();
+        entries.retain(|e| !(e["manager"] == json!(manager) && e["operation"] == "Apply"));
+        entries.push(managed_entry(&manager, "Apply", &patch));
+        obj["metadata"]["managedFields"] = json!(entries);
         let kind = match &current {
             Some(c) => {
                 obj["metadata"]["uid"] = c["metadata"]["uid"].clone();
@@ -563,16 +617,7 @@ impl FakeApi {
                 "ADDED"
             }
         };
-        if req.plural == "deployments" {
-            // No pods here: the rollout completes at once.
-            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            obj["status"] = json!({
-                "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
-                "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
-                "conditions": [ { "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable" },
-                                { "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" } ]
-            });
-        }
+        roll_out(&req.plural, &mut obj);
         let stored = self.store(&req.plural, &req.namespace, &name, obj, kind);
         axum::Json(stored.as_ref().clone()).into_response()
     }

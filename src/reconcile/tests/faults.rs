@@ -45,17 +45,13 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             t.clone(),
             joined(vec![
                 vec![token_lookup(&token)],
-                child_lookups(&children, 0),
                 vec![Exchange {
                     reply: api_error(
                         503,
                         "ServiceUnavailable",
                         "the server is currently unable to handle the request",
                     ),
-                    ..apply(
-                        &path(ChildKind::NetworkPolicy),
-                        to_json(&children.network_policy),
-                    )
+                    ..create(ChildKind::NetworkPolicy, to_json(&children.network_policy))
                 }],
             ]),
         )
@@ -69,16 +65,12 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             t.clone(),
             joined(vec![
                 vec![token_lookup(&token)],
-                child_lookups(&children, 0),
                 vec![
-                    apply(
-                        &path(ChildKind::NetworkPolicy),
-                        to_json(&children.network_policy),
-                    ),
-                    apply(&path(ChildKind::Secret), to_json(&children.secret)),
+                    create(ChildKind::NetworkPolicy, to_json(&children.network_policy)),
+                    create(ChildKind::Secret, to_json(&children.secret)),
                     Exchange {
                         reply: Reply::Cut,
-                        ..apply(&path(ChildKind::ConfigMap), to_json(&children.config_map))
+                        ..create(ChildKind::ConfigMap, to_json(&children.config_map))
                     },
                 ],
             ]),
@@ -89,19 +81,17 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
 
     // 4. Everything applies, but the status write meets a conflict.
     let status_after = first_status(&children);
-    // What earlier attempts stored is found, and not written again.
-    let mut script = joined(vec![
-        vec![token_lookup(&token)],
-        child_lookups(&children, 2),
-    ]);
-    script.extend([
-        apply(&path(ChildKind::ConfigMap), to_json(&children.config_map)),
-        apply(
-            &path(ChildKind::ServiceAccount),
+    // What earlier attempts stored is remembered (the watch has not delivered it yet),
+    // and neither read nor written again.
+    let script = vec![
+        token_lookup(&token),
+        create(ChildKind::ConfigMap, to_json(&children.config_map)),
+        create(
+            ChildKind::ServiceAccount,
             to_json(&children.service_account),
         ),
-        apply(&path(ChildKind::Deployment), to_json(&children.deployment)),
-        apply(&path(ChildKind::PodDisruptionBudget), to_json(&pdb)),
+        create(ChildKind::PodDisruptionBudget, to_json(&pdb)),
+        create(ChildKind::Deployment, to_json(&children.deployment)),
         Exchange {
             reply: api_error(
                 409,
@@ -110,19 +100,16 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
             ),
             ..apply_status(status_after.clone())
         },
-    ]);
+    ];
     let err = cluster.reconcile(t.clone(), script).await.expect_err("409");
     delays.push(cluster.error_policy(&t, &err));
 
-    // 5. It converges: every child found as stored, the status written, the event sent.
-    let script = joined(vec![
-        vec![token_lookup(&token)],
-        child_lookups(&children, 6),
-        vec![
-            apply_status(status_after),
-            event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
-        ],
-    ]);
+    // 5. It converges: every child as written, the status written, the event sent.
+    let script = vec![
+        token_lookup(&token),
+        apply_status(status_after),
+        event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+    ];
     let action = cluster
         .reconcile(t.clone(), script)
         .await

@@ -7,30 +7,16 @@ use super::*;
 async fn a_new_tunnel_gets_every_child_then_a_status_and_an_event() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&tunnel(), &token);
-    let pdb = children
-        .pod_disruption_budget
-        .as_ref()
-        .expect("two replicas have a budget");
+    assert!(
+        children.pod_disruption_budget.is_some(),
+        "two replicas have a budget"
+    );
     let script = joined(vec![
+        vec![token_lookup(&token)],
+        // Nothing cached: each child is created, the sandbox first (so no connector
+        // ever runs without it) and the Deployment last. No read before a create.
+        child_creates(&children, 0),
         vec![
-            token_lookup(&token),
-            // Nothing cached: each name is checked for a foreign object first.
-        ],
-        child_lookups(&children, 0),
-        vec![
-            // The sandbox first, so no connector ever runs without it.
-            apply(
-                &path(ChildKind::NetworkPolicy),
-                to_json(&children.network_policy),
-            ),
-            apply(&path(ChildKind::Secret), to_json(&children.secret)),
-            apply(&path(ChildKind::ConfigMap), to_json(&children.config_map)),
-            apply(
-                &path(ChildKind::ServiceAccount),
-                to_json(&children.service_account),
-            ),
-            apply(&path(ChildKind::Deployment), to_json(&children.deployment)),
-            apply(&path(ChildKind::PodDisruptionBudget), to_json(pdb)),
             apply_status(first_status(&children)),
             event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
         ],
@@ -160,31 +146,28 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
         "data": { "config.yaml": "mine" }
     });
     let message = "ConfigMap apps/home-cloudflared already exists and is not controlled by this SecureTunnel; rename or delete it";
+    let children = children_for(&tunnel(), &token);
+    let objects = children.objects().expect("objects");
+    let body = |kind: ChildKind| {
+        objects
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, o)| o.clone())
+            .expect("a child of that kind")
+    };
     let script = vec![
         token_lookup(&token),
-        get(
-            &path(ChildKind::NetworkPolicy),
-            not_found("networkpolicies.networking.k8s.io", "home-cloudflared"),
-        ),
-        get(
-            &path(ChildKind::Secret),
-            not_found("secrets", "home-cloudflared"),
-        ),
+        create(ChildKind::NetworkPolicy, body(ChildKind::NetworkPolicy)),
+        create(ChildKind::Secret, body(ChildKind::Secret)),
+        // The name is taken: one read shows whose it is, and nothing more is written
+        // (the Deployment comes last, so no connector starts).
+        Exchange {
+            reply: already_exists("configmaps", "home-cloudflared"),
+            ..create(ChildKind::ConfigMap, body(ChildKind::ConfigMap))
+        },
         get(
             &path(ChildKind::ConfigMap),
-            Reply::Json(StatusCode::OK, foreign),
-        ),
-        get(
-            &path(ChildKind::ServiceAccount),
-            not_found("serviceaccounts", "home-cloudflared"),
-        ),
-        get(
-            &path(ChildKind::Deployment),
-            not_found("deployments.apps", "home-cloudflared"),
-        ),
-        get(
-            &path(ChildKind::PodDisruptionBudget),
-            not_found("poddisruptionbudgets.policy", "home-cloudflared"),
+            Reply::Json(StatusCode::OK, foreign.clone()),
         ),
         apply_status(json!({
             "observedGeneration": 1,
@@ -280,11 +263,7 @@ async fn a_hand_edited_child_is_reverted_and_a_deleted_one_recreated() {
 
     let script = vec![
         token_lookup(&token),
-        get(
-            &path(ChildKind::ConfigMap),
-            not_found("configmaps", "home-cloudflared"),
-        ),
-        apply(&path(ChildKind::ConfigMap), to_json(&children.config_map)),
+        create(ChildKind::ConfigMap, to_json(&children.config_map)),
         apply_existing_deployment(to_json(&children.deployment)),
     ];
     reconcile_against(tunnel_in_steady_state(&children), &caches, script)
@@ -302,8 +281,8 @@ async fn defaults_added_by_the_api_server_are_not_drift() {
     defaulted["spec"]["template"]["spec"]["dnsPolicy"] = json!("ClusterFirst");
     defaulted["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
         json!("/dev/termination-log");
-    defaulted["metadata"]["managedFields"] =
-        json!([ { "manager": "securetunnel-operator", "operation": "Apply" } ]);
+    // The defaults are not in our manager's field set.
+    let defaulted = applied_as(defaulted, &to_json(&children.deployment));
     let defaulted: Deployment = serde_json::from_value(defaulted).expect("deployment parses");
     caches.put(ChildKind::Deployment, &defaulted);
     let mut np = to_json(&children.network_policy);

@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
-use crate::reconcile::context::ChildStores;
+use crate::names::FIELD_MANAGER;
+use crate::reconcile::cache::ChildCache;
 use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
 use crate::render::{self, Children, Dereferenced};
 use crate::test_support::{token_string, TUNNEL_ID, TUNNEL_UID};
@@ -102,8 +103,12 @@ struct Exchange {
 }
 
 enum Reply {
-    /// 200 with the request body (what an API server returns for an apply).
+    /// 200 with the request body.
     Echo,
+    /// The request body as the API server stores it after our manager wrote it by
+    /// `operation` ("Apply", or "Update" for a create, answered 201): with its
+    /// `managedFields` entry.
+    Written(&'static str),
     /// 200 with the request body's fields laid over a stored object
     /// (what the status subresource returns).
     EchoOnto(Value),
@@ -127,30 +132,56 @@ fn joined(parts: Vec<Vec<Exchange>>) -> Vec<Exchange> {
     parts.into_iter().flatten().collect()
 }
 
-/// The child lookups of a reconcile whose caches hold none of the children: the
-/// first `stored` kinds (in apply order) are found as an earlier apply stored them, the
-/// rest are not found.
-fn child_lookups(children: &Children, stored: usize) -> Vec<Exchange> {
-    let objects = children.objects().expect("objects");
-    ChildKind::ALL
-        .iter()
+/// The writes of a reconcile whose caches hold none of the children: each is created,
+/// in apply order; the first `stored` kinds already exist, as an earlier apply stored
+/// them, and are read once and left alone.
+fn child_creates(children: &Children, stored: usize) -> Vec<Exchange> {
+    children
+        .objects()
+        .expect("objects")
+        .into_iter()
         .enumerate()
-        .map(|(i, kind)| {
+        .flat_map(|(i, (kind, obj))| {
             if i < stored {
-                let obj = objects
-                    .iter()
-                    .find(|(k, _)| k == kind)
-                    .map(|(_, o)| to_json(o))
-                    .unwrap_or(Value::Null);
-                get(&path(*kind), Reply::Json(StatusCode::OK, obj))
+                vec![
+                    Exchange {
+                        reply: already_exists(&kind.qualified_plural(), "home-cloudflared"),
+                        ..create(kind, obj.clone())
+                    },
+                    get(
+                        &path(kind),
+                        Reply::Json(StatusCode::OK, applied_as(obj.clone(), &obj)),
+                    ),
+                ]
             } else {
-                get(
-                    &path(*kind),
-                    not_found(&kind.qualified_plural(), "home-cloudflared"),
-                )
+                vec![create(kind, obj)]
             }
         })
         .collect()
+}
+
+/// The create of the fixture tunnel's child of `kind`.
+fn create(kind: ChildKind, body: Value) -> Exchange {
+    let item = path(kind);
+    let collection = item.trim_end_matches("/home-cloudflared");
+    Exchange {
+        method: Method::POST,
+        path: collection.to_string(),
+        query: vec![("fieldManager", "securetunnel-operator")],
+        body: Some(body),
+        normalize: no_normalize,
+        reply: Reply::Written("Update"),
+    }
+}
+
+fn already_exists(kind: &str, name: &str) -> Reply {
+    Reply::Json(
+        StatusCode::CONFLICT,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind} \"{name}\" already exists"), "reason": "AlreadyExists", "code": 409
+        }),
+    )
 }
 
 /// The API path of the fixture tunnel's child of `kind`.
@@ -176,7 +207,7 @@ fn apply(path: &str, body: Value) -> Exchange {
         query: SSA_QUERY.to_vec(),
         body: Some(body),
         normalize: no_normalize,
-        reply: Reply::Echo,
+        reply: Reply::Written("Apply"),
     }
 }
 
@@ -356,11 +387,29 @@ async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent
     }
     pretty_assertions::assert_eq!(normalized, expected.body, "{step}");
 
+    let is_apply = expected.query.contains(&("force", "true"));
     let (status, reply) = match expected.reply {
         Reply::Echo => (StatusCode::OK, body.unwrap_or(Value::Null)),
+        Reply::Written(operation) => {
+            let body = body.unwrap_or(Value::Null);
+            let mut stored = applied_as(body.clone(), &body);
+            stored["metadata"]["managedFields"][0]["operation"] = json!(operation);
+            let status = if operation == "Update" {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, stored)
+        }
         Reply::EchoOnto(mut stored) => {
-            if let (Some(target), Some(Value::Object(fields))) = (stored.as_object_mut(), body) {
+            if let (Some(target), Some(Value::Object(fields))) =
+                (stored.as_object_mut(), body.clone())
+            {
                 target.extend(fields);
+            }
+            if is_apply {
+                let applied = body.unwrap_or(Value::Null);
+                stored = applied_as(stored, &applied);
             }
             (StatusCode::OK, stored)
         }
@@ -457,46 +506,29 @@ impl MockCluster {
     }
 }
 
-macro_rules! child_writers {
-    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
-        /// One typed cache writer per child kind, standing in for the child watches.
-        #[allow(non_snake_case)]
-        struct ChildWriters {
-            $( $variant: Writer<$ty>, )*
-        }
-
-        impl ChildWriters {
-            /// Every child cache has listed nothing.
-            fn listed() -> Self {
-                ChildWriters { $( $variant: listed(Writer::default(), &[]), )* }
-            }
-
-            /// The watch of `kind` reports `obj` applied, or deleted.
-            fn event(&mut self, kind: ChildKind, obj: Value, deleted: bool) {
-                match kind {
-                    $( ChildKind::$variant => {
-                        let obj: $ty = serde_json::from_value(obj).expect("a child of that kind");
-                        self.$variant.apply_watcher_event(&if deleted {
-                            watcher::Event::Delete(obj)
-                        } else {
-                            watcher::Event::Apply(obj)
-                        });
-                    } )*
-                }
-            }
-
-            fn stores(&self) -> ChildStores {
-                ChildStores { $( $variant: self.$variant.as_reader(), )* }
-            }
-        }
-    };
+/// The child summaries, as the child watches would fill them.
+fn listed_children() -> Arc<ChildCache> {
+    let cache = Arc::new(ChildCache::default());
+    for kind in ChildKind::ALL {
+        cache.apply_event(*kind, &watcher::Event::Init);
+        cache.apply_event(*kind, &watcher::Event::InitDone);
+    }
+    cache
 }
 
-crate::with_child_kinds!(child_writers);
+/// `live` as the API server holds it after our manager applied `applied`: the
+/// `managedFields` entry an apply of `applied` leaves.
+pub(super) fn applied_as(mut live: Value, applied: &Value) -> Value {
+    live["metadata"]["managedFields"] = json!([{
+        "manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": applied["apiVersion"],
+        "fieldsType": "FieldsV1", "fieldsV1": crate::managed_fields::fieldset(applied),
+    }]);
+    live
+}
 
 /// Caches standing in for the controller's watches.
 struct Caches {
-    children: ChildWriters,
+    children: Arc<ChildCache>,
     services: Writer<Service>,
     token_secrets: Writer<kube::core::PartialObjectMeta<Secret>>,
 }
@@ -520,7 +552,7 @@ impl Caches {
     /// every cache has finished its first listing.
     fn with_services(services: &[Service]) -> Self {
         Caches {
-            children: ChildWriters::listed(),
+            children: listed_children(),
             services: listed(Writer::default(), services),
             token_secrets: listed(Writer::default(), &[]),
         }
@@ -531,14 +563,22 @@ impl Caches {
         Caches::with_services(&[web_service("web")])
     }
 
-    /// The watch of `kind` reports `obj` (created or changed).
+    /// The watch of `kind` reports `obj` (created or changed). Unless `obj` says who
+    /// owns its fields, our manager applied exactly `obj`.
     fn put<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
-        self.children.event(kind, to_json(obj), false);
+        let mut obj = to_json(obj);
+        if obj["metadata"].get("managedFields").is_none() {
+            obj = applied_as(obj.clone(), &obj);
+        }
+        let obj = serde_json::from_value(obj).expect("an object");
+        self.children.apply_event(kind, &watcher::Event::Apply(obj));
     }
 
     /// The watch of `kind` reports `obj` deleted.
     fn remove<K: serde::Serialize>(&mut self, kind: ChildKind, obj: &K) {
-        self.children.event(kind, to_json(obj), true);
+        let obj = serde_json::from_value(to_json(obj)).expect("an object");
+        self.children
+            .apply_event(kind, &watcher::Event::Delete(obj));
     }
 
     /// Caches holding exactly `children`, with the Deployment fully rolled out.
@@ -546,7 +586,8 @@ impl Caches {
         let mut caches = Caches::empty();
         for (kind, obj) in children.objects().expect("objects") {
             if kind == ChildKind::Deployment {
-                caches.put(kind, &rolled_out(children.deployment.clone(), 2));
+                let live = to_json(&rolled_out(children.deployment.clone(), 2));
+                caches.put(kind, &applied_as(live, &obj));
             } else {
                 caches.put(kind, &obj);
             }
@@ -556,7 +597,7 @@ impl Caches {
 
     fn stores(&self) -> Stores {
         Stores {
-            children: self.children.stores(),
+            children: self.children.clone(),
             services: self.services.as_reader(),
             token_secrets: self.token_secrets.as_reader(),
         }

@@ -1,0 +1,343 @@
+//! Server-side apply's record of which fields each manager owns (`managedFields`,
+//! in the `FieldsV1` format), and the one canonical form of a child's content that
+//! drift detection hashes.
+//!
+//! A child is intact when the fields our manager owns in the live object hash to the
+//! applied-hash annotation that render stamped from the desired object. Kubernetes
+//! moves ownership of a field to whoever changes it (`kubectl scale`, `kubectl edit`),
+//! so a hand edit of one of our fields takes it out of our set and the hashes differ;
+//! fields others add (defaults, other controllers) are not ours and do not count.
+
+use serde_json::{Map, Value};
+
+use crate::names::APPLIED_HASH_ANNOTATION;
+
+/// What an apply of `obj` sets, in the canonical form both sides are hashed in: no
+/// `apiVersion`, `kind`, `metadata.name` or `metadata.namespace` (they identify the
+/// object; `managedFields` never list them), no applied-hash annotation (it holds the
+/// hash), and no nulls, empty lists or empty maps (the API server omits them).
+pub fn content(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Value::Object(fields) = &mut obj {
+        fields.remove("apiVersion");
+        fields.remove("kind");
+        if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
+            meta.remove("name");
+            meta.remove("namespace");
+            meta.remove("managedFields");
+            if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+                annotations.remove(APPLIED_HASH_ANNOTATION);
+            }
+        }
+    }
+    prune(obj).unwrap_or(Value::Null)
+}
+
+/// Drops nulls, empty lists and empty maps, at every depth.
+fn prune(value: Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Array(items) => {
+            let items: Vec<Value> = items.into_iter().filter_map(prune).collect();
+            (!items.is_empty()).then_some(Value::Array(items))
+        }
+        Value::Object(fields) => {
+            let fields: Map<String, Value> = fields
+                .into_iter()
+                .filter_map(|(k, v)| prune(v).map(|v| (k, v)))
+                .collect();
+            (!fields.is_empty()).then_some(Value::Object(fields))
+        }
+        scalar => Some(scalar),
+    }
+}
+
+/// The SHA-256 of a canonical content, as `sha256:<hex>` (the applied-hash value).
+/// serde_json's maps are ordered by key, so equal contents give equal bytes.
+pub fn content_hash(content: &Value) -> String {
+    let bytes = serde_json::to_vec(content).unwrap_or_default();
+    crate::token::sha256_hex(&bytes)
+}
+
+/// The `fieldsV1` sets of `manager`'s entries in the object's `managedFields` (an
+/// apply, and the create that may have made the object).
+pub fn sets_of<'a>(obj: &'a Value, manager: &str) -> Vec<&'a Value> {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.get("manager").and_then(Value::as_str) == Some(manager))
+        .filter_map(|entry| entry.get("fieldsV1"))
+        .collect()
+}
+
+/// The part of `live` that the union of `sets` covers. A set that names no member
+/// (`{}`, or only `"."`) takes the whole value: a scalar, or an atomic list or map.
+pub fn owned(live: &Value, sets: &[&Value]) -> Value {
+    let merged = sets
+        .iter()
+        .filter_map(|s| s.as_object())
+        .fold(Map::new(), |mut acc, set| {
+            merge(&mut acc, set);
+            acc
+        });
+    if merged.is_empty() {
+        return Value::Null;
+    }
+    project(live, &merged).unwrap_or(Value::Null)
+}
+
+fn is_leaf(set: &Map<String, Value>) -> bool {
+    set.keys().all(|k| k == ".")
+}
+
+fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (key, sub) in from {
+        let sub = sub.as_object().cloned().unwrap_or_default();
+        match into.get_mut(key).and_then(Value::as_object_mut) {
+            // A leaf on either side owns the whole value.
+            Some(existing) if is_leaf(existing) => {}
+            Some(_) if is_leaf(&sub) => {
+                into.insert(key.clone(), Value::Object(sub));
+            }
+            Some(existing) => merge(existing, &sub),
+            None => {
+                into.insert(key.clone(), Value::Object(sub));
+            }
+        }
+    }
+}
+
+/// One member key of a list's set: `k:{…}` (the element with these key fields),
+/// `v:…` (the element equal to this value) or `i:N` (the element at this index).
+enum Member {
+    Keys(Map<String, Value>),
+    Value(Value),
+    Index(usize),
+}
+
+impl Member {
+    fn parse(key: &str) -> Option<Member> {
+        if let Some(json) = key.strip_prefix("k:") {
+            serde_json::from_str(json).ok().map(Member::Keys)
+        } else if let Some(json) = key.strip_prefix("v:") {
+            serde_json::from_str(json).ok().map(Member::Value)
+        } else {
+            key.strip_prefix("i:")?.parse().ok().map(Member::Index)
+        }
+    }
+
+    fn matches(&self, index: usize, item: &Value) -> bool {
+        match self {
+            Member::Keys(keys) => keys.iter().all(|(k, v)| item.get(k) == Some(v)),
+            Member::Value(v) => item == v,
+            Member::Index(i) => *i == index,
+        }
+    }
+}
+
+fn project(live: &Value, set: &Map<String, Value>) -> Option<Value> {
+    if is_leaf(set) {
+        return Some(live.clone());
+    }
+    let sub = |v: &Value| v.as_object().cloned().unwrap_or_default();
+    match live {
+        Value::Object(fields) => {
+            let mut out = Map::new();
+            for (key, child) in set {
+                let Some(field) = key.strip_prefix("f:") else {
+                    continue;
+                };
+                if let Some(value) = fields.get(field) {
+                    if let Some(p) = project(value, &sub(child)) {
+                        out.insert(field.to_string(), p);
+                    }
+                }
+            }
+            Some(Value::Object(out))
+        }
+        Value::Array(items) => {
+            let members: Vec<(Member, Map<String, Value>)> = set
+                .iter()
+                .filter_map(|(key, child)| Member::parse(key).map(|m| (m, sub(child))))
+                .collect();
+            let out = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let (_, child) = members.iter().find(|(m, _)| m.matches(i, item))?;
+                    project(item, child)
+                })
+                .collect();
+            Some(Value::Array(out))
+        }
+        scalar => Some(scalar.clone()),
+    }
+}
+
+/// The keys of the associative lists in the kinds this operator writes, as the
+/// Kubernetes API schemas declare them (`x-kubernetes-list-map-keys`); other lists are
+/// atomic. Only [`fieldset`] needs them: the API server computes the real sets.
+const LIST_KEYS: &[(&str, &[&str])] = &[
+    ("containers", &["name"]),
+    ("initContainers", &["name"]),
+    ("ports", &["containerPort", "protocol"]),
+    ("volumeMounts", &["mountPath"]),
+    ("volumes", &["name"]),
+    ("env", &["name"]),
+    ("imagePullSecrets", &["name"]),
+    ("ownerReferences", &["uid"]),
+    (
+        "topologySpreadConstraints",
+        &["topologyKey", "whenUnsatisfiable"],
+    ),
+    ("conditions", &["type"]),
+];
+
+/// Maps the schemas mark atomic (label selectors): owned as a whole.
+const ATOMIC_MAPS: &[&str] = &[
+    "selector",
+    "podSelector",
+    "namespaceSelector",
+    "labelSelector",
+];
+
+/// The set an apply of `obj` gives its manager, as the API server records it for the
+/// fields our children use: what test doubles of the API server write into
+/// `managedFields`.
+pub fn fieldset(obj: &Value) -> Value {
+    set_of("", &content(obj))
+}
+
+fn set_of(field: &str, value: &Value) -> Value {
+    match value {
+        Value::Object(fields) if !ATOMIC_MAPS.contains(&field) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (format!("f:{k}"), set_of(k, v)))
+                .collect(),
+        ),
+        Value::Array(items) => {
+            let Some((_, keys)) = LIST_KEYS.iter().find(|(name, _)| *name == field) else {
+                return Value::Object(Map::new());
+            };
+            let mut out = Map::new();
+            for item in items {
+                let key: Map<String, Value> = keys
+                    .iter()
+                    .filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect();
+                let mut member = match set_of("", item) {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                member.insert(".".into(), Value::Object(Map::new()));
+                out.insert(format!("k:{}", Value::Object(key)), Value::Object(member));
+            }
+            Value::Object(out)
+        }
+        _ => Value::Object(Map::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn applied(obj: &Value) -> Value {
+        let mut live = obj.clone();
+        live["metadata"]["managedFields"] = json!([
+            { "manager": "m", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": fieldset(obj) }
+        ]);
+        live
+    }
+
+    fn deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "d", "namespace": "n", "labels": { "a": "b" },
+                "annotations": { APPLIED_HASH_ANNOTATION: "sha256:x" } },
+            "spec": { "replicas": 2, "selector": { "matchLabels": { "a": "b" } },
+                "template": { "spec": {
+                    "containers": [ { "name": "c", "args": ["x"], "ports": [ { "containerPort": 2000, "protocol": "TCP" } ] } ],
+                    "volumes": [] } } }
+        })
+    }
+
+    fn owned_content(live: &Value) -> Value {
+        content(&owned(live, &sets_of(live, "m")))
+    }
+
+    #[test]
+    fn a_fresh_apply_owns_exactly_its_content() {
+        let desired = deployment();
+        let mut live = applied(&desired);
+        // Defaults and other managers' fields are not ours.
+        live["spec"]["progressDeadlineSeconds"] = json!(600);
+        live["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+            json!("/dev/t");
+        live["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .expect("list")
+            .push(json!({ "name": "sidecar" }));
+        live["status"] = json!({ "readyReplicas": 2 });
+        live["metadata"]["uid"] = json!("u");
+        assert_eq!(owned_content(&live), content(&desired));
+        assert_eq!(
+            content_hash(&owned_content(&live)),
+            content_hash(&content(&desired))
+        );
+    }
+
+    #[test]
+    fn a_changed_or_removed_owned_field_is_seen() {
+        let desired = deployment();
+        let mut scaled = applied(&desired);
+        scaled["spec"]["replicas"] = json!(7);
+        assert_ne!(owned_content(&scaled), content(&desired));
+        let mut edited = applied(&desired);
+        edited["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["x", "--evil"]);
+        assert_ne!(owned_content(&edited), content(&desired));
+        // Ownership moved to whoever scaled it: the field leaves our set.
+        let mut taken = applied(&desired);
+        taken["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+            .as_object_mut()
+            .expect("spec set")
+            .remove("f:replicas");
+        assert_ne!(owned_content(&taken), content(&desired));
+    }
+
+    #[test]
+    fn sets_of_a_create_and_an_apply_are_united() {
+        let live = json!({
+            "metadata": { "managedFields": [
+                { "manager": "m", "operation": "Update", "fieldsV1": { "f:data": { ".": {}, "f:x": {} } } },
+                { "manager": "other", "operation": "Update", "fieldsV1": { "f:data": { "f:z": {} } } },
+                { "manager": "m", "operation": "Apply", "fieldsV1": { "f:data": { "f:y": {} } } }
+            ] },
+            "data": { "x": "1", "y": "2", "z": "3" }
+        });
+        assert_eq!(
+            owned(&live, &sets_of(&live, "m")),
+            json!({ "data": { "x": "1", "y": "2" } })
+        );
+    }
+
+    #[test]
+    fn list_members_by_value_and_index() {
+        let live = json!({ "l": ["a", "b", "c"], "m": [1, 2, 3] });
+        let set = json!({ "f:l": { "v:\"b\"": {} }, "f:m": { "i:2": {} } });
+        assert_eq!(owned(&live, &[&set]), json!({ "l": ["b"], "m": [3] }));
+    }
+
+    #[test]
+    fn content_leaves_out_identity_the_hash_and_empties() {
+        let c = content(&json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "x", "namespace": "y", "annotations": { APPLIED_HASH_ANNOTATION: "h" }, "labels": {} },
+            "data": { "k": "v" }, "binaryData": null, "list": []
+        }));
+        assert_eq!(c, json!({ "data": { "k": "v" } }));
+    }
+}

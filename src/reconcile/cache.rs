@@ -1,0 +1,349 @@
+//! What the reconciler remembers of each child: not the object, but the few facts that
+//! deciding "nothing to write" needs (identity, owner, the applied hash, whether the
+//! fields our manager owns still hash to it), kept from every watch event, plus the
+//! children this process just wrote and the watch has not delivered yet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::DynamicObject;
+use kube::runtime::watcher;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::children::ChildKind;
+use crate::managed_fields;
+use crate::names::{APPLIED_HASH_ANNOTATION, FIELD_MANAGER, INSTANCE_LABEL};
+use crate::status::Rollout;
+
+/// Our manager's create entry in `managedFields`, which an apply must turn into an
+/// apply entry first: fields that only a create entry of ours holds would survive an
+/// apply that no longer sets them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateEntry {
+    /// Its index in `managedFields`.
+    pub index: usize,
+    /// Whether an apply entry of ours exists beside it (then it is removed, not converted).
+    pub beside_apply: bool,
+}
+
+/// One child as last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildSummary {
+    pub uid: Box<str>,
+    pub resource_version: Box<str>,
+    /// The uid of its controller (ownerReference with `controller: true`), if any.
+    pub controller: Option<Box<str>>,
+    /// The value of its instance label.
+    pub instance: Option<Box<str>>,
+    /// The applied-hash annotation.
+    pub applied_hash: Option<Box<str>>,
+    /// The fields our manager owns hash to the applied hash: nobody changed them.
+    pub intact: bool,
+    pub create_entry: Option<CreateEntry>,
+    /// The Deployment's rollout (Deployments only).
+    pub rollout: Option<Rollout>,
+}
+
+fn boxed(s: Option<&str>) -> Option<Box<str>> {
+    s.map(Box::from)
+}
+
+impl ChildSummary {
+    /// The summary of a live object of kind `kind`, as the API server sent it.
+    pub fn of(kind: ChildKind, obj: &DynamicObject) -> ChildSummary {
+        let meta = &obj.metadata;
+        let json = serde_json::to_value(obj).unwrap_or(Value::Null);
+        let applied_hash = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+            .map(String::as_str);
+        let sets = managed_fields::sets_of(&json, FIELD_MANAGER);
+        let intact = applied_hash.is_some_and(|hash| {
+            let owned = managed_fields::owned(&json, &sets);
+            managed_fields::content_hash(&managed_fields::content(&owned)) == hash
+        });
+        let entries = meta.managed_fields.as_deref().unwrap_or_default();
+        let ours = |op: &str| {
+            entries.iter().position(|e| {
+                e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some(op)
+            })
+        };
+        let create_entry = ours("Update").map(|index| CreateEntry {
+            index,
+            beside_apply: ours("Apply").is_some(),
+        });
+        let rollout = (kind == ChildKind::Deployment)
+            .then(|| Deployment::deserialize(&json).ok())
+            .flatten()
+            .map(|d| Rollout::of(&d));
+        ChildSummary {
+            uid: meta.uid.as_deref().unwrap_or_default().into(),
+            resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
+            controller: boxed(
+                meta.owner_references
+                    .iter()
+                    .flatten()
+                    .find(|r| r.controller == Some(true))
+                    .map(|r| r.uid.as_str()),
+            ),
+            instance: boxed(
+                meta.labels
+                    .as_ref()
+                    .and_then(|l| l.get(INSTANCE_LABEL))
+                    .map(String::as_str),
+            ),
+            applied_hash: boxed(applied_hash),
+            intact,
+            create_entry,
+            rollout,
+        }
+    }
+
+    pub fn is_controlled_by(&self, uid: &str) -> bool {
+        self.controller.as_deref() == Some(uid)
+    }
+}
+
+type Key = (Box<str>, Box<str>);
+
+/// How long a write of ours stands in for a watch that has not delivered it: far longer
+/// than a watch lags, short enough that a missed event cannot hide a child for long.
+const WRITTEN_TTL: Duration = Duration::from_secs(30);
+
+fn key(namespace: &str, name: &str) -> Key {
+    (namespace.into(), name.into())
+}
+
+#[derive(Default)]
+struct KindCache {
+    objects: HashMap<Key, ChildSummary>,
+    /// Filled during a (re)list, swapped in when it is done.
+    relisting: Option<HashMap<Key, ChildSummary>>,
+    /// What this process wrote and the watch has not delivered yet, and when.
+    written: HashMap<Key, (Instant, ChildSummary)>,
+}
+
+/// The summaries of every child, by kind, fed by the controller's watches.
+pub struct ChildCache {
+    kinds: Vec<(ChildKind, RwLock<KindCache>, AtomicBool)>,
+}
+
+impl Default for ChildCache {
+    fn default() -> Self {
+        ChildCache {
+            kinds: ChildKind::ALL
+                .iter()
+                .map(|k| (*k, RwLock::default(), AtomicBool::new(false)))
+                .collect(),
+        }
+    }
+}
+
+fn name_of(obj: &DynamicObject) -> Key {
+    key(
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        obj.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+impl ChildCache {
+    fn kind(&self, kind: ChildKind) -> Option<&(ChildKind, RwLock<KindCache>, AtomicBool)> {
+        self.kinds.iter().find(|(k, _, _)| *k == kind)
+    }
+
+    /// Every kind has finished its first listing.
+    pub fn ready(&self) -> bool {
+        self.kinds
+            .iter()
+            .all(|(_, _, ready)| ready.load(Ordering::Acquire))
+    }
+
+    /// Takes one watch event of `kind`. A write of ours is forgotten once the watch
+    /// delivers it (or anything after it: a delete, a relist).
+    pub fn apply_event(&self, kind: ChildKind, event: &watcher::Event<DynamicObject>) {
+        let Some((_, cache, ready)) = self.kind(kind) else {
+            return;
+        };
+        let Ok(mut cache) = cache.write() else {
+            return;
+        };
+        let cache = &mut *cache;
+        match event {
+            watcher::Event::Apply(obj) => {
+                let key = name_of(obj);
+                // Our write, or something after it: the watch has caught up.
+                cache.written.remove(&key);
+                cache.objects.insert(key, ChildSummary::of(kind, obj));
+            }
+            watcher::Event::Delete(obj) => {
+                let key = name_of(obj);
+                cache.written.remove(&key);
+                cache.objects.remove(&key);
+            }
+            watcher::Event::Init => {
+                cache.relisting = Some(HashMap::new());
+                cache.written.clear();
+            }
+            watcher::Event::InitApply(obj) => {
+                let summary = ChildSummary::of(kind, obj);
+                cache
+                    .relisting
+                    .get_or_insert_with(HashMap::new)
+                    .insert(name_of(obj), summary);
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = cache.relisting.take() {
+                    cache.objects = listed;
+                }
+                ready.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Remembers what the API server answered to a write of ours, until the watch
+    /// delivers it: a reconcile in between must not write the same object again.
+    /// If the watch already delivered it, there is nothing to remember. A record lives
+    /// until the next event of that child, and at most [`WRITTEN_TTL`].
+    pub fn wrote(&self, kind: ChildKind, namespace: &str, name: &str, summary: ChildSummary) {
+        if let Some(Ok(mut cache)) = self.kind(kind).map(|(_, c, _)| c.write()) {
+            let key = key(namespace, name);
+            let delivered = cache
+                .objects
+                .get(&key)
+                .is_some_and(|seen| seen.resource_version == summary.resource_version);
+            if !delivered {
+                cache.written.insert(key, (Instant::now(), summary));
+            }
+        }
+    }
+
+    /// The child as last written by us or seen by the watch.
+    pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<ChildSummary> {
+        let (_, cache, _) = self.kind(kind)?;
+        let cache = cache.read().ok()?;
+        let key = key(namespace, name);
+        cache
+            .written
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < WRITTEN_TTL)
+            .map(|(_, summary)| summary)
+            .or_else(|| cache.objects.get(&key))
+            .cloned()
+    }
+
+    /// How many children are cached, all kinds together.
+    pub fn len(&self) -> usize {
+        self.kinds
+            .iter()
+            .filter_map(|(_, c, _)| c.read().ok().map(|c| c.objects.len()))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn child(rv: &str, replicas: i64) -> DynamicObject {
+        let mut desired = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "t-cloudflared", "namespace": "n", "labels": { INSTANCE_LABEL: "t" },
+                "ownerReferences": [{ "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel", "name": "t", "uid": "tunnel-uid", "controller": true }] },
+            "data": { "replicas": "2" }
+        });
+        let hash = managed_fields::content_hash(&managed_fields::content(&desired));
+        desired["metadata"]["annotations"] = json!({ APPLIED_HASH_ANNOTATION: hash });
+        let mut live = desired.clone();
+        live["metadata"]["uid"] = json!("u1");
+        live["metadata"]["resourceVersion"] = json!(rv);
+        live["metadata"]["managedFields"] = json!([{ "manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": managed_fields::fieldset(&desired) }]);
+        // Someone else changed the value.
+        live["data"]["replicas"] = json!(replicas.to_string());
+        serde_json::from_value(live).expect("object")
+    }
+
+    fn listed() -> ChildCache {
+        let cache = ChildCache::default();
+        for kind in ChildKind::ALL {
+            cache.apply_event(*kind, &watcher::Event::Init);
+            cache.apply_event(*kind, &watcher::Event::InitDone);
+        }
+        cache
+    }
+
+    #[test]
+    fn a_summary_keeps_what_apply_needs() {
+        let s = ChildSummary::of(ChildKind::ConfigMap, &child("5", 2));
+        assert!(s.intact);
+        assert!(s.is_controlled_by("tunnel-uid"));
+        assert_eq!(s.instance.as_deref(), Some("t"));
+        assert_eq!(s.create_entry, None);
+        assert!(!ChildSummary::of(ChildKind::ConfigMap, &child("6", 7)).intact);
+    }
+
+    #[test]
+    fn a_write_is_remembered_until_the_next_event_of_that_child() {
+        let cache = listed();
+        assert!(cache.ready());
+        let kind = ChildKind::ConfigMap;
+        cache.apply_event(kind, &watcher::Event::Apply(child("5", 2)));
+        let ours = ChildSummary::of(kind, &child("6", 3));
+        cache.wrote(kind, "n", "t-cloudflared", ours.clone());
+        assert_eq!(cache.get(kind, "n", "t-cloudflared"), Some(ours.clone()));
+        // Our own write, delivered, replaces the record; so does anything after it.
+        cache.apply_event(kind, &watcher::Event::Apply(child("6", 3)));
+        assert_eq!(
+            cache
+                .get(kind, "n", "t-cloudflared")
+                .map(|s| s.resource_version),
+            Some("6".into())
+        );
+        cache.wrote(kind, "n", "t-cloudflared", ours);
+        cache.apply_event(kind, &watcher::Event::Apply(child("7", 9)));
+        assert_eq!(
+            cache
+                .get(kind, "n", "t-cloudflared")
+                .map(|s| s.resource_version),
+            Some("7".into())
+        );
+        // A write the watch already delivered is not remembered.
+        cache.wrote(
+            kind,
+            "n",
+            "t-cloudflared",
+            ChildSummary::of(kind, &child("7", 2)),
+        );
+        assert_eq!(
+            cache.get(kind, "n", "t-cloudflared").map(|s| s.intact),
+            Some(false)
+        );
+        // A delete after a write is seen.
+        cache.wrote(
+            kind,
+            "n",
+            "t-cloudflared",
+            ChildSummary::of(kind, &child("8", 1)),
+        );
+        cache.apply_event(kind, &watcher::Event::Delete(child("8", 1)));
+        assert_eq!(cache.get(kind, "n", "t-cloudflared"), None);
+    }
+
+    #[test]
+    fn not_ready_until_every_kind_has_listed() {
+        let cache = ChildCache::default();
+        cache.apply_event(ChildKind::ConfigMap, &watcher::Event::Init);
+        cache.apply_event(ChildKind::ConfigMap, &watcher::Event::InitDone);
+        assert!(!cache.ready());
+        assert!(listed().ready());
+    }
+}

@@ -107,7 +107,12 @@ fn process_usage(pid: u32) -> (u64, f64) {
 
 struct Run {
     converge_secs: f64,
+    /// Requests per tunnel at creation by verb, Events left out.
     per_tunnel: BTreeMap<String, f64>,
+    /// Event writes per tunnel at creation.
+    events_per_tunnel: f64,
+    /// Requests (not watches) × delay ÷ concurrency: the time the requests alone need.
+    request_floor_secs: f64,
     create_rss_mib: f64,
     create_cpu_secs: f64,
     resync_secs: f64,
@@ -146,10 +151,22 @@ async fn one_run(a: &Args) -> Run {
         usage = usage_after;
     }
     let counts = api.counts();
-    let per_tunnel = by_verb(&counts)
+    let (events, others): (BTreeMap<_, _>, BTreeMap<_, _>) = counts
+        .clone()
+        .into_iter()
+        .partition(|((_, resource), _)| resource == "events");
+    let per_tunnel = by_verb(&others)
         .into_iter()
         .map(|(v, n)| (v, n as f64 / a.tunnels as f64))
         .collect();
+    let events_per_tunnel = events.values().sum::<u64>() as f64 / a.tunnels as f64;
+    let requests: u64 = counts
+        .iter()
+        .filter(|((verb, _), _)| verb != "watch")
+        .map(|(_, n)| n)
+        .sum();
+    let request_floor_secs =
+        requests as f64 * a.delay.as_secs_f64() / f64::from(a.concurrency.max(1));
     stop(child);
 
     // A full resync with nothing changed: a fresh operator over the converged state.
@@ -190,6 +207,8 @@ async fn one_run(a: &Args) -> Run {
     Run {
         converge_secs,
         per_tunnel,
+        events_per_tunnel,
+        request_floor_secs,
         create_rss_mib: usage.0 as f64 / 1024.0,
         create_cpu_secs: usage.1,
         resync_secs,
@@ -303,8 +322,31 @@ async fn main() {
         med(&|r| r.resync_cpu_ms_per_tunnel),
         med(&|r| r.resync_rss_mib)
     );
-    println!(
-        "render of a 256-rule tunnel: {:.1} µs (median of 9 batches of 200)",
-        render_256_rules_micros()
-    );
+    let render_micros = render_256_rules_micros();
+    println!("render of a 256-rule tunnel: {render_micros:.1} µs (median of 9 batches of 200)");
+    let verbs: BTreeMap<String, f64> = runs
+        .iter()
+        .flat_map(|r| r.per_tunnel.keys().cloned())
+        .map(|verb| {
+            let n = med(&|r| r.per_tunnel.get(&verb).copied().unwrap_or(0.0));
+            (verb, (n * 100.0).round() / 100.0)
+        })
+        .collect();
+    let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+    let summary = serde_json::json!({
+        "tunnels": a.tunnels,
+        "converge_s": round(med(&|r| r.converge_secs), 2),
+        "request_floor_s": round(med(&|r| r.request_floor_secs), 2),
+        "requests_per_tunnel": {
+            "by_verb": verbs,
+            "total": round(med(&|r| r.per_tunnel.values().sum()), 2),
+            "events": round(med(&|r| r.events_per_tunnel), 2),
+        },
+        "resync_writes": med(&|r| r.resync_writes as f64),
+        "peak_rss_mib": round(med(&|r| r.create_rss_mib), 1),
+        "resync_peak_rss_mib": round(med(&|r| r.resync_rss_mib), 1),
+        "cpu_us_per_noop_reconcile": round(med(&|r| r.resync_cpu_ms_per_tunnel) * 1000.0, 0),
+        "render_256_rules_ms": round(render_micros / 1000.0, 3),
+    });
+    println!("summary: {summary}");
 }

@@ -174,6 +174,7 @@ async fn run_scope(
             api_for::<SecureTunnel>(&client, namespace),
             watcher::Config::default().any_semantic(),
         )
+        .modify(|tunnel| tunnel.managed_fields_mut().clear())
         .default_backoff()
         .inspect(move |event| {
             if let Ok(event) = event {

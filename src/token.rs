@@ -105,11 +105,16 @@ impl fmt::Debug for TunnelToken {
 
 /// `sha256:<64 hex digits>`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    hex_digest(&Sha256::digest(bytes))
+}
+
+/// A SHA-256 digest as `sha256:<64 hex digits>`.
+pub fn hex_digest(digest: &[u8]) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
     for b in digest {
-        out.push_str(&format!("{b:02x}"));
+        let _ = write!(out, "{b:02x}");
     }
     out
 }

@@ -65,7 +65,7 @@ impl ChildSummary {
         let sets = managed_fields::sets_of(&json, FIELD_MANAGER);
         let intact = applied_hash.is_some_and(|hash| {
             let owned = managed_fields::owned(&json, &sets);
-            managed_fields::content_hash(&managed_fields::content(&owned)) == hash
+            managed_fields::content_hash(&owned) == hash
         });
         let entries = meta.managed_fields.as_deref().unwrap_or_default();
         let ours = |op: &str| {
@@ -261,7 +261,7 @@ mod tests {
                 "ownerReferences": [{ "apiVersion": "securetunnel.dev/v1alpha1", "kind": "SecureTunnel", "name": "t", "uid": "tunnel-uid", "controller": true }] },
             "data": { "replicas": "2" }
         });
-        let hash = managed_fields::content_hash(&managed_fields::content(&desired));
+        let hash = managed_fields::content_hash(&desired);
         desired["metadata"]["annotations"] = json!({ APPLIED_HASH_ANNOTATION: hash });
         let mut live = desired.clone();
         live["metadata"]["uid"] = json!("u1");

@@ -204,7 +204,7 @@ fn stamp_applied_hash<K: Resource + Serialize>(obj: &mut K) -> Result<()> {
         what: "child object",
         source,
     })?;
-    let hash = managed_fields::content_hash(&managed_fields::content(&json));
+    let hash = managed_fields::content_hash(&json);
     obj.annotations_mut()
         .insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
     Ok(())

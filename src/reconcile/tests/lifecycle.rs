@@ -330,3 +330,61 @@ async fn a_spec_that_becomes_invalid_leaves_the_running_connector_alone() {
         "no retry loop: the next edit brings it back"
     );
 }
+
+#[tokio::test]
+async fn a_child_we_created_becomes_ours_by_apply_before_it_changes() {
+    let old_token = token_string("b2xkLXNlY3JldA==");
+    let new_token = token_string("bmV3LXNlY3JldA==");
+    let old_children = children_for(&tunnel(), &old_token);
+    let new_children = children_for(&tunnel(), &new_token);
+    let mut caches = Caches::holding(&old_children);
+    // The Secret was created (POST): our manager's entry in managedFields is an Update
+    // entry, which would keep any field the next apply stops setting.
+    let secret = to_json(&old_children.secret);
+    let mut created = applied_as(secret.clone(), &secret);
+    created["metadata"]["managedFields"][0]["operation"] = json!("Update");
+    caches.put(ChildKind::Secret, &created);
+
+    let at = "/metadata/managedFields/0";
+    let script = vec![
+        get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token))),
+        ),
+        Exchange {
+            method: Method::PATCH,
+            path: path(ChildKind::Secret),
+            query: vec![],
+            body: Some(json!([
+                { "op": "test", "path": format!("{at}/manager"), "value": "securetunnel-operator" },
+                { "op": "test", "path": format!("{at}/operation"), "value": "Update" },
+                { "op": "replace", "path": format!("{at}/operation"), "value": "Apply" },
+            ])),
+            normalize: no_normalize,
+            reply: Reply::Json(StatusCode::OK, applied_as(secret.clone(), &secret)),
+        },
+        apply(&path(ChildKind::Secret), to_json(&new_children.secret)),
+        apply_existing_deployment(to_json(&new_children.deployment)),
+    ];
+    reconcile_against(tunnel_in_steady_state(&old_children), &caches, script)
+        .await
+        .expect("reconciles");
+}
+
+#[tokio::test]
+async fn an_existing_child_of_ours_the_cache_missed_is_read_once_and_left_alone() {
+    let token = token_string("Zmlyc3Qtc2VjcmV0");
+    let children = children_for(&tunnel(), &token);
+    // The watch has not delivered anything yet; every child exists, as applied before.
+    let script = joined(vec![
+        vec![token_lookup(&token)],
+        child_creates(&children, children.objects().expect("objects").len()),
+        vec![
+            apply_status(first_status(&children)),
+            event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+        ],
+    ]);
+    reconcile_against(tunnel(), &Caches::empty(), script)
+        .await
+        .expect("reconciles");
+}

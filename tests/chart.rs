@@ -167,14 +167,21 @@ fn the_grafana_dashboard_configmap_is_opt_in_and_carries_the_json() {
     };
     let defaults = values_file(&dir, "defaults.json", "{}");
     let docs = documents(&render(&defaults, &dir.join("defaults")));
-    assert!(!docs.iter().any(|d| is_dashboard(&d)), "the dashboard must be opt-in");
+    assert!(
+        !docs.iter().any(|d| is_dashboard(&d)),
+        "the dashboard must be opt-in"
+    );
 
     let shipped: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join(CHART).join("files/dashboard.json"))
             .expect("dashboard.json"),
     )
     .expect("dashboard.json is JSON");
-    let enabled = values_file(&dir, "enabled.json", r#"{"grafanaDashboard": {"enabled": true}}"#);
+    let enabled = values_file(
+        &dir,
+        "enabled.json",
+        r#"{"grafanaDashboard": {"enabled": true}}"#,
+    );
     for (values, namespace, label_value, extra_label, annotation) in [
         (enabled.as_str(), "securetunnel-system", "1", None, None),
         (
@@ -193,7 +200,10 @@ fn the_grafana_dashboard_configmap_is_opt_in_and_carries_the_json() {
         assert_eq!(meta["name"], "securetunnel-operator-dashboard");
         assert_eq!(meta["namespace"], namespace, "{values}");
         assert_eq!(meta["labels"]["grafana_dashboard"], label_value, "{values}");
-        assert_eq!(meta["labels"]["app.kubernetes.io/name"], "securetunnel-operator");
+        assert_eq!(
+            meta["labels"]["app.kubernetes.io/name"],
+            "securetunnel-operator"
+        );
         if let Some((k, v)) = extra_label {
             assert_eq!(meta["labels"][k], v, "{values}");
         }
@@ -206,7 +216,10 @@ fn the_grafana_dashboard_configmap_is_opt_in_and_carries_the_json() {
         assert!(key.ends_with(".json"), "the sidecar loads *.json: {key}");
         let rendered: Value =
             serde_json::from_str(text.as_str().expect("text")).expect("the ConfigMap holds JSON");
-        assert_eq!(rendered, shipped, "the ConfigMap holds files/dashboard.json as it is");
+        assert_eq!(
+            rendered, shipped,
+            "the ConfigMap holds files/dashboard.json as it is"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }

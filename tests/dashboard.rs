@@ -170,7 +170,10 @@ fn a_renamed_metric_or_a_broken_query_fails_the_check() {
     let vars = variables(&d);
     let vars: Vec<&str> = vars.iter().map(String::as_str).collect();
     let renames = [
-        ("securetunnel_reconciles_total", "securetunnel_reconcile_total"),
+        (
+            "securetunnel_reconciles_total",
+            "securetunnel_reconcile_total",
+        ),
         (
             "cloudflared_tunnel_total_requests",
             "cloudflared_tunnel_requests_total",
@@ -197,14 +200,23 @@ fn a_renamed_metric_or_a_broken_query_fails_the_check() {
         );
     }
     let broken = vec![
-        ("unclosed".to_string(), "sum(rate(cloudflared_tunnel_total_requests[5m])".to_string()),
-        ("by name".to_string(), r#"{__name__=~"cloudflared_.*"}"#.to_string()),
+        (
+            "unclosed".to_string(),
+            "sum(rate(cloudflared_tunnel_total_requests[5m])".to_string(),
+        ),
+        (
+            "by name".to_string(),
+            r#"{__name__=~"cloudflared_.*"}"#.to_string(),
+        ),
         ("no metric".to_string(), "vector(1)".to_string()),
     ];
     let report = check(&broken, &vars);
     for (place, _) in &broken {
         assert!(
-            report.problems.iter().any(|p| p.starts_with(place.as_str())),
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with(place.as_str())),
             "{place}: {:?}",
             report.problems
         );
@@ -218,8 +230,9 @@ fn the_metric_lists_parse_and_are_not_empty() {
     for (name, v) in &cloudflared {
         if let Verified::Source(cite) = v {
             assert!(
-                cite.split_once(':')
-                    .is_some_and(|(file, line)| file.ends_with(".go") && line.parse::<u32>().is_ok()),
+                cite.split_once(':').is_some_and(
+                    |(file, line)| file.ends_with(".go") && line.parse::<u32>().is_ok()
+                ),
                 "{name}: a source citation is FILE.go:LINE, not {cite:?}"
             );
         }
@@ -236,7 +249,9 @@ fn the_metric_lists_parse_and_are_not_empty() {
 fn the_dashboard_is_a_grafana_dashboard() {
     let d = dashboard();
     assert_eq!(d["schemaVersion"], 39);
-    assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40));
+    assert!(d["uid"]
+        .as_str()
+        .is_some_and(|u| !u.is_empty() && u.len() <= 40));
     assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(d["id"].is_null(), "a provisioned dashboard carries no id");
 
@@ -259,7 +274,10 @@ fn the_dashboard_is_a_grafana_dashboard() {
     for p in &all {
         let title = p["title"].as_str().unwrap_or_default();
         assert!(!title.is_empty(), "a panel without a title: {p}");
-        assert!(ids.insert(p["id"].as_i64().expect("panel id")), "{title}: duplicate id");
+        assert!(
+            ids.insert(p["id"].as_i64().expect("panel id")),
+            "{title}: duplicate id"
+        );
         let g = &p["gridPos"];
         let (x, y, w, h) = (
             g["x"].as_i64().expect("x"),
@@ -267,7 +285,10 @@ fn the_dashboard_is_a_grafana_dashboard() {
             g["w"].as_i64().expect("w"),
             g["h"].as_i64().expect("h"),
         );
-        assert!(x >= 0 && w > 0 && x + w <= 24 && h > 0, "{title}: gridPos {g}");
+        assert!(
+            x >= 0 && w > 0 && x + w <= 24 && h > 0,
+            "{title}: gridPos {g}"
+        );
         for cx in x..x + w {
             for cy in y..y + h {
                 if let Some(other) = cells.insert((cx, cy), title.to_string()) {
@@ -293,7 +314,10 @@ fn the_dashboard_is_a_grafana_dashboard() {
         let mut refs = BTreeSet::new();
         for t in targets {
             assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
-            assert!(refs.insert(t["refId"].as_str().expect("refId")), "{title}: refId");
+            assert!(
+                refs.insert(t["refId"].as_str().expect("refId")),
+                "{title}: refId"
+            );
             let expr = t["expr"].as_str().expect("expr");
             // cloudflared's series are selected per tunnel through the variables.
             if expr.contains("cloudflared_") || expr.contains("quic_") {

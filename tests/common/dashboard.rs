@@ -49,7 +49,11 @@ pub fn expressions(dashboard: &Value) -> Vec<(String, String)> {
             ));
         }
     }
-    for var in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if var["type"] != "query" {
             continue;
         }
@@ -107,8 +111,8 @@ pub enum Verified {
 /// A list of tests/fixtures/metrics/: series name -> how it was verified.
 pub fn metric_list(relative: &str) -> BTreeMap<String, Verified> {
     let path = root().join(relative);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     parse_metric_list(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -128,7 +132,10 @@ pub fn parse_metric_list(text: &str) -> Result<BTreeMap<String, Verified>, Strin
         } else if let Some(cite) = how.strip_prefix("source ") {
             Verified::Source(cite.trim().to_string())
         } else {
-            return Err(format!("line {}: {how:?} is not `scraped` or `source …`", i + 1));
+            return Err(format!(
+                "line {}: {how:?} is not `scraped` or `source …`",
+                i + 1
+            ));
         };
         if out.insert(name.to_string(), verified).is_some() {
             return Err(format!("line {}: {name} is listed twice", i + 1));
@@ -152,7 +159,11 @@ pub fn exposition_names(text: &str) -> BTreeSet<String> {
 pub fn cloudflared_own(names: &BTreeSet<String>) -> BTreeSet<String> {
     names
         .iter()
-        .filter(|n| !["go_", "process_", "promhttp_"].iter().any(|p| n.starts_with(p)))
+        .filter(|n| {
+            !["go_", "process_", "promhttp_"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .cloned()
         .collect()
 }

@@ -8,12 +8,14 @@
 //! (`unshare -n`): whatever it tries to reach (the edge, DNS, the update check) fails
 //! without a packet leaving the machine.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 use serde_json::Value;
 
+use crate::common::dashboard::{self, Verified};
 use crate::support::{run_cmd, Env, Outcome};
 use crate::Suite;
 
@@ -286,14 +288,10 @@ fn routes(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
     }
 }
 
-/// The Deployment's args, with each mount remapped to a local directory, the metrics
-/// address on loopback and a local `--edge`; the image's entrypoint is
-/// `cloudflared --no-autoupdate`.
-fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
-    let bin = env
-        .cloudflared
-        .as_ref()
-        .ok_or("E2E_CLOUDFLARED is not set")?;
+/// The Deployment's args, with each mount remapped to a local directory (written with the
+/// rendered file), the metrics address on loopback and a local `--edge`; the image's
+/// entrypoint is `cloudflared --no-autoupdate`.
+fn local_args(dir: &Path, r: &Rendered) -> Result<Vec<String>, String> {
     let mut args: Vec<String> = vec!["--no-autoupdate".into()];
     for arg in &r.args {
         let mut a = arg.clone();
@@ -328,6 +326,17 @@ fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
         .ok_or(format!("no `tunnel` in {args:?}"))?
         + 1;
     args.splice(at..at, ["--edge".to_string(), "127.0.0.1:7844".to_string()]);
+    Ok(args)
+}
+
+/// The Deployment's args start cloudflared: it reads the token and the config and answers
+/// the probe.
+fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
+    let bin = env
+        .cloudflared
+        .as_ref()
+        .ok_or("E2E_CLOUDFLARED is not set")?;
+    let args = local_args(dir, r)?;
     let log = dir.join("cloudflared.log");
     let script = format!(
         r#"ip link set lo up
@@ -380,6 +389,143 @@ echo "$answer""#,
     }
 }
 
+/// cloudflared's own metric series on a real connector's /metrics: the Deployment's args
+/// with `--protocol quic`, scraped once it has dialed the (absent) edge over QUIC, so that
+/// the QUIC client's series are there too.
+fn scrape(env: &Env, dir: &Path, r: &Rendered) -> Result<BTreeSet<String>, String> {
+    let bin = env
+        .cloudflared
+        .as_ref()
+        .ok_or("E2E_CLOUDFLARED is not set")?;
+    let mut args = local_args(dir, r)?;
+    if let Some(i) = args.iter().position(|a| a == "--protocol") {
+        args.drain(i..(i + 2).min(args.len()));
+    }
+    args.retain(|a| !a.starts_with("--protocol="));
+    let at = args
+        .iter()
+        .position(|a| a == "tunnel")
+        .ok_or(format!("no `tunnel` in {args:?}"))?
+        + 1;
+    args.splice(at..at, ["--protocol".to_string(), "quic".to_string()]);
+    // The probes' port is the metrics address's.
+    let port = r.probe_port;
+    let log = dir.join("cloudflared-metrics.log");
+    let exposition = dir.join("metrics.txt");
+    let script = format!(
+        r#"ip link set lo up
+"$0" "$@" >{log} 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+  if curl -s --max-time 2 -o {out} http://127.0.0.1:{port}/metrics &&
+     grep -q '^quic_client_total_connections [1-9]' {out}; then break; fi
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.2
+done
+kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
+true"#,
+        log = log.display(),
+        out = exposition.display(),
+    );
+    run_cmd(
+        Command::new("unshare")
+            .args(["-n", "--", "bash", "-c", &script])
+            .arg(bin)
+            .args(&args),
+        None,
+    )?;
+    let text = std::fs::read_to_string(&exposition).unwrap_or_default();
+    if !text.contains("quic_client_total_connections") {
+        return Err(format!(
+            "no QUIC dial seen on /metrics:\n{text}\nlog:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ));
+    }
+    Ok(dashboard::cloudflared_own(&dashboard::exposition_names(
+        &text,
+    )))
+}
+
+/// The scrape against tests/fixtures/metrics/cloudflared.txt, which the dashboard test reads:
+/// every name listed as `scraped` is served, and every served name is listed.
+fn metrics_listed(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
+    let live = scrape(env, dir, r)?;
+    let listed = dashboard::metric_list(dashboard::CLOUDFLARED_METRICS);
+    let missing: Vec<&String> = listed
+        .iter()
+        .filter(|(n, v)| **v == Verified::Scraped && !live.contains(*n))
+        .map(|(n, _)| n)
+        .collect();
+    let unlisted: Vec<&String> = live.iter().filter(|n| !listed.contains_key(*n)).collect();
+    if missing.is_empty() && unlisted.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} does not match this cloudflared: listed as scraped but not served: {missing:?}; \
+         served but not listed: {unlisted:?}. Update the list (and the dashboard if a name it \
+         uses is gone); this connector served:\n{}",
+        dashboard::CLOUDFLARED_METRICS,
+        live.iter().cloned().collect::<Vec<_>>().join("\n")
+    ))
+}
+
+/// Each `source FILE:LINE` of tests/fixtures/metrics/cloudflared.txt names, at that line of
+/// the cloudflared module this suite built, the registration of that metric.
+fn metric_sources() -> Outcome {
+    let gomod = std::fs::read_to_string(root().join("e2e/cluster/cloudflared/go.mod"))
+        .map_err(|e| e.to_string())?;
+    let version = gomod
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("github.com/cloudflare/cloudflared ")
+                .and_then(|rest| rest.split_whitespace().next())
+        })
+        .ok_or("e2e/cluster/cloudflared/go.mod requires no github.com/cloudflare/cloudflared")?;
+    let cache = run_cmd(Command::new("go").args(["env", "GOMODCACHE"]), None)?;
+    let module =
+        PathBuf::from(cache.trim()).join(format!("github.com/cloudflare/cloudflared@{version}"));
+    let mut wrong = Vec::new();
+    let mut cited = 0;
+    for (name, verified) in dashboard::metric_list(dashboard::CLOUDFLARED_METRICS) {
+        let Verified::Source(cite) = verified else {
+            continue;
+        };
+        cited += 1;
+        let Some((file, line)) = cite.split_once(':') else {
+            wrong.push(format!("{name}: {cite:?} is not FILE:LINE"));
+            continue;
+        };
+        let text = std::fs::read_to_string(module.join(file))
+            .map_err(|e| format!("{}: {e}", module.join(file).display()))?;
+        let at = line
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| text.lines().nth(n.saturating_sub(1)))
+            .unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        let short = at
+            .trim()
+            .strip_prefix("Name:")
+            .map(|v| v.trim().trim_end_matches(',').trim_matches('"'))
+            .unwrap_or_default();
+        if short.is_empty() || !family.ends_with(short) {
+            wrong.push(format!("{name}: {cite} reads {:?}", at.trim()));
+        }
+    }
+    if cited == 0 {
+        return Err("no source citation to check".into());
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("in {}:\n{}", module.display(), wrong.join("\n")))
+    }
+}
+
 pub fn checks(env: &Env, suite: &mut Suite) {
     if env.cloudflared.is_none() {
         suite.skip(
@@ -388,6 +534,7 @@ pub fn checks(env: &Env, suite: &mut Suite) {
         );
         return;
     }
+    let mut scraped = false;
     for (name, file, services) in inputs() {
         let rendered = match render(&file, services.as_deref()) {
             Ok(r) => r,
@@ -411,6 +558,20 @@ pub fn checks(env: &Env, suite: &mut Suite) {
                 routes(env, &dir, r),
             );
             suite.record(&format!("connector: {name}: the Deployment's args start cloudflared and answer the probe"), starts(env, &dir, r));
+            if !scraped {
+                scraped = true;
+                suite.record(
+                    &format!("connector: {name}: /metrics serves every cloudflared series {} lists as scraped, and no other (the Grafana dashboard's names are checked against that list)", dashboard::CLOUDFLARED_METRICS),
+                    metrics_listed(env, &dir, r),
+                );
+            }
         }
     }
+    suite.record(
+        &format!(
+            "connector: each `source FILE:LINE` in {} is that metric's registration in cloudflared's source",
+            dashboard::CLOUDFLARED_METRICS
+        ),
+        metric_sources(),
+    );
 }

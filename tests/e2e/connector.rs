@@ -389,14 +389,20 @@ echo "$answer""#,
     }
 }
 
-/// cloudflared's own metric series on a real connector's /metrics: the Deployment's args
-/// with `--protocol quic`, scraped once it has dialed the (absent) edge over QUIC, so that
-/// the QUIC client's series are there too.
+/// cloudflared's own metric series on /metrics of a real connector that is connected and
+/// serving: the Deployment's args with `--protocol quic` and `--edge` at a stand-in for the
+/// Cloudflare edge (e2e/cluster/cloudflared/fakeedge, E2E_FAKEEDGE), which refuses the first
+/// registration, accepts the next, and sends two requests: one for the first rule's host (its
+/// origin cannot be reached from the sandbox: an origin error) and one no rule matches (the
+/// fallback's response). The connector must answer /ready with 200 once registered.
 fn scrape(env: &Env, dir: &Path, r: &Rendered) -> Result<BTreeSet<String>, String> {
     let bin = env
         .cloudflared
         .as_ref()
         .ok_or("E2E_CLOUDFLARED is not set")?;
+    let edge = std::env::var_os("E2E_FAKEEDGE")
+        .map(PathBuf::from)
+        .ok_or("E2E_FAKEEDGE is not set (e2e/run.sh builds it: e2e/cluster.sh bin fakeedge)")?;
     let mut args = local_args(dir, r)?;
     if let Some(i) = args.iter().position(|a| a == "--protocol") {
         args.drain(i..(i + 2).min(args.len()));
@@ -408,26 +414,45 @@ fn scrape(env: &Env, dir: &Path, r: &Rendered) -> Result<BTreeSet<String>, Strin
         .ok_or(format!("no `tunnel` in {args:?}"))?
         + 1;
     args.splice(at..at, ["--protocol".to_string(), "quic".to_string()]);
+    let (routed, _) = urls_for(&r.config_yaml)?
+        .into_iter()
+        .next()
+        .ok_or("the config has no rule but the fallback")?;
     // The probes' port is the metrics address's.
     let port = r.probe_port;
-    let log = dir.join("cloudflared-metrics.log");
+    let log = dir.join("cloudflared-edge.log");
+    let edge_out = dir.join("fakeedge.out");
+    let edge_log = dir.join("fakeedge.log");
+    let ca = dir.join("edge.pem");
     let exposition = dir.join("metrics.txt");
     let script = format!(
         r#"ip link set lo up
-"$0" "$@" >{log} 2>&1 &
+{edge} -listen 127.0.0.1:7844 -ca-out {ca} -refuse-first -request '{routed}' -request 'https://no-rule-matches.invalid/' >{edge_out} 2>{edge_log} &
+edge=$!
+for _ in $(seq 50); do [ -s {ca} ] && break; sleep 0.1; done
+SSL_CERT_FILE={ca} "$0" "$@" >{log} 2>&1 &
 pid=$!
-for _ in $(seq 100); do
-  if curl -s --max-time 2 -o {out} http://127.0.0.1:{port}/metrics &&
-     grep -q '^quic_client_total_connections [1-9]' {out}; then break; fi
+for _ in $(seq 150); do
+  grep -q '^requests sent' {edge_out} && break
   kill -0 $pid 2>/dev/null || break
   sleep 0.2
 done
-kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
-true"#,
+ready=$(curl -s --max-time 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/ready)
+for _ in $(seq 25); do
+  curl -s --max-time 2 -o {out} http://127.0.0.1:{port}/metrics &&
+    grep -q '^cloudflared_tunnel_response_by_code' {out} && break
+  sleep 0.2
+done
+kill -TERM $pid $edge 2>/dev/null; wait $pid $edge 2>/dev/null
+echo "$ready""#,
+        edge = edge.display(),
+        ca = ca.display(),
+        edge_out = edge_out.display(),
+        edge_log = edge_log.display(),
         log = log.display(),
         out = exposition.display(),
     );
-    run_cmd(
+    let ready = run_cmd(
         Command::new("unshare")
             .args(["-n", "--", "bash", "-c", &script])
             .arg(bin)
@@ -435,10 +460,15 @@ true"#,
         None,
     )?;
     let text = std::fs::read_to_string(&exposition).unwrap_or_default();
-    if !text.contains("quic_client_total_connections") {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    if ready.trim() != "200" || !read(&edge_out).contains("requests sent") {
         return Err(format!(
-            "no QUIC dial seen on /metrics:\n{text}\nlog:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            "the connector did not connect to the stand-in edge and serve its requests \
+             (/ready answered {:?}):\nedge:\n{}{}\nconnector log:\n{}",
+            ready.trim(),
+            read(&edge_out),
+            read(&edge_log),
+            read(&log)
         ));
     }
     Ok(dashboard::cloudflared_own(&dashboard::exposition_names(
@@ -561,7 +591,7 @@ pub fn checks(env: &Env, suite: &mut Suite) {
             if !scraped {
                 scraped = true;
                 suite.record(
-                    &format!("connector: {name}: /metrics serves every cloudflared series {} lists as scraped, and no other (the Grafana dashboard's names are checked against that list)", dashboard::CLOUDFLARED_METRICS),
+                    &format!("connector: {name}: connected to a stand-in edge and serving, the connector is ready and its /metrics serves every series {} lists as scraped, and no other (the Grafana dashboard's names are checked against that list)", dashboard::CLOUDFLARED_METRICS),
                     metrics_listed(env, &dir, r),
                 );
             }

@@ -9,7 +9,8 @@
 #   e2e/cluster.sh down           stop exactly the processes `up` started (by pid), remove the state
 #   e2e/cluster.sh stop NAME      stop one component (etcd, kube-apiserver, …), for fault tests
 #   e2e/cluster.sh start NAME     start it again with the same flags
-#   e2e/cluster.sh bin TOOL       print the path of a built tool (helm, cloudflared, …), building it first
+#   e2e/cluster.sh bin TOOL       print the path of a built tool (helm, cloudflared, fakeedge, …),
+#                                 building it first
 #
 # Variables: K8S_VERSION (default: the version pinned in e2e/cluster/kubernetes/go.mod),
 # SECURETUNNEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operator),
@@ -80,7 +81,7 @@ k8s_module() {
 # build_tool NAME: installs the `tool` lines of e2e/cluster/NAME/go.mod into the cache,
 # once per pinned version, and prints the directory.
 build_tool() {
-  local name=$1 dir version ldflags="-s -w"
+  local name=$1 dir version ldflags="-s -w" target=tool
   case $name in
     kubernetes)
       dir=$(k8s_module)
@@ -105,6 +106,12 @@ build_tool() {
       release=$(sed -n 's/^\/\/ .*(release \([0-9.]*\)).*/\1/p' "$dir/go.mod")
       ldflags="$ldflags -X main.Version=$release"
       ;;
+    fakeedge)
+      # A stand-in for the Cloudflare edge (e2e/cluster/cloudflared/fakeedge), built with
+      # cloudflared's own packages at the pinned version; rebuilt when its source changes.
+      dir="$modules/cloudflared"; target=./fakeedge
+      version=$(cat "$dir/go.mod" "$dir/go.sum" "$dir"/fakeedge/*.go | sha256sum | cut -c1-12)
+      ;;
     *) [ -f "$modules/$name/go.mod" ] || die "no module e2e/cluster/$name"
        dir="$modules/$name"; version=$(sha256sum "$dir/go.mod" | cut -c1-12) ;;
   esac
@@ -115,7 +122,7 @@ build_tool() {
     log "building $name $version into $out (once)"
     local start=$SECONDS
     mkdir -p "$out"
-    (cd "$dir" && GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags="$ldflags" tool) ||
+    (cd "$dir" && GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags="$ldflags" "$target") ||
       die "building $name $version failed"
     if [ "$name" = kwok ]; then
       # The stages kwok ships as its "fast" set: Nodes initialised and kept Ready (with a

@@ -40,7 +40,8 @@ echo "== e2e: building the suite and its tools (the first build of the tools tak
 cargo test --locked --test e2e --no-run 2>&1 | tail -n 1
 E2E_HELM="$(bash "$cluster" bin helm)/helm"
 E2E_CLOUDFLARED="$(bash "$cluster" bin cloudflared)/cloudflared"
-export E2E_HELM E2E_CLOUDFLARED
+E2E_FAKEEDGE="$(bash "$cluster" bin fakeedge)/fakeedge"
+export E2E_HELM E2E_CLOUDFLARED E2E_FAKEEDGE
 if [ $target = local ]; then bash "$cluster" build; fi
 echo "== e2e: tools ready after $((SECONDS - start)) s"
 

@@ -138,11 +138,88 @@ fn the_values_schema_rejects_wrong_types_and_typos() {
         r#"{"leaderElection": {"enabled": "yes"}}"#,
         r#"{"replica": 2}"#,
         r#"{"crds": {"instal": true}}"#,
+        r#"{"grafanaDashboard": {"enabled": "yes"}}"#,
+        r#"{"grafanaDashboard": {"namespace": "Monitoring"}}"#,
+        r#"{"grafanaDashboard": {"sidecarLabel": ""}}"#,
+        r#"{"grafanaDashboard": {"sidecarLabel": "grafana dashboard"}}"#,
+        r#"{"grafanaDashboard": {"sidecarLabelValue": 1}}"#,
+        r#"{"grafanaDashboard": {"labels": {"release": 1}}}"#,
+        r#"{"grafanaDashboard": {"folder": "Networking"}}"#,
     ];
     for (i, values) in bad.iter().enumerate() {
         let file = values_file(&dir, &format!("bad-{i}.json"), values);
         let out = helm(&["schema", CHART, &file]);
         assert!(!out.status.success(), "the schema accepted {values}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The Grafana dashboard is off by default; on, it is one ConfigMap carrying the
+/// sidecar's label and files/dashboard.json as it is.
+#[test]
+fn the_grafana_dashboard_configmap_is_opt_in_and_carries_the_json() {
+    let dir = scratch_dir("chart-dashboard");
+    let is_dashboard = |d: &&Value| {
+        d["kind"] == "ConfigMap"
+            && d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-dashboard"))
+    };
+    let defaults = values_file(&dir, "defaults.json", "{}");
+    let docs = documents(&render(&defaults, &dir.join("defaults")));
+    assert!(
+        !docs.iter().any(|d| is_dashboard(&d)),
+        "the dashboard must be opt-in"
+    );
+
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(CHART).join("files/dashboard.json"))
+            .expect("dashboard.json"),
+    )
+    .expect("dashboard.json is JSON");
+    let enabled = values_file(
+        &dir,
+        "enabled.json",
+        r#"{"grafanaDashboard": {"enabled": true}}"#,
+    );
+    for (values, namespace, label_value, extra_label, annotation) in [
+        (enabled.as_str(), "securetunnel-system", "1", None, None),
+        (
+            ALL_OPTIONS,
+            "monitoring",
+            "1",
+            Some(("release", "prometheus")),
+            Some(("grafana_folder", "Networking")),
+        ),
+    ] {
+        let docs = documents(&render(values, &dir.join(format!("on-{namespace}"))));
+        let maps: Vec<&Value> = docs.iter().filter(is_dashboard).collect();
+        assert_eq!(maps.len(), 1, "{values}: one dashboard ConfigMap");
+        let map = maps[0];
+        let meta = &map["metadata"];
+        assert_eq!(meta["name"], "securetunnel-operator-dashboard");
+        assert_eq!(meta["namespace"], namespace, "{values}");
+        assert_eq!(meta["labels"]["grafana_dashboard"], label_value, "{values}");
+        assert_eq!(
+            meta["labels"]["app.kubernetes.io/name"],
+            "securetunnel-operator"
+        );
+        if let Some((k, v)) = extra_label {
+            assert_eq!(meta["labels"][k], v, "{values}");
+        }
+        if let Some((k, v)) = annotation {
+            assert_eq!(meta["annotations"][k], v, "{values}");
+        }
+        let data = map["data"].as_object().expect("data");
+        assert_eq!(data.len(), 1, "one dashboard: {:?}", data.keys());
+        let (key, text) = data.iter().next().expect("one key");
+        assert!(key.ends_with(".json"), "the sidecar loads *.json: {key}");
+        let rendered: Value =
+            serde_json::from_str(text.as_str().expect("text")).expect("the ConfigMap holds JSON");
+        assert_eq!(
+            rendered, shipped,
+            "the ConfigMap holds files/dashboard.json as it is"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod admission_table;
+pub mod dashboard;
 pub mod spec_gen;
 pub mod tools;
 

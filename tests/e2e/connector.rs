@@ -8,12 +8,14 @@
 //! (`unshare -n`): whatever it tries to reach (the edge, DNS, the update check) fails
 //! without a packet leaving the machine.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 use serde_json::Value;
 
+use crate::common::dashboard::{self, Verified};
 use crate::support::{run_cmd, Env, Outcome};
 use crate::Suite;
 
@@ -286,14 +288,10 @@ fn routes(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
     }
 }
 
-/// The Deployment's args, with each mount remapped to a local directory, the metrics
-/// address on loopback and a local `--edge`; the image's entrypoint is
-/// `cloudflared --no-autoupdate`.
-fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
-    let bin = env
-        .cloudflared
-        .as_ref()
-        .ok_or("E2E_CLOUDFLARED is not set")?;
+/// The Deployment's args, with each mount remapped to a local directory (written with the
+/// rendered file), the metrics address on loopback and a local `--edge`; the image's
+/// entrypoint is `cloudflared --no-autoupdate`.
+fn local_args(dir: &Path, r: &Rendered) -> Result<Vec<String>, String> {
     let mut args: Vec<String> = vec!["--no-autoupdate".into()];
     for arg in &r.args {
         let mut a = arg.clone();
@@ -328,6 +326,17 @@ fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
         .ok_or(format!("no `tunnel` in {args:?}"))?
         + 1;
     args.splice(at..at, ["--edge".to_string(), "127.0.0.1:7844".to_string()]);
+    Ok(args)
+}
+
+/// The Deployment's args start cloudflared: it reads the token and the config and answers
+/// the probe.
+fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
+    let bin = env
+        .cloudflared
+        .as_ref()
+        .ok_or("E2E_CLOUDFLARED is not set")?;
+    let args = local_args(dir, r)?;
     let log = dir.join("cloudflared.log");
     let script = format!(
         r#"ip link set lo up
@@ -380,6 +389,173 @@ echo "$answer""#,
     }
 }
 
+/// cloudflared's own metric series on /metrics of a real connector that is connected and
+/// serving: the Deployment's args with `--protocol quic` and `--edge` at a stand-in for the
+/// Cloudflare edge (e2e/cluster/cloudflared/fakeedge, E2E_FAKEEDGE), which refuses the first
+/// registration, accepts the next, and sends two requests: one for the first rule's host (its
+/// origin cannot be reached from the sandbox: an origin error) and one no rule matches (the
+/// fallback's response). The connector must answer /ready with 200 once registered.
+fn scrape(env: &Env, dir: &Path, r: &Rendered) -> Result<BTreeSet<String>, String> {
+    let bin = env
+        .cloudflared
+        .as_ref()
+        .ok_or("E2E_CLOUDFLARED is not set")?;
+    let edge = std::env::var_os("E2E_FAKEEDGE")
+        .map(PathBuf::from)
+        .ok_or("E2E_FAKEEDGE is not set (e2e/run.sh builds it: e2e/cluster.sh bin fakeedge)")?;
+    let mut args = local_args(dir, r)?;
+    if let Some(i) = args.iter().position(|a| a == "--protocol") {
+        args.drain(i..(i + 2).min(args.len()));
+    }
+    args.retain(|a| !a.starts_with("--protocol="));
+    let at = args
+        .iter()
+        .position(|a| a == "tunnel")
+        .ok_or(format!("no `tunnel` in {args:?}"))?
+        + 1;
+    args.splice(at..at, ["--protocol".to_string(), "quic".to_string()]);
+    let (routed, _) = urls_for(&r.config_yaml)?
+        .into_iter()
+        .next()
+        .ok_or("the config has no rule but the fallback")?;
+    // The probes' port is the metrics address's.
+    let port = r.probe_port;
+    let log = dir.join("cloudflared-edge.log");
+    let edge_out = dir.join("fakeedge.out");
+    let edge_log = dir.join("fakeedge.log");
+    let ca = dir.join("edge.pem");
+    let exposition = dir.join("metrics.txt");
+    let script = format!(
+        r#"ip link set lo up
+{edge} -listen 127.0.0.1:7844 -ca-out {ca} -refuse-first -request '{routed}' -request 'https://no-rule-matches.invalid/' >{edge_out} 2>{edge_log} &
+edge=$!
+for _ in $(seq 50); do [ -s {ca} ] && break; sleep 0.1; done
+SSL_CERT_FILE={ca} "$0" "$@" >{log} 2>&1 &
+pid=$!
+for _ in $(seq 150); do
+  grep -q '^requests sent' {edge_out} && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.2
+done
+ready=$(curl -s --max-time 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/ready)
+for _ in $(seq 25); do
+  curl -s --max-time 2 -o {out} http://127.0.0.1:{port}/metrics &&
+    grep -q '^cloudflared_tunnel_response_by_code' {out} && break
+  sleep 0.2
+done
+kill -TERM $pid $edge 2>/dev/null; wait $pid $edge 2>/dev/null
+echo "$ready""#,
+        edge = edge.display(),
+        ca = ca.display(),
+        edge_out = edge_out.display(),
+        edge_log = edge_log.display(),
+        log = log.display(),
+        out = exposition.display(),
+    );
+    let ready = run_cmd(
+        Command::new("unshare")
+            .args(["-n", "--", "bash", "-c", &script])
+            .arg(bin)
+            .args(&args),
+        None,
+    )?;
+    let text = std::fs::read_to_string(&exposition).unwrap_or_default();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    if ready.trim() != "200" || !read(&edge_out).contains("requests sent") {
+        return Err(format!(
+            "the connector did not connect to the stand-in edge and serve its requests \
+             (/ready answered {:?}):\nedge:\n{}{}\nconnector log:\n{}",
+            ready.trim(),
+            read(&edge_out),
+            read(&edge_log),
+            read(&log)
+        ));
+    }
+    Ok(dashboard::cloudflared_own(&dashboard::exposition_names(
+        &text,
+    )))
+}
+
+/// The scrape against tests/fixtures/metrics/cloudflared.txt, which the dashboard test reads:
+/// every name listed as `scraped` is served, and every served name is listed.
+fn metrics_listed(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
+    let live = scrape(env, dir, r)?;
+    let listed = dashboard::metric_list(dashboard::CLOUDFLARED_METRICS);
+    let missing: Vec<&String> = listed
+        .iter()
+        .filter(|(n, v)| **v == Verified::Scraped && !live.contains(*n))
+        .map(|(n, _)| n)
+        .collect();
+    let unlisted: Vec<&String> = live.iter().filter(|n| !listed.contains_key(*n)).collect();
+    if missing.is_empty() && unlisted.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} does not match this cloudflared: listed as scraped but not served: {missing:?}; \
+         served but not listed: {unlisted:?}. Update the list (and the dashboard if a name it \
+         uses is gone); this connector served:\n{}",
+        dashboard::CLOUDFLARED_METRICS,
+        live.iter().cloned().collect::<Vec<_>>().join("\n")
+    ))
+}
+
+/// Each `source FILE:LINE` of tests/fixtures/metrics/cloudflared.txt names, at that line of
+/// the cloudflared module this suite built, the registration of that metric.
+fn metric_sources() -> Outcome {
+    let gomod = std::fs::read_to_string(root().join("e2e/cluster/cloudflared/go.mod"))
+        .map_err(|e| e.to_string())?;
+    let version = gomod
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("github.com/cloudflare/cloudflared ")
+                .and_then(|rest| rest.split_whitespace().next())
+        })
+        .ok_or("e2e/cluster/cloudflared/go.mod requires no github.com/cloudflare/cloudflared")?;
+    let cache = run_cmd(Command::new("go").args(["env", "GOMODCACHE"]), None)?;
+    let module =
+        PathBuf::from(cache.trim()).join(format!("github.com/cloudflare/cloudflared@{version}"));
+    let mut wrong = Vec::new();
+    let mut cited = 0;
+    for (name, verified) in dashboard::metric_list(dashboard::CLOUDFLARED_METRICS) {
+        let Verified::Source(cite) = verified else {
+            continue;
+        };
+        cited += 1;
+        let Some((file, line)) = cite.split_once(':') else {
+            wrong.push(format!("{name}: {cite:?} is not FILE:LINE"));
+            continue;
+        };
+        let text = std::fs::read_to_string(module.join(file))
+            .map_err(|e| format!("{}: {e}", module.join(file).display()))?;
+        let at = line
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| text.lines().nth(n.saturating_sub(1)))
+            .unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        let short = at
+            .trim()
+            .strip_prefix("Name:")
+            .map(|v| v.trim().trim_end_matches(',').trim_matches('"'))
+            .unwrap_or_default();
+        if short.is_empty() || !family.ends_with(short) {
+            wrong.push(format!("{name}: {cite} reads {:?}", at.trim()));
+        }
+    }
+    if cited == 0 {
+        return Err("no source citation to check".into());
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("in {}:\n{}", module.display(), wrong.join("\n")))
+    }
+}
+
 pub fn checks(env: &Env, suite: &mut Suite) {
     if env.cloudflared.is_none() {
         suite.skip(
@@ -388,6 +564,7 @@ pub fn checks(env: &Env, suite: &mut Suite) {
         );
         return;
     }
+    let mut scraped = false;
     for (name, file, services) in inputs() {
         let rendered = match render(&file, services.as_deref()) {
             Ok(r) => r,
@@ -411,6 +588,20 @@ pub fn checks(env: &Env, suite: &mut Suite) {
                 routes(env, &dir, r),
             );
             suite.record(&format!("connector: {name}: the Deployment's args start cloudflared and answer the probe"), starts(env, &dir, r));
+            if !scraped {
+                scraped = true;
+                suite.record(
+                    &format!("connector: {name}: connected to a stand-in edge and serving, the connector is ready and its /metrics serves every series {} lists as scraped, and no other (the Grafana dashboard's names are checked against that list)", dashboard::CLOUDFLARED_METRICS),
+                    metrics_listed(env, &dir, r),
+                );
+            }
         }
     }
+    suite.record(
+        &format!(
+            "connector: each `source FILE:LINE` in {} is that metric's registration in cloudflared's source",
+            dashboard::CLOUDFLARED_METRICS
+        ),
+        metric_sources(),
+    );
 }

@@ -18,7 +18,7 @@ use crate::support::{child_kinds, describe, dynamic_api, wait_for, Env, Outcome}
 pub const NAMESPACE: &str = "e2e-apps";
 pub const TOKEN_SECRET: &str = "e2e-token";
 use crate::support::TUNNEL_ID;
-const WAIT: Duration = Duration::from_secs(120);
+pub const WAIT: Duration = Duration::from_secs(120);
 
 pub use securetunnel_operator::names::child_name as child;
 
@@ -150,7 +150,12 @@ pub async fn wait_condition_within(
 
 /// Every child exists with a controller ownerReference to the tunnel (the
 /// PodDisruptionBudget only with more than one replica).
-pub async fn every_child_owned(client: &Client, name: &str, replicas: i32) -> Outcome {
+pub async fn every_child_owned(
+    client: &Client,
+    name: &str,
+    replicas: i32,
+    wait: Duration,
+) -> Outcome {
     let owner = tunnel(client, name).await?;
     let uid = owner.uid().unwrap_or_default();
     for (kind, resource) in child_kinds() {
@@ -167,7 +172,7 @@ pub async fn every_child_owned(client: &Client, name: &str, replicas: i32) -> Ou
             }
             continue;
         }
-        wait_for(WAIT, &format!("{what} to exist"), || async {
+        wait_for(wait, &format!("{what} to exist"), || async {
             api.get(&child(name))
                 .await
                 .map(|_| ())
@@ -195,10 +200,15 @@ pub async fn every_child_owned(client: &Client, name: &str, replicas: i32) -> Ou
     Ok(())
 }
 
-pub async fn connectors_ready(client: &Client, name: &str, replicas: i32) -> Outcome {
+pub async fn connectors_ready(
+    client: &Client,
+    name: &str,
+    replicas: i32,
+    wait: Duration,
+) -> Outcome {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     wait_for(
-        WAIT,
+        wait,
         &format!(
             "Deployment {NAMESPACE}/{} to have {replicas} ready pods",
             child(name)
@@ -256,7 +266,7 @@ pub async fn token_rotation_rolls_pods(env: &Env, client: &Client, name: &str) -
         },
     )
     .await?;
-    connectors_ready(client, name, 2).await
+    connectors_ready(client, name, 2, WAIT).await
 }
 
 pub async fn deleted_child_returns(client: &Client, name: &str) -> Outcome {
@@ -489,10 +499,15 @@ pub async fn garbage_collected(client: &Client, name: &str) -> Outcome {
 }
 
 /// Every child of every tunnel in `names` exists and each tunnel is Ready.
-pub async fn all_converged(client: &Client, names: &[String], replicas: i32) -> Outcome {
+pub async fn all_converged(
+    client: &Client,
+    names: &[String],
+    replicas: i32,
+    wait: Duration,
+) -> Outcome {
     for name in names {
-        every_child_owned(client, name, replicas).await?;
-        connectors_ready(client, name, replicas).await?;
+        every_child_owned(client, name, replicas, wait).await?;
+        connectors_ready(client, name, replicas, wait).await?;
     }
     Ok(())
 }

@@ -159,11 +159,11 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
     )?;
     suite.require(
         "lifecycle: every child exists with a controller ownerReference",
-        lifecycle::every_child_owned(&client, "e2e", 2).await,
+        lifecycle::every_child_owned(&client, "e2e", 2, lifecycle::WAIT).await,
     )?;
     suite.require(
         "lifecycle: connector pods become Ready (kwok), then the tunnel is Ready=True",
-        lifecycle::connectors_ready(&client, "e2e", 2).await,
+        lifecycle::connectors_ready(&client, "e2e", 2, lifecycle::WAIT).await,
     )?;
 
     if method == Method::Helm {

@@ -132,14 +132,14 @@ pub async fn outage(
             "the operator (pid {pid}) exited during the {component} outage: {how}"
         ));
     }
-    lifecycle::all_converged(client, names, 1).await?;
+    lifecycle::all_converged(client, names, 1, RECOVERY).await?;
     if let Some(how) = op.exited() {
         return Err(format!(
             "the operator (pid {pid}) exited after the {component} outage: {how}"
         ));
     }
     // Nothing lost: the tunnel from before the outage is still whole.
-    lifecycle::all_converged(client, &["e2e".to_string()], 2).await
+    lifecycle::all_converged(client, &["e2e".to_string()], 2, RECOVERY).await
 }
 
 async fn holder(client: &Client) -> Result<Option<String>, String> {
@@ -218,7 +218,7 @@ pub async fn leader_failover(
     }
     // The new leader reconciles.
     lifecycle::apply_tunnel(env, "after-failover", 1, &["failover.example.com"])?;
-    lifecycle::all_converged(client, &["after-failover".to_string()], 1).await?;
+    lifecycle::all_converged(client, &["after-failover".to_string()], 1, lifecycle::WAIT).await?;
     survivor.stop();
     Ok(())
 }

@@ -52,7 +52,7 @@ macro_rules! child_kinds {
 }
 
 /// The list itself: expands `$m!` with one `Variant: Type;` per child kind, in apply
-/// order. Code that needs the kinds' types (the typed caches and watches) expands it too.
+/// order, each with its Kubernetes type.
 #[macro_export]
 macro_rules! with_child_kinds {
     ($m:path) => {

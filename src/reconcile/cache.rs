@@ -235,18 +235,6 @@ impl ChildCache {
             .or_else(|| cache.objects.get(&key))
             .cloned()
     }
-
-    /// How many children are cached, all kinds together.
-    pub fn len(&self) -> usize {
-        self.kinds
-            .iter()
-            .filter_map(|(_, c, _)| c.read().ok().map(|c| c.objects.len()))
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! a resourceVersion), get, create, replace, apply, status apply and delete,
 //! for the kinds it touches. Every request is counted by verb and resource,
 //! and may be delayed to model a real API server's latency. Deployments
-//! become ready as soon as they are applied (there are no pods here).
+//! become ready as soon as they are written (there are no pods here). Writes
+//! record `managedFields` like an API server: an `Update` entry for a create, an
+//! `Apply` entry for a server-side apply; JSON patches (of those entries) apply.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command};

@@ -18,38 +18,30 @@ use crate::names::APPLIED_HASH_ANNOTATION;
 /// object; `managedFields` never list them), no applied-hash annotation (it holds the
 /// hash), and no nulls, empty lists or empty maps (the API server omits them).
 pub fn content(obj: &Value) -> Value {
-    let mut obj = obj.clone();
-    if let Value::Object(fields) = &mut obj {
-        fields.remove("apiVersion");
-        fields.remove("kind");
-        if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
-            meta.remove("name");
-            meta.remove("namespace");
-            meta.remove("managedFields");
-            if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-                annotations.remove(APPLIED_HASH_ANNOTATION);
-            }
-        }
-    }
-    prune(obj).unwrap_or(Value::Null)
+    prune(obj, Level::Top).unwrap_or(Value::Null)
 }
 
-/// Drops nulls, empty lists and empty maps, at every depth.
-fn prune(value: Value) -> Option<Value> {
+/// The value at `level` without the members [`content`] leaves out, and without nulls,
+/// empty lists and empty maps, at every depth.
+fn prune(value: &Value, level: Level) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Array(items) => {
-            let items: Vec<Value> = items.into_iter().filter_map(prune).collect();
+            let items: Vec<Value> = items
+                .iter()
+                .filter_map(|v| prune(v, Level::Below))
+                .collect();
             (!items.is_empty()).then_some(Value::Array(items))
         }
         Value::Object(fields) => {
             let fields: Map<String, Value> = fields
-                .into_iter()
-                .filter_map(|(k, v)| prune(v).map(|v| (k, v)))
+                .iter()
+                .filter(|(k, _)| !level.skips(k))
+                .filter_map(|(k, v)| prune(v, level.child(k)).map(|v| (k.clone(), v)))
                 .collect();
             (!fields.is_empty()).then_some(Value::Object(fields))
         }
-        scalar => Some(scalar),
+        scalar => Some(scalar.clone()),
     }
 }
 
@@ -79,7 +71,8 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Where a value sits, for the members [`content`] leaves out.
+/// Where a value sits, for the members [`content`] leaves out: the one place that says
+/// which they are, for both [`content`] and [`content_hash`].
 #[derive(Clone, Copy, PartialEq)]
 enum Level {
     Top,
@@ -107,7 +100,7 @@ impl Level {
     }
 }
 
-/// Whether `value` prunes to nothing.
+/// Whether `value` prunes to nothing (`prune(value, level)` is `None`), without building it.
 fn vanishes(value: &Value, level: Level) -> bool {
     match value {
         Value::Null => true,

@@ -49,11 +49,13 @@ impl Child<'_> {
         }
     }
 
-    fn conflict(&self) -> String {
-        format!(
+    /// The conflict, logged once, as the status will report it.
+    fn conflict(&self) -> Applied {
+        warn!(object = %self.describe(), "name taken by an object this tunnel does not control");
+        Applied::Conflict(format!(
             "{} already exists and is not controlled by this SecureTunnel; rename or delete it",
             self.describe()
-        )
+        ))
     }
 
     /// True when the child already holds every field we set: our applied hash (the
@@ -133,20 +135,19 @@ impl Child<'_> {
         Ok(stored)
     }
 
-    /// Writes the child unless it is up to date; what the API server answered, when
-    /// something was written; a conflict message when the name is taken.
+    /// Writes the child unless it is up to date.
     async fn write(
         &self,
         client: &Client,
         current: Option<ChildSummary>,
         uid: &str,
-    ) -> Result<std::result::Result<Option<DynamicObject>, String>> {
+    ) -> Result<Write> {
         let current = match current {
             Some(current) => current,
             None => match self.create(client).await? {
                 Some(created) => {
                     info!(object = %self.describe(), "created");
-                    return Ok(Ok(Some(created)));
+                    return Ok(Write::Stored(ChildSummary::of(self.kind, &created)));
                 }
                 // Someone else's, or ours and not yet seen by the watch: read it once.
                 None => {
@@ -159,16 +160,24 @@ impl Child<'_> {
             },
         };
         if !current.is_controlled_by(uid) {
-            return Ok(Err(self.conflict()));
+            return Ok(Write::Taken(self.conflict()));
         }
         if self.up_to_date(&current) {
             debug!(object = %self.describe(), "up to date");
-            return Ok(Ok(None));
+            return Ok(Write::UpToDate);
         }
-        self.apply(client, current.create_entry)
-            .await
-            .map(|o| Ok(Some(o)))
+        let stored = self.apply(client, current.create_entry).await?;
+        Ok(Write::Stored(ChildSummary::of(self.kind, &stored)))
     }
+}
+
+/// What writing one child came to.
+enum Write {
+    /// What the API server answered to our create or apply, summarised.
+    Stored(ChildSummary),
+    UpToDate,
+    /// The name is taken ([`Applied::Conflict`]).
+    Taken(Applied),
 }
 
 /// What applying the children came to.
@@ -205,24 +214,15 @@ pub async fn apply_children(
         };
         let current = cache.get(*kind, namespace, name);
         if current.as_ref().is_some_and(|c| !c.is_controlled_by(uid)) {
-            warn!(object = %child.describe(), "name taken by an object this tunnel does not control");
-            return Ok(Applied::Conflict(child.conflict()));
+            return Ok(child.conflict());
         }
         children.push((child, current));
     }
     for (child, current) in children {
         match child.write(client, current, uid).await? {
-            Ok(Some(stored)) => cache.wrote(
-                child.kind,
-                namespace,
-                child.name,
-                ChildSummary::of(child.kind, &stored),
-            ),
-            Ok(None) => {}
-            Err(conflict) => {
-                warn!(object = %child.describe(), "name taken by an object this tunnel does not control");
-                return Ok(Applied::Conflict(conflict));
-            }
+            Write::Stored(stored) => cache.wrote(child.kind, namespace, child.name, stored),
+            Write::UpToDate => {}
+            Write::Taken(conflict) => return Ok(conflict),
         }
     }
     for kind in ChildKind::ALL

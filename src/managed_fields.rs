@@ -8,6 +8,7 @@
 //! so a hand edit of one of our fields takes it out of our set and the hashes differ;
 //! fields others add (defaults, other controllers) are not ours and do not count.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -150,15 +151,13 @@ fn write_canonical(out: &mut HashWriter, value: &Value, level: Level) {
     }
 }
 
-/// The `fieldsV1` sets of `manager`'s entries in the object's `managedFields` (an
-/// apply, and the create that may have made the object).
-pub fn sets_of<'a>(obj: &'a Value, manager: &str) -> Vec<&'a Value> {
-    obj.pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|entry| entry.get("manager").and_then(Value::as_str) == Some(manager))
-        .filter_map(|entry| entry.get("fieldsV1"))
+/// The `fieldsV1` sets of `manager`'s entries in an object's `managedFields` (an apply,
+/// and the create that may have made the object).
+pub fn sets_of<'a>(entries: &'a [ManagedFieldsEntry], manager: &str) -> Vec<&'a Value> {
+    entries
+        .iter()
+        .filter(|entry| entry.manager.as_deref() == Some(manager))
+        .filter_map(|entry| entry.fields_v1.as_ref().map(|f| &f.0))
         .collect()
 }
 
@@ -356,8 +355,15 @@ mod tests {
         })
     }
 
+    /// What manager `m` owns of the live object, by its `managedFields`.
+    fn owned_by_m(live: &Value) -> Value {
+        let entries: Vec<ManagedFieldsEntry> =
+            serde_json::from_value(live["metadata"]["managedFields"].clone()).expect("entries");
+        owned(live, &sets_of(&entries, "m"))
+    }
+
     fn owned_content(live: &Value) -> Value {
-        content(&owned(live, &sets_of(live, "m")))
+        content(&owned_by_m(live))
     }
 
     #[test]
@@ -375,10 +381,7 @@ mod tests {
         live["status"] = json!({ "readyReplicas": 2 });
         live["metadata"]["uid"] = json!("u");
         assert_eq!(owned_content(&live), content(&desired));
-        assert_eq!(
-            content_hash(&owned(&live, &sets_of(&live, "m"))),
-            content_hash(&desired)
-        );
+        assert_eq!(content_hash(&owned_by_m(&live)), content_hash(&desired));
     }
 
     #[test]
@@ -409,10 +412,7 @@ mod tests {
             ] },
             "data": { "x": "1", "y": "2", "z": "3" }
         });
-        assert_eq!(
-            owned(&live, &sets_of(&live, "m")),
-            json!({ "data": { "x": "1", "y": "2" } })
-        );
+        assert_eq!(owned_by_m(&live), json!({ "data": { "x": "1", "y": "2" } }));
     }
 
     #[test]

@@ -62,12 +62,11 @@ impl ChildSummary {
             .as_ref()
             .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
             .map(String::as_str);
-        let sets = managed_fields::sets_of(&json, FIELD_MANAGER);
-        let intact = applied_hash.is_some_and(|hash| {
-            let owned = managed_fields::owned(&json, &sets);
-            managed_fields::content_hash(&owned) == hash
-        });
         let entries = meta.managed_fields.as_deref().unwrap_or_default();
+        let intact = applied_hash.is_some_and(|hash| {
+            let sets = managed_fields::sets_of(entries, FIELD_MANAGER);
+            managed_fields::content_hash(&managed_fields::owned(&json, &sets)) == hash
+        });
         let ours = |op: &str| {
             entries.iter().position(|e| {
                 e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some(op)

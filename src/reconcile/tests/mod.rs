@@ -136,27 +136,35 @@ fn joined(parts: Vec<Vec<Exchange>>) -> Vec<Exchange> {
 /// in apply order; the first `stored` kinds already exist, as an earlier apply stored
 /// them, and are read once and left alone.
 fn child_creates(children: &Children, stored: usize) -> Vec<Exchange> {
+    let found = children
+        .objects()
+        .expect("objects")
+        .into_iter()
+        .take(stored)
+        .flat_map(|(kind, obj)| {
+            [
+                Exchange {
+                    reply: already_exists(&kind.qualified_plural(), "home-cloudflared"),
+                    ..create(kind, obj.clone())
+                },
+                get(
+                    &path(kind),
+                    Reply::Json(StatusCode::OK, applied_as(obj.clone(), &obj)),
+                ),
+            ]
+        });
+    found.chain(creates_after(children, stored)).collect()
+}
+
+/// The creates of the children after the first `done` (in apply order), which an
+/// earlier reconcile of the same process wrote and still remembers.
+fn creates_after(children: &Children, done: usize) -> Vec<Exchange> {
     children
         .objects()
         .expect("objects")
         .into_iter()
-        .enumerate()
-        .flat_map(|(i, (kind, obj))| {
-            if i < stored {
-                vec![
-                    Exchange {
-                        reply: already_exists(&kind.qualified_plural(), "home-cloudflared"),
-                        ..create(kind, obj.clone())
-                    },
-                    get(
-                        &path(kind),
-                        Reply::Json(StatusCode::OK, applied_as(obj.clone(), &obj)),
-                    ),
-                ]
-            } else {
-                vec![create(kind, obj)]
-            }
-        })
+        .skip(done)
+        .map(|(kind, obj)| create(kind, obj))
         .collect()
 }
 

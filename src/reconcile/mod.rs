@@ -187,7 +187,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     .await?;
     let spec = ctx.index.verdict(&tunnel);
 
-    let verdict_and_action = match decide(&spec, &token) {
+    let (verdict, action) = match decide(&spec, &token) {
         Decision::Block {
             reason,
             message,
@@ -218,7 +218,6 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
             outcome(&applied, token.tunnel_id(), &children)
         }
     };
-    let (verdict, action) = verdict_and_action;
 
     // The Deployment as just written, if it was; else as last seen.
     let rollout = ctx

@@ -227,11 +227,26 @@ fn urls_for(config_yaml: &str) -> Result<Vec<(String, usize)>, String> {
     Ok(out)
 }
 
-fn cloudflared_config(env: &Env, config: &Path, args: &[&str]) -> Result<String, String> {
-    let bin = env
-        .cloudflared
+fn cloudflared_bin(env: &Env) -> Result<&PathBuf, String> {
+    env.cloudflared
         .as_ref()
-        .ok_or("E2E_CLOUDFLARED is not set")?;
+        .ok_or_else(|| "E2E_CLOUDFLARED is not set".to_string())
+}
+
+/// Runs `script` with bash in a network namespace of its own (nothing but loopback,
+/// which the script brings up), with cloudflared as `$0` and `args` as `$@`.
+fn in_own_network(bin: &Path, script: &str, args: &[String]) -> Result<String, String> {
+    run_cmd(
+        Command::new("unshare")
+            .args(["-n", "--", "bash", "-c", script])
+            .arg(bin)
+            .args(args),
+        None,
+    )
+}
+
+fn cloudflared_config(env: &Env, config: &Path, args: &[&str]) -> Result<String, String> {
+    let bin = cloudflared_bin(env)?;
     run_cmd(
         Command::new("unshare")
             .args(["-n", "--"])
@@ -332,10 +347,7 @@ fn local_args(dir: &Path, r: &Rendered) -> Result<Vec<String>, String> {
 /// The Deployment's args start cloudflared: it reads the token and the config and answers
 /// the probe.
 fn starts(env: &Env, dir: &Path, r: &Rendered) -> Outcome {
-    let bin = env
-        .cloudflared
-        .as_ref()
-        .ok_or("E2E_CLOUDFLARED is not set")?;
+    let bin = cloudflared_bin(env)?;
     let args = local_args(dir, r)?;
     let log = dir.join("cloudflared.log");
     let script = format!(
@@ -354,13 +366,7 @@ echo "$answer""#,
         port = r.probe_port,
         path = r.probe_path,
     );
-    let answer = run_cmd(
-        Command::new("unshare")
-            .args(["-n", "--", "bash", "-c", &script])
-            .arg(bin)
-            .args(&args),
-        None,
-    )?;
+    let answer = in_own_network(bin, &script, &args)?;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     let answer = answer.trim();
     // Without the edge no connection is up: /ready answers 503 with its JSON body.
@@ -396,10 +402,7 @@ echo "$answer""#,
 /// origin cannot be reached from the sandbox: an origin error) and one no rule matches (the
 /// fallback's response). The connector must answer /ready with 200 once registered.
 fn scrape(env: &Env, dir: &Path, r: &Rendered) -> Result<BTreeSet<String>, String> {
-    let bin = env
-        .cloudflared
-        .as_ref()
-        .ok_or("E2E_CLOUDFLARED is not set")?;
+    let bin = cloudflared_bin(env)?;
     let edge = std::env::var_os("E2E_FAKEEDGE")
         .map(PathBuf::from)
         .ok_or("E2E_FAKEEDGE is not set (e2e/run.sh builds it: e2e/cluster.sh bin fakeedge)")?;
@@ -452,13 +455,7 @@ echo "$ready""#,
         log = log.display(),
         out = exposition.display(),
     );
-    let ready = run_cmd(
-        Command::new("unshare")
-            .args(["-n", "--", "bash", "-c", &script])
-            .arg(bin)
-            .args(&args),
-        None,
-    )?;
+    let ready = in_own_network(bin, &script, &args)?;
     let text = std::fs::read_to_string(&exposition).unwrap_or_default();
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     if ready.trim() != "200" || !read(&edge_out).contains("requests sent") {

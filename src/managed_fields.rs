@@ -8,6 +8,8 @@
 //! so a hand edit of one of our fields takes it out of our set and the hashes differ;
 //! fields others add (defaults, other controllers) are not ours and do not count.
 
+use std::borrow::Cow;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -164,13 +166,15 @@ pub fn sets_of<'a>(entries: &'a [ManagedFieldsEntry], manager: &str) -> Vec<&'a 
 /// The part of `live` that the union of `sets` covers. A set that names no member
 /// (`{}`, or only `"."`) takes the whole value: a scalar, or an atomic list or map.
 pub fn owned(live: &Value, sets: &[&Value]) -> Value {
-    let merged = sets
-        .iter()
-        .filter_map(|s| s.as_object())
-        .fold(Map::new(), |mut acc, set| {
+    let maps: Vec<&Map<String, Value>> = sets.iter().filter_map(|s| s.as_object()).collect();
+    // One set (an apply entry alone, the usual case) is read in place; several are united.
+    let merged = match maps.as_slice() {
+        [one] => Cow::Borrowed(*one),
+        many => Cow::Owned(many.iter().fold(Map::new(), |mut acc, set| {
             merge(&mut acc, set);
             acc
-        });
+        })),
+    };
     if merged.is_empty() {
         return Value::Null;
     }
@@ -226,11 +230,17 @@ impl Member {
     }
 }
 
+/// The members of a set (an empty set, `leaf`, for a malformed one).
+fn members_of<'a>(set: &'a Value, leaf: &'a Map<String, Value>) -> &'a Map<String, Value> {
+    set.as_object().unwrap_or(leaf)
+}
+
 fn project(live: &Value, set: &Map<String, Value>) -> Option<Value> {
     if is_leaf(set) {
         return Some(live.clone());
     }
-    let sub = |v: &Value| v.as_object().cloned().unwrap_or_default();
+    let leaf = Map::new();
+    let sub = |v| members_of(v, &leaf);
     match live {
         Value::Object(fields) => {
             let mut out = Map::new();
@@ -239,7 +249,7 @@ fn project(live: &Value, set: &Map<String, Value>) -> Option<Value> {
                     continue;
                 };
                 if let Some(value) = fields.get(field) {
-                    if let Some(p) = project(value, &sub(child)) {
+                    if let Some(p) = project(value, sub(child)) {
                         out.insert(field.to_string(), p);
                     }
                 }
@@ -247,7 +257,7 @@ fn project(live: &Value, set: &Map<String, Value>) -> Option<Value> {
             Some(Value::Object(out))
         }
         Value::Array(items) => {
-            let members: Vec<(Member, Map<String, Value>)> = set
+            let members: Vec<(Member, &Map<String, Value>)> = set
                 .iter()
                 .filter_map(|(key, child)| Member::parse(key).map(|m| (m, sub(child))))
                 .collect();

@@ -219,8 +219,9 @@ pub async fn apply_children(
         children.push((child, current));
     }
     for (child, current) in children {
+        let before = cache.watched_version(child.kind, namespace, child.name);
         match child.write(client, current, uid).await? {
-            Write::Stored(stored) => cache.wrote(child.kind, namespace, child.name, stored),
+            Write::Stored(stored) => cache.wrote(child.kind, namespace, child.name, before, stored),
             Write::UpToDate => {}
             Write::Taken(conflict) => return Ok(conflict),
         }

@@ -204,18 +204,41 @@ impl ChildCache {
         }
     }
 
+    /// The resourceVersion of the child as the watch last delivered it, if it has:
+    /// taken before a write, for [`ChildCache::wrote`].
+    pub fn watched_version(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Box<str>> {
+        let (_, cache, _) = self.kind(kind)?;
+        let cache = cache.read().ok()?;
+        cache
+            .objects
+            .get(&key(namespace, name))
+            .map(|seen| seen.resource_version.clone())
+    }
+
     /// Remembers what the API server answered to a write of ours, until the watch
     /// delivers it: a reconcile in between must not write the same object again.
-    /// If the watch already delivered it, there is nothing to remember. A record lives
-    /// until the next event of that child, and at most [`WRITTEN_TTL`].
-    pub fn wrote(&self, kind: ChildKind, namespace: &str, name: &str, summary: ChildSummary) {
+    /// `before` is [`ChildCache::watched_version`] as it was when the write was sent:
+    /// if the watch has delivered anything of that child since (our write, or something
+    /// newer), there is nothing to remember, and a record could only hide a newer
+    /// state. A record lives until the next event of that child, and at most
+    /// [`WRITTEN_TTL`].
+    pub fn wrote(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+        before: Option<Box<str>>,
+        summary: ChildSummary,
+    ) {
         if let Some(Ok(mut cache)) = self.kind(kind).map(|(_, c, _)| c.write()) {
             let key = key(namespace, name);
-            let delivered = cache
-                .objects
-                .get(&key)
-                .is_some_and(|seen| seen.resource_version == summary.resource_version);
-            if !delivered {
+            let since = cache.objects.get(&key).map(|seen| &seen.resource_version);
+            if since == before.as_ref() {
                 cache.written.insert(key, (Instant::now(), summary));
             }
         }
@@ -283,46 +306,37 @@ mod tests {
         let cache = listed();
         assert!(cache.ready());
         let kind = ChildKind::ConfigMap;
+        let name = "t-cloudflared";
+        let summary = |rv: &str, replicas: i64| ChildSummary::of(kind, &child(rv, replicas));
+        let version = |c: &ChildCache| c.get(kind, "n", name).map(|s| s.resource_version);
         cache.apply_event(kind, &watcher::Event::Apply(child("5", 2)));
-        let ours = ChildSummary::of(kind, &child("6", 3));
-        cache.wrote(kind, "n", "t-cloudflared", ours.clone());
-        assert_eq!(cache.get(kind, "n", "t-cloudflared"), Some(ours.clone()));
-        // Our own write, delivered, replaces the record; so does anything after it.
+
+        // A write sent while the watch showed version 5 stands in for it…
+        let before = cache.watched_version(kind, "n", name);
+        assert_eq!(before.as_deref(), Some("5"));
+        cache.wrote(kind, "n", name, before, summary("6", 3));
+        assert_eq!(cache.get(kind, "n", name), Some(summary("6", 3)));
+        // …until the watch delivers it…
         cache.apply_event(kind, &watcher::Event::Apply(child("6", 3)));
-        assert_eq!(
-            cache
-                .get(kind, "n", "t-cloudflared")
-                .map(|s| s.resource_version),
-            Some("6".into())
-        );
-        cache.wrote(kind, "n", "t-cloudflared", ours);
-        cache.apply_event(kind, &watcher::Event::Apply(child("7", 9)));
-        assert_eq!(
-            cache
-                .get(kind, "n", "t-cloudflared")
-                .map(|s| s.resource_version),
-            Some("7".into())
-        );
-        // A write the watch already delivered is not remembered.
-        cache.wrote(
-            kind,
-            "n",
-            "t-cloudflared",
-            ChildSummary::of(kind, &child("7", 2)),
-        );
-        assert_eq!(
-            cache.get(kind, "n", "t-cloudflared").map(|s| s.intact),
-            Some(false)
-        );
+        assert_eq!(version(&cache).as_deref(), Some("6"));
+        // …or anything after it.
+        cache.wrote(kind, "n", name, Some("6".into()), summary("7", 4));
+        cache.apply_event(kind, &watcher::Event::Apply(child("8", 9)));
+        assert_eq!(version(&cache).as_deref(), Some("8"));
+
+        // The watch delivered our write and something newer before the answer came
+        // back: nothing is remembered, and the newer state stands.
+        let before = cache.watched_version(kind, "n", name);
+        cache.apply_event(kind, &watcher::Event::Apply(child("9", 2)));
+        cache.apply_event(kind, &watcher::Event::Apply(child("10", 7)));
+        cache.wrote(kind, "n", name, before, summary("9", 2));
+        assert_eq!(version(&cache).as_deref(), Some("10"));
+
         // A delete after a write is seen.
-        cache.wrote(
-            kind,
-            "n",
-            "t-cloudflared",
-            ChildSummary::of(kind, &child("8", 1)),
-        );
-        cache.apply_event(kind, &watcher::Event::Delete(child("8", 1)));
-        assert_eq!(cache.get(kind, "n", "t-cloudflared"), None);
+        let before = cache.watched_version(kind, "n", name);
+        cache.wrote(kind, "n", name, before, summary("11", 1));
+        cache.apply_event(kind, &watcher::Event::Delete(child("11", 1)));
+        assert_eq!(cache.get(kind, "n", name), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use k8s_openapi::Resource as _;
 use kube::api::ApiResource;
 
 macro_rules! child_kinds {
-    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)?; )*) => {
+    ($( $(#[$doc:meta])* $variant:ident: $ty:ty $(, optional = $optional:literal)? $(, integration = $integration:ident)?; )*) => {
         /// One kind of child object.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum ChildKind {
@@ -43,6 +43,11 @@ macro_rules! child_kinds {
                 match self { $( ChildKind::$variant => false $(|| $optional)?, )* }
             }
 
+            /// The integration that brings this kind, for a kind of another project's API.
+            pub fn integration(self) -> Option<Integration> {
+                match self { $( ChildKind::$variant => None $(.or(Some(Integration::$integration)))?, )* }
+            }
+
             /// [`ChildKind::plural`], as the one-element list an RBAC rule takes.
             pub fn resources(self) -> &'static [&'static str] {
                 match self { $( ChildKind::$variant => &[<$ty>::URL_PATH_SEGMENT], )* }
@@ -66,15 +71,101 @@ macro_rules! with_child_kinds {
             ServiceAccount: k8s_openapi::api::core::v1::ServiceAccount;
             /// Only with more than one replica.
             PodDisruptionBudget: k8s_openapi::api::policy::v1::PodDisruptionBudget, optional = true;
-            /// Last: when a name is taken, the writes stop before any connector starts.
+            /// Last of the core kinds: when a name is taken, the writes stop before any
+            /// connector starts.
             Deployment: k8s_openapi::api::apps::v1::Deployment;
+            /// Only with `spec.dns`: after the Deployment, so that no record points at a
+            /// tunnel before its connectors start.
+            DnsEndpoint: $crate::api::external::DnsEndpoint, optional = true, integration = DnsEndpoints;
+            /// Only with `spec.metrics.podMonitor`.
+            PodMonitor: $crate::api::external::PodMonitor, optional = true, integration = PodMonitors;
         }
     };
 }
 
 with_child_kinds!(child_kinds);
 
+/// A child kind of another project's API, whose CRD a cluster may not have. The
+/// operator watches and writes it only when started with it (`run --integration`, which
+/// the chart and the kustomize components pass with the RBAC it needs). Where it is not
+/// enabled, or its CRD is missing, tunnels that want it say so in a condition, and the
+/// rest of the reconcile goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Integration {
+    /// external-dns's `DNSEndpoint`, for `spec.dns`.
+    DnsEndpoints,
+    /// The Prometheus Operator's `PodMonitor`, for `spec.metrics.podMonitor`.
+    PodMonitors,
+}
+
+/// Whether a kind can be written: for the kinds of an integration, whose CRD may be
+/// missing or whose RBAC may not be granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Listed and watched.
+    Available,
+    /// This operator does not watch the kind (its integration is not enabled).
+    NotEnabled,
+    /// Its first listing has neither finished nor failed yet.
+    Pending,
+    /// The API server does not serve the kind (404): its CRD is not installed.
+    NotInstalled,
+    /// The operator may not list it (403).
+    Forbidden,
+}
+
+impl Integration {
+    pub const ALL: [Integration; 2] = [Integration::DnsEndpoints, Integration::PodMonitors];
+
+    /// Its name on the command line, in the chart's values and in the kustomize
+    /// component's directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Integration::DnsEndpoints => "dns-endpoints",
+            Integration::PodMonitors => "pod-monitors",
+        }
+    }
+
+    /// Its key under the chart's `integrations` value and in the RBAC rules document.
+    pub fn value_name(self) -> &'static str {
+        match self {
+            Integration::DnsEndpoints => "dnsEndpoints",
+            Integration::PodMonitors => "podMonitors",
+        }
+    }
+
+    /// The child kinds it brings.
+    pub fn kinds(self) -> impl Iterator<Item = ChildKind> {
+        ChildKind::ALL
+            .iter()
+            .copied()
+            .filter(move |k| k.integration() == Some(self))
+    }
+}
+
 impl ChildKind {
+    /// The kinds every operator watches and writes: those of no integration.
+    pub fn core() -> impl Iterator<Item = ChildKind> {
+        ChildKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.integration().is_none())
+    }
+
+    /// The kinds an operator with these integrations watches and writes.
+    pub fn enabled(integrations: &[Integration]) -> Vec<ChildKind> {
+        ChildKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.integration().is_none_or(|i| integrations.contains(&i)))
+            .collect()
+    }
+
+    /// `dnsendpoints.externaldns.k8s.io`: the name of the CRD that serves this kind.
+    pub fn crd_name(self) -> String {
+        format!("{}.{}", self.plural(), self.group())
+    }
+
     /// `deployments.apps`, as the API server names a kind in its messages.
     pub fn qualified_plural(self) -> String {
         match self.group() {
@@ -99,10 +190,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sandbox_is_applied_first_and_only_the_budget_is_optional() {
+    fn the_sandbox_is_applied_first_and_only_the_budget_and_integrations_are_optional() {
         assert_eq!(ChildKind::ALL[0], ChildKind::NetworkPolicy);
-        let optional: Vec<_> = ChildKind::ALL.iter().filter(|k| k.optional()).collect();
+        let optional: Vec<_> = ChildKind::ALL
+            .iter()
+            .filter(|k| k.optional() && k.integration().is_none())
+            .collect();
         assert_eq!(optional, [&ChildKind::PodDisruptionBudget]);
+        assert!(ChildKind::ALL
+            .iter()
+            .filter(|k| k.integration().is_some())
+            .all(|k| k.optional()));
+        assert_eq!(ChildKind::core().last(), Some(ChildKind::Deployment));
+    }
+
+    #[test]
+    fn each_integration_brings_its_kinds() {
+        assert_eq!(
+            Integration::DnsEndpoints.kinds().collect::<Vec<_>>(),
+            [ChildKind::DnsEndpoint]
+        );
+        assert_eq!(
+            Integration::PodMonitors.kinds().collect::<Vec<_>>(),
+            [ChildKind::PodMonitor]
+        );
+        assert_eq!(
+            ChildKind::DnsEndpoint.crd_name(),
+            "dnsendpoints.externaldns.k8s.io"
+        );
+        assert_eq!(ChildKind::DnsEndpoint.kind(), "DNSEndpoint");
+        assert!(!ChildKind::enabled(&[]).contains(&ChildKind::DnsEndpoint));
+        assert!(ChildKind::enabled(&[Integration::DnsEndpoints]).contains(&ChildKind::DnsEndpoint));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::SecureTunnel;
-use crate::children::ChildKind;
+use crate::children::{ChildKind, Integration};
 use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::{managed_selector, MANAGED_BY};
@@ -26,11 +26,15 @@ use crate::origin::ServiceRef;
 use crate::reconcile::cache::ChildCache;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
 
-/// Every resource the controller lists and watches, as (group, plural): src/rbac.rs
-/// must grant `list` and `watch` on each (a test checks it).
-pub fn watched() -> Vec<(&'static str, &'static str)> {
+/// Every resource the controller lists and watches with these integrations, as (group,
+/// plural): src/rbac.rs must grant `list` and `watch` on each (a test checks it).
+pub fn watched(integrations: &[Integration]) -> Vec<(&'static str, &'static str)> {
     let mut out = vec![("securetunnel.dev", "securetunnels")];
-    out.extend(ChildKind::ALL.iter().map(|k| (k.group(), k.plural())));
+    out.extend(
+        ChildKind::enabled(integrations)
+            .into_iter()
+            .map(|k| (k.group(), k.plural())),
+    );
     out.extend([("", "services"), ("", "secrets")]);
     out
 }
@@ -44,6 +48,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Identifies this replica in Events (usually the pod name).
     pub instance: Option<String>,
+    /// The integrations whose kinds the operator watches and writes.
+    pub integrations: Vec<Integration>,
 }
 
 fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -68,9 +74,9 @@ fn child_watches(
     ApiResource,
     BoxStream<'static, Result<DynamicObject, watcher::Error>>,
 )> {
-    ChildKind::ALL
-        .iter()
-        .map(|&kind| {
+    cache
+        .kinds()
+        .map(|kind| {
             let resource = kind.api_resource();
             let api = match namespace {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -82,10 +88,9 @@ fn child_watches(
             let cache = cache.clone();
             let stream = watcher(api, config)
                 .default_backoff()
-                .inspect(move |event| {
-                    if let Ok(event) = event {
-                        cache.apply_event(kind, event);
-                    }
+                .inspect(move |event| match event {
+                    Ok(event) => cache.apply_event(kind, event),
+                    Err(error) => cache.watch_failed(kind, error),
                 })
                 .touched_objects()
                 .boxed();
@@ -133,7 +138,7 @@ async fn run_scope(
     namespace: Option<&str>,
     metrics: Arc<Metrics>,
 ) {
-    let children = Arc::new(ChildCache::default());
+    let children = Arc::new(ChildCache::new(&ChildKind::enabled(&settings.integrations)));
     let child_streams = child_watches(&client, namespace, &children);
     // Services a rule may name, cached in full (the policy needs their
     // selectors and ports): in every namespace, or in the watched one only,
@@ -268,9 +273,13 @@ mod tests {
 
     #[test]
     fn rbac_grants_list_and_watch_on_everything_watched() {
-        for (group, resource) in watched() {
+        let mut granted_access = crate::rbac::controller();
+        for i in Integration::ALL {
+            granted_access.extend(crate::rbac::integration(i));
+        }
+        for (group, resource) in watched(&Integration::ALL) {
             for verb in ["list", "watch"] {
-                let granted = crate::rbac::controller().iter().any(|a| {
+                let granted = granted_access.iter().any(|a| {
                     a.group == group && a.resources.contains(&resource) && a.verbs.contains(&verb)
                 });
                 assert!(

@@ -10,6 +10,7 @@ use kube::{Api, CustomResourceExt};
 use tracing::{error, info};
 
 use securetunnel_operator::api::SecureTunnel;
+use securetunnel_operator::children::Integration;
 use securetunnel_operator::controller::{self, Settings};
 use securetunnel_operator::http::{self, Health};
 use securetunnel_operator::leader::{LeaderElection, LeaseSettings};
@@ -77,6 +78,16 @@ struct RunArgs {
     /// This replica's name in the Lease and in Events.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Also watch and write the kinds of these integrations (repeat, or comma-separate):
+    /// dns-endpoints (external-dns's DNSEndpoint, for spec.dns), pod-monitors (the
+    /// Prometheus Operator's PodMonitor, for spec.metrics.podMonitor). Each needs its RBAC.
+    #[arg(
+        long = "integration",
+        value_enum,
+        value_delimiter = ',',
+        env = "INTEGRATIONS"
+    )]
+    integrations: Vec<Integration>,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
@@ -172,6 +183,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         namespaces: args.namespaces,
         concurrency: args.concurrency,
         instance: args.identity.clone(),
+        integrations: args.integrations,
     };
     let controllers = || controller::run(client.clone(), settings.clone(), metrics.clone());
     let result = if args.leader_elect {

@@ -94,6 +94,11 @@ annotation!(
     TOKEN_HASH_ANNOTATION = "token-hash"
 );
 annotation!(
+    /// On a DNSEndpoint: which external-dns publishes it (`spec.dns.recordOwner`), for
+    /// external-dns's `--label-filter`. A label, under the operator's prefix.
+    RECORD_OWNER_LABEL = "record-owner"
+);
+annotation!(
     /// Hash of the whole desired child; a cached child carrying the same hash is not
     /// written again.
     APPLIED_HASH_ANNOTATION = "applied-hash"
@@ -103,6 +108,8 @@ annotation!(
 
 /// cloudflared's metrics server: `/metrics`, `/ready` (the probes), `/config`, `/debug`.
 pub const METRICS_PORT: u16 = 2000;
+/// The container port's name, which a PodMonitor scrapes.
+pub const METRICS_PORT_NAME: &str = "metrics";
 /// The Cloudflare edge listens on 7844 over TCP (http2) and UDP (quic).
 pub const EDGE_PORT: u16 = 7844;
 pub const DNS_PORT: u16 = 53;
@@ -162,3 +169,19 @@ mod tests {
         assert_eq!(default_port("tcp"), None);
     }
 }
+pub const MIN_DNS_TTL: i64 = 1;
+pub const MAX_DNS_TTL: i64 = 86_400;
+/// cloudflared refuses a `--grace-period` longer than this (seconds).
+pub const MAX_GRACE_PERIOD_SECONDS: u64 = 180;
+/// cloudflared's default `--grace-period` (seconds).
+pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
+/// The pod outlives cloudflared's grace period by this much (seconds): the time to
+/// notice SIGTERM and to flush logs.
+pub const TERMINATION_GRACE_MARGIN_SECONDS: u64 = 15;
+
+// ---- DNS records (external-dns) ------------------------------------------------------
+
+/// A tunnel's public hostnames are CNAMEs to `<tunnelID>.` + this.
+pub const TUNNEL_DNS_SUFFIX: &str = "cfargotunnel.com";
+/// external-dns's provider-specific setting that makes a Cloudflare record proxied.
+pub const CLOUDFLARE_PROXIED: &str = "external-dns.alpha.kubernetes.io/cloudflare-proxied";

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
-use crate::children::ChildKind;
+use crate::children::{ChildKind, Integration};
 
 /// Access to one group's resources with some verbs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub fn controller() -> Vec<Access> {
             verbs: &["patch"],
         },
     ];
-    access.extend(ChildKind::ALL.iter().map(|k| child_access(*k)));
+    access.extend(ChildKind::core().map(child_access));
     access.extend([
         // The user's token: read; the metadata of Secrets watched to notice a rotation.
         Access {
@@ -69,6 +69,11 @@ pub fn controller() -> Vec<Access> {
         },
     ]);
     access
+}
+
+/// What one integration adds to [`controller`]: access to its kinds.
+pub fn integration(integration: Integration) -> Vec<Access> {
+    integration.kinds().map(child_access).collect()
 }
 
 /// Cluster-scoped: waiting for the CRD to be established before starting.
@@ -98,12 +103,27 @@ pub fn policy_rules(access: &[Access]) -> Vec<PolicyRule> {
         .collect()
 }
 
-/// The three rule sets as one YAML document, as the chart and kustomize use them.
+/// The rule sets as one YAML document, as the chart and kustomize use them: under
+/// `integrations`, by chart value name, each integration's `run --integration` value and
+/// its rules.
 pub fn rules_document() -> serde_json::Value {
+    let integrations: serde_json::Map<String, serde_json::Value> = Integration::ALL
+        .iter()
+        .map(|i| {
+            (
+                i.value_name().to_string(),
+                serde_json::json!({
+                    "flag": i.name(),
+                    "rules": policy_rules(&integration(*i)),
+                }),
+            )
+        })
+        .collect();
     serde_json::json!({
         "controller": policy_rules(&controller()),
         "cluster": policy_rules(CLUSTER),
         "leaderElection": policy_rules(LEADER_ELECTION),
+        "integrations": integrations,
     })
 }
 

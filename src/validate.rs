@@ -6,17 +6,18 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 use crate::api::{IngressRule, OriginRequest, SecureTunnelSpec};
 use crate::names::{
-    ANNOTATION_PREFIX, CHILD_SUFFIX, MAX_INGRESS_RULES, MAX_PATH_LEN, MAX_REPLICAS,
-    MAX_TUNNEL_NAME_LEN, MIN_REPLICAS, SELECTOR_LABEL_KEYS,
+    CHILD_SUFFIX, MAX_INGRESS_RULES, MAX_PATH_LEN, MAX_REPLICAS, MAX_TUNNEL_NAME_LEN, MIN_REPLICAS,
 };
 use crate::origin::{
     check_dns_name, parse_service, service_name, Host, Origin, ServiceName, ServiceRef,
 };
 
 mod fields;
+mod platform;
 use fields::{
     check_cidr, check_duration, check_hostname, check_image, check_label, check_namespace_name,
     check_object_name,
@@ -84,6 +85,8 @@ pub struct ValidatedSpec {
     pub rules: Vec<ValidatedRule>,
     /// `spec.fallback`, parsed.
     pub fallback: Origin,
+    /// `spec.connector.gracePeriod`, parsed (cloudflared's default when unset).
+    pub grace_period: Duration,
 }
 
 /// One ingress rule that passed validation.
@@ -267,32 +270,19 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
         }
     }
 
-    for (k, v) in &spec.pod.labels {
-        if SELECTOR_LABEL_KEYS.contains(&k.as_str()) {
-            errs.push(
-                "spec.pod.labels",
-                format!("{k:?} is set by the operator (it selects the connector pods)"),
-            );
-        } else if let Err(e) = check_label(k, v) {
-            errs.push("spec.pod.labels", e);
-        }
+    platform::check_pod(&spec.pod, &mut errs);
+    let grace_period = platform::check_connector(&spec.connector, &mut errs);
+    if let Some(dns) = &spec.dns {
+        platform::check_dns(dns, &mut errs);
     }
-    for k in spec.pod.annotations.keys() {
-        if k.starts_with(ANNOTATION_PREFIX) {
-            errs.push(
-                "spec.pod.annotations",
-                format!("{k:?}: annotations under {ANNOTATION_PREFIX} are set by the operator"),
-            );
-        }
-    }
-    for (k, v) in &spec.pod.node_selector {
-        if let Err(e) = check_label(k, v) {
-            errs.push("spec.pod.nodeSelector", e);
-        }
-    }
+    platform::check_pod_monitor(&spec.metrics, &mut errs);
 
     match fallback {
-        Some(fallback) if errs.is_empty() => Ok(ValidatedSpec { rules, fallback }),
+        Some(fallback) if errs.is_empty() => Ok(ValidatedSpec {
+            rules,
+            fallback,
+            grace_period,
+        }),
         _ => Err(errs),
     }
 }

@@ -7,6 +7,10 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Only with `spec.dns`: whether the DNSEndpoint for external-dns is applied.
+pub const DNS_RECORDS: &str = "DNSRecords";
+/// Only with `spec.metrics.podMonitor`: whether the PodMonitor is applied and usable.
+pub const MONITORING: &str = "Monitoring";
 
 pub const TRUE: &str = "True";
 pub const FALSE: &str = "False";
@@ -29,6 +33,14 @@ pub const REASON_PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 pub const REASON_CONNECTORS_UNAVAILABLE: &str = "ConnectorsUnavailable";
 pub const REASON_UNRESOLVED_ORIGIN: &str = "UnresolvedOrigin";
+
+// DNSRecords and Monitoring reasons.
+pub const REASON_APPLIED: &str = "Applied";
+pub const REASON_INTEGRATION_NOT_ENABLED: &str = "IntegrationNotEnabled";
+pub const REASON_CRD_NOT_INSTALLED: &str = "CRDNotInstalled";
+pub const REASON_FORBIDDEN: &str = "Forbidden";
+pub const REASON_WAITING_FOR_WATCH: &str = "WaitingForWatch";
+pub const REASON_METRICS_NOT_ALLOWED: &str = "MetricsNotAllowed";
 
 /// A condition as the reconciler decides it, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]

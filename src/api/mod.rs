@@ -3,6 +3,9 @@
 
 pub mod cel;
 pub mod conditions;
+pub mod external;
+mod platform;
 mod tunnel;
 
+pub use platform::*;
 pub use tunnel::*;

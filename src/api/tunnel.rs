@@ -1,12 +1,15 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cel;
+use super::platform::{Connector, Dns, PodMonitorSettings};
 use crate::names::{
     DNS_LABEL_MAX, DNS_NAME_MAX, MAX_DURATION_LEN, MAX_IMAGE_LEN, MAX_INGRESS_RULES, MAX_PATH_LEN,
     MAX_REPLICAS, MAX_SERVICE_LEN, MIN_REPLICAS,
@@ -89,6 +92,15 @@ pub struct SecureTunnelSpec {
     /// Scheduling and metadata overrides for the connector pods.
     #[serde(default)]
     pub pod: PodOverrides,
+
+    /// cloudflared's own settings (log level, edge IP version, region, post-quantum,
+    /// grace period).
+    #[serde(default)]
+    pub connector: Connector,
+
+    /// Publish the ingress hostnames as DNS records through external-dns (opt-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
 }
 
 fn default_replicas() -> i32 {
@@ -327,12 +339,16 @@ pub struct ExtraOrigin {
     pub ports: Vec<i32>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Metrics {
     /// Peers allowed to scrape port 2000. Unset: nobody.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_from: Option<PeerSelector>,
+    /// A Prometheus Operator PodMonitor for the connector pods (opt-in; `{}` for the
+    /// defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_monitor: Option<PodMonitorSettings>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
@@ -370,8 +386,18 @@ pub struct PodOverrides {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// Pod anti-affinity and the rest of the scheduler's affinity rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Replaces the default spread (one connector per node where possible). A constraint
+    /// without a `labelSelector` gets the one that selects this tunnel's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Secrets holding credentials for a private mirror of the cloudflared image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DNS_NAME_MAX))]
     pub priority_class_name: Option<String>,

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use super::cache::{ChildCache, ChildSummary, CreateEntry};
-use crate::children::ChildKind;
+use crate::children::{Availability, ChildKind};
 use crate::names::{child_name, APPLIED_HASH_ANNOTATION, FIELD_MANAGER};
 use crate::{Error, Result};
 
@@ -183,15 +183,20 @@ enum Write {
 /// What applying the children came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
-    /// Every child is as desired.
-    Written,
+    /// Every child is as desired, except those of an integration's kinds that cannot be
+    /// written here (not enabled, CRD missing, …): those are listed, and not written.
+    Written {
+        held_back: Vec<(ChildKind, Availability)>,
+    },
     /// An object with a child's name exists and is not controlled by this tunnel: the
     /// children after it in apply order were not written.
     Conflict(String),
 }
 
 /// Brings every child to its desired state. Stops at the first object with a child's
-/// name that this tunnel does not control; with the cache alone, nothing is written.
+/// name that this tunnel does not control; with the cache alone, nothing is written. A
+/// child of an integration's kind that is not available is held back, and the rest goes
+/// on.
 pub async fn apply_children(
     client: &Client,
     cache: &ChildCache,
@@ -201,7 +206,15 @@ pub async fn apply_children(
     desired: &[(ChildKind, Value)],
 ) -> Result<Applied> {
     let mut children = Vec::with_capacity(desired.len());
+    let mut held_back = Vec::new();
     for (kind, obj) in desired {
+        if kind.integration().is_some() {
+            let availability = cache.availability(*kind);
+            if availability != Availability::Available {
+                held_back.push((*kind, availability));
+                continue;
+            }
+        }
         let name = text(obj, "/metadata/name");
         if text(obj, "/metadata/namespace").is_empty() {
             return Err(Error::MissingObjectKey("metadata.namespace"));
@@ -226,13 +239,14 @@ pub async fn apply_children(
             Write::Taken(conflict) => return Ok(conflict),
         }
     }
-    for kind in ChildKind::ALL
-        .iter()
-        .filter(|k| k.optional() && !desired.iter().any(|(d, _)| d == *k))
-    {
-        remove_unwanted(client, cache, *kind, tunnel_name, namespace, uid).await?;
+    let unwanted: Vec<ChildKind> = cache
+        .kinds()
+        .filter(|k| k.optional() && !desired.iter().any(|(d, _)| d == k))
+        .collect();
+    for kind in unwanted {
+        remove_unwanted(client, cache, kind, tunnel_name, namespace, uid).await?;
     }
-    Ok(Applied::Written)
+    Ok(Applied::Written { held_back })
 }
 
 /// Removes this tunnel's child of an optional kind the spec no longer wants (a

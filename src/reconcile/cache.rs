@@ -14,7 +14,7 @@ use kube::runtime::watcher;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::children::ChildKind;
+use crate::children::{Availability, ChildKind};
 use crate::managed_fields;
 use crate::names::{APPLIED_HASH_ANNOTATION, FIELD_MANAGER, INSTANCE_LABEL};
 use crate::status::Rollout;
@@ -118,8 +118,26 @@ fn key(namespace: &str, name: &str) -> Key {
     (namespace.into(), name.into())
 }
 
+/// The availability a failed watch shows, if the failure says anything about it.
+fn failure_availability(error: &watcher::Error) -> Option<Availability> {
+    let code = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code,
+        watcher::Error::WatchError(status) => status.code,
+        _ => return None,
+    };
+    match code {
+        404 => Some(Availability::NotInstalled),
+        403 => Some(Availability::Forbidden),
+        _ => None,
+    }
+}
+
 #[derive(Default)]
 struct KindCache {
+    /// Set by a watch failure that says the kind is unavailable; cleared by any event.
+    failure: Option<Availability>,
     objects: HashMap<Key, ChildSummary>,
     /// Filled during a (re)list, swapped in when it is done.
     relisting: Option<HashMap<Key, ChildSummary>>,
@@ -133,13 +151,9 @@ pub struct ChildCache {
 }
 
 impl Default for ChildCache {
+    /// A cache of the core kinds only.
     fn default() -> Self {
-        ChildCache {
-            kinds: ChildKind::ALL
-                .iter()
-                .map(|k| (*k, RwLock::default(), AtomicBool::new(false)))
-                .collect(),
-        }
+        ChildCache::new(&ChildKind::core().collect::<Vec<_>>())
     }
 }
 
@@ -151,14 +165,54 @@ fn name_of(obj: &DynamicObject) -> Key {
 }
 
 impl ChildCache {
+    /// A cache of these kinds (see [`ChildKind::enabled`]).
+    pub fn new(kinds: &[ChildKind]) -> Self {
+        ChildCache {
+            kinds: kinds
+                .iter()
+                .map(|k| (*k, RwLock::default(), AtomicBool::new(false)))
+                .collect(),
+        }
+    }
+
+    /// The kinds this cache holds, in apply order.
+    pub fn kinds(&self) -> impl Iterator<Item = ChildKind> + '_ {
+        self.kinds.iter().map(|(k, _, _)| *k)
+    }
+
+    /// Whether children of `kind` can be written.
+    pub fn availability(&self, kind: ChildKind) -> Availability {
+        let Some((_, cache, ready)) = self.kind(kind) else {
+            return Availability::NotEnabled;
+        };
+        match cache.read().ok().and_then(|c| c.failure) {
+            Some(failure) => failure,
+            None if ready.load(Ordering::Acquire) => Availability::Available,
+            None => Availability::Pending,
+        }
+    }
+
+    /// Takes a failure of the watch of `kind`: a 404 or 403 makes the kind unavailable
+    /// until the watch works again.
+    pub fn watch_failed(&self, kind: ChildKind, error: &watcher::Error) {
+        let Some(failure) = failure_availability(error) else {
+            return;
+        };
+        if let Some(Ok(mut cache)) = self.kind(kind).map(|(_, c, _)| c.write()) {
+            cache.failure = Some(failure);
+        }
+    }
+
     fn kind(&self, kind: ChildKind) -> Option<&(ChildKind, RwLock<KindCache>, AtomicBool)> {
         self.kinds.iter().find(|(k, _, _)| *k == kind)
     }
 
-    /// Every kind has finished its first listing.
+    /// Every core kind has finished its first listing (an integration's kind may never:
+    /// its CRD may be missing; see [`ChildCache::availability`]).
     pub fn ready(&self) -> bool {
         self.kinds
             .iter()
+            .filter(|(kind, _, _)| kind.integration().is_none())
             .all(|(_, _, ready)| ready.load(Ordering::Acquire))
     }
 
@@ -172,6 +226,7 @@ impl ChildCache {
             return;
         };
         let cache = &mut *cache;
+        cache.failure = None;
         match event {
             watcher::Event::Apply(obj) => {
                 let key = name_of(obj);

@@ -29,12 +29,12 @@ use update_status::WrittenStatus;
 
 use crate::api::conditions;
 use crate::api::SecureTunnel;
-use crate::children::ChildKind;
+use crate::children::{Availability, ChildKind};
 use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::child_name;
 use crate::render::{self, Dereferenced};
-use crate::status::{desired_status, Verdict};
+use crate::status::{desired_status, IntegrationOutcome, Verdict};
 use crate::token::TunnelToken;
 use crate::validate::{ValidatedSpec, ValidationErrors};
 use crate::{Error, Result};
@@ -91,6 +91,9 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// in a namespace outside the watch, a foreign object).
 pub const BLOCKED_RECHECK: Duration = Duration::from_secs(5 * 60);
 
+/// Re-check of a tunnel whose integration's watch has not listed yet.
+pub const INTEGRATION_WAIT: Duration = Duration::from_secs(5);
+
 /// What to do once the spec and the token are known.
 #[derive(Debug, PartialEq)]
 pub enum Decision<'a> {
@@ -142,18 +145,43 @@ pub fn outcome(
             },
             Action::requeue(BLOCKED_RECHECK),
         ),
-        Applied::Written => (
-            Verdict::Applied {
-                tunnel_id: tunnel_id.to_string(),
-                config_hash: children.config_hash.clone(),
-                unresolved: children
-                    .unresolved
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            },
-            Action::requeue(RESYNC_INTERVAL),
-        ),
+        Applied::Written { held_back } => {
+            let integrations: Vec<IntegrationOutcome> = children
+                .integration_summaries()
+                .into_iter()
+                .map(|(kind, object, summary)| IntegrationOutcome {
+                    kind,
+                    availability: held_back
+                        .iter()
+                        .find(|(k, _)| *k == kind)
+                        .map_or(Availability::Available, |(_, a)| *a),
+                    object,
+                    summary,
+                })
+                .collect();
+            // An integration's kind may become available without any event of ours: its
+            // CRD installed, its watch listed.
+            let requeue = if held_back.iter().any(|(_, a)| *a == Availability::Pending) {
+                INTEGRATION_WAIT
+            } else if !held_back.is_empty() {
+                BLOCKED_RECHECK
+            } else {
+                RESYNC_INTERVAL
+            };
+            (
+                Verdict::Applied {
+                    tunnel_id: tunnel_id.to_string(),
+                    config_hash: children.config_hash.clone(),
+                    unresolved: children
+                        .unresolved
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    integrations,
+                },
+                Action::requeue(requeue),
+            )
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! offline `render` command both call [`desired_children`].
 
 pub mod config;
+pub mod integrations;
 pub mod network_policy;
 pub mod origins;
 pub mod workload;
@@ -18,6 +19,7 @@ use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
+use crate::api::external::{DnsEndpoint, PodMonitor};
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
 use crate::managed_fields;
@@ -51,6 +53,10 @@ pub struct Children {
     pub deployment: Deployment,
     /// `None` when a single replica makes a budget pointless.
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// Only with `spec.dns` (and a known tunnel ID).
+    pub dns_endpoint: Option<DnsEndpoint>,
+    /// Only with `spec.metrics.podMonitor`.
+    pub pod_monitor: Option<PodMonitor>,
     /// `sha256:` of `config.yaml`, also reported in the status.
     pub config_hash: String,
     /// Rules whose destination the sandbox could not open.
@@ -73,6 +79,8 @@ impl std::fmt::Debug for Children {
             .field("service_account", &self.service_account)
             .field("deployment", &self.deployment)
             .field("pod_disruption_budget", &self.pod_disruption_budget)
+            .field("dns_endpoint", &self.dns_endpoint)
+            .field("pod_monitor", &self.pod_monitor)
             .field("config_hash", &self.config_hash)
             .field("unresolved", &self.unresolved)
             .finish()
@@ -80,7 +88,8 @@ impl std::fmt::Debug for Children {
 }
 
 impl Children {
-    /// Every object with its kind, as JSON, in apply order (the budget only when wanted).
+    /// Every object with its kind, as JSON, in apply order (the optional ones only when
+    /// wanted).
     pub fn objects(&self) -> Result<Vec<(ChildKind, serde_json::Value)>> {
         let mut out = vec![
             (ChildKind::NetworkPolicy, to_json(&self.network_policy)?),
@@ -92,10 +101,49 @@ impl Children {
             out.push((ChildKind::PodDisruptionBudget, to_json(pdb)?));
         }
         out.push((ChildKind::Deployment, to_json(&self.deployment)?));
+        if let Some(endpoint) = &self.dns_endpoint {
+            out.push((ChildKind::DnsEndpoint, to_json(endpoint)?));
+        }
+        if let Some(monitor) = &self.pod_monitor {
+            out.push((ChildKind::PodMonitor, to_json(monitor)?));
+        }
         debug_assert!(out.iter().map(|(k, _)| k).eq(ChildKind::ALL
             .iter()
             .filter(|k| out.iter().any(|(o, _)| o == *k))));
         Ok(out)
+    }
+
+    /// Each child of an integration's kind: its kind, `namespace/name`, and what it holds
+    /// in a few words (for the status).
+    pub fn integration_summaries(&self) -> Vec<(ChildKind, String, String)> {
+        let object = |meta: &ObjectMeta| {
+            format!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default()
+            )
+        };
+        let mut out = Vec::new();
+        if let Some(endpoint) = &self.dns_endpoint {
+            let records = &endpoint.spec.endpoints;
+            let target = records
+                .first()
+                .and_then(|r| r.targets.first())
+                .map_or(String::new(), |t| format!(" to {t}"));
+            let summary = match records.len() {
+                1 => format!("1 CNAME record{target}"),
+                n => format!("{n} CNAME records{target}"),
+            };
+            out.push((ChildKind::DnsEndpoint, object(&endpoint.metadata), summary));
+        }
+        if let Some(monitor) = &self.pod_monitor {
+            out.push((
+                ChildKind::PodMonitor,
+                object(&monitor.metadata),
+                "scrapes /metrics on the connector pods".to_string(),
+            ));
+        }
+        out
     }
 
     /// The objects as JSON values, in apply order, for printing.
@@ -168,8 +216,14 @@ pub fn render(
         config: &config_hash,
         token: deref.token.as_ref().map(TunnelToken::hash),
     };
-    let deployment = workload::deployment(tunnel, &name, meta.clone(), &hashes);
+    let deployment = workload::deployment(tunnel, validated, &name, meta.clone(), &hashes);
     let pod_disruption_budget = workload::pod_disruption_budget(tunnel, &name, meta.clone());
+    let dns_endpoint = integrations::dns_endpoint(
+        &tunnel.spec,
+        meta.clone(),
+        deref.token.as_ref().map(TunnelToken::tunnel_id),
+    );
+    let pod_monitor = integrations::pod_monitor(&tunnel.spec, &name, meta.clone());
 
     let namespace = meta.namespace.clone().unwrap_or_default();
     let resolution = origins::resolve(validated, &tunnel.spec, &namespace, &deref.services);
@@ -182,6 +236,8 @@ pub fn render(
         service_account,
         deployment,
         pod_disruption_budget,
+        dns_endpoint,
+        pod_monitor,
         config_hash,
         unresolved: resolution.unresolved,
     };
@@ -192,6 +248,12 @@ pub fn render(
     stamp_applied_hash(&mut children.deployment)?;
     if let Some(pdb) = children.pod_disruption_budget.as_mut() {
         stamp_applied_hash(pdb)?;
+    }
+    if let Some(endpoint) = children.dns_endpoint.as_mut() {
+        stamp_applied_hash(endpoint)?;
+    }
+    if let Some(monitor) = children.pod_monitor.as_mut() {
+        stamp_applied_hash(monitor)?;
     }
     Ok(children)
 }

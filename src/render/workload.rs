@@ -1,6 +1,7 @@
 //! The connector Deployment and its PodDisruptionBudget.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
@@ -15,10 +16,12 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::SecureTunnel;
+use crate::api::{Connector, SecureTunnel};
 use crate::names::{
-    metrics_address, selector_labels, CONFIG_HASH_ANNOTATION, METRICS_PORT, TOKEN_HASH_ANNOTATION,
+    metrics_address, selector_labels, CONFIG_HASH_ANNOTATION, METRICS_PORT, METRICS_PORT_NAME,
+    TERMINATION_GRACE_MARGIN_SECONDS, TOKEN_HASH_ANNOTATION,
 };
+use crate::validate::ValidatedSpec;
 
 /// The non-root user and group of the distroless cloudflared image.
 pub const CONNECTOR_UID: i64 = 65532;
@@ -26,11 +29,7 @@ pub const CONFIG_DIR: &str = "/etc/cloudflared/config";
 pub const TOKEN_DIR: &str = "/etc/cloudflared/token";
 pub const CONFIG_KEY: &str = "config.yaml";
 pub const TOKEN_KEY: &str = "token";
-/// cloudflared drains connections for 30 s (`--grace-period`) on SIGTERM;
-/// the pod must outlive that.
-pub const TERMINATION_GRACE_SECONDS: i64 = 45;
 const CONTAINER_NAME: &str = "cloudflared";
-const METRICS_PORT_NAME: &str = "metrics";
 /// Lets unprivileged processes in the pod's group open ICMP sockets.
 const PING_GROUP_RANGE: &str = "net.ipv4.ping_group_range";
 
@@ -58,8 +57,41 @@ pub struct PodHashes<'a> {
     pub token: Option<&'a str>,
 }
 
+/// cloudflared drains connections for its grace period on SIGTERM; the pod must outlive
+/// that.
+pub fn termination_grace_seconds(grace_period: Duration) -> i64 {
+    let seconds = grace_period.as_secs() + u64::from(grace_period.subsec_nanos() > 0);
+    i64::try_from(seconds + TERMINATION_GRACE_MARGIN_SECONDS).unwrap_or(i64::MAX)
+}
+
+/// `spec.connector`'s flags, each only when set: between `tunnel` and `run`, like
+/// `--protocol`.
+fn connector_flags(c: &Connector) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(level) = c.log_level {
+        flags.extend(["--loglevel".to_string(), level.as_str().to_string()]);
+    }
+    if let Some(version) = c.edge_ip_version {
+        flags.extend([
+            "--edge-ip-version".to_string(),
+            version.as_str().to_string(),
+        ]);
+    }
+    if let Some(region) = c.region {
+        flags.extend(["--region".to_string(), region.as_str().to_string()]);
+    }
+    if c.post_quantum {
+        flags.push("--post-quantum".to_string());
+    }
+    if let Some(grace) = &c.grace_period {
+        flags.extend(["--grace-period".to_string(), grace.clone()]);
+    }
+    flags
+}
+
 pub fn deployment(
     tunnel: &SecureTunnel,
+    validated: &ValidatedSpec,
     tunnel_name: &str,
     meta: ObjectMeta,
     hashes: &PodHashes<'_>,
@@ -90,7 +122,7 @@ pub fn deployment(
         ..Default::default()
     };
 
-    let args = [
+    let mut args: Vec<String> = [
         "tunnel",
         "--config",
         &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
@@ -98,12 +130,15 @@ pub fn deployment(
         &metrics_address(),
         "--protocol",
         spec.protocol.as_str(),
-        "run",
-        "--token-file",
-        &format!("{TOKEN_DIR}/{TOKEN_KEY}"),
     ]
     .map(String::from)
     .to_vec();
+    args.extend(connector_flags(&spec.connector));
+    args.extend([
+        "run".to_string(),
+        "--token-file".to_string(),
+        format!("{TOKEN_DIR}/{TOKEN_KEY}"),
+    ]);
 
     let container = Container {
         name: CONTAINER_NAME.to_string(),
@@ -160,7 +195,9 @@ pub fn deployment(
         service_account_name: Some(child.clone()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        termination_grace_period_seconds: Some(termination_grace_seconds(validated.grace_period)),
+        image_pull_secrets: (!spec.pod.image_pull_secrets.is_empty())
+            .then(|| spec.pod.image_pull_secrets.clone()),
         runtime_class_name: spec.sandbox.runtime_class_name.clone(),
         priority_class_name: spec
             .pod
@@ -179,17 +216,7 @@ pub fn deployment(
             sysctls,
             ..Default::default()
         }),
-        topology_spread_constraints: Some(vec![TopologySpreadConstraint {
-            max_skew: 1,
-            topology_key: "kubernetes.io/hostname".to_string(),
-            // ScheduleAnyway: a single-node cluster must still run every replica.
-            when_unsatisfiable: "ScheduleAnyway".to_string(),
-            label_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(tunnel_name)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        topology_spread_constraints: Some(topology_spread(tunnel, tunnel_name)),
         containers: vec![container],
         volumes: Some(vec![
             Volume {
@@ -273,6 +300,33 @@ pub fn pod_disruption_budget(
         }),
         status: None,
     })
+}
+
+/// `spec.pod.topologySpreadConstraints`, each with this tunnel's pod selector where it
+/// names none; unset: one connector per node where the nodes allow it.
+fn topology_spread(tunnel: &SecureTunnel, tunnel_name: &str) -> Vec<TopologySpreadConstraint> {
+    let selector = || LabelSelector {
+        match_labels: Some(selector_labels(tunnel_name)),
+        ..Default::default()
+    };
+    let given = &tunnel.spec.pod.topology_spread_constraints;
+    if given.is_empty() {
+        return vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".to_string(),
+            // ScheduleAnyway: a single-node cluster must still run every replica.
+            when_unsatisfiable: "ScheduleAnyway".to_string(),
+            label_selector: Some(selector()),
+            ..Default::default()
+        }];
+    }
+    given
+        .iter()
+        .map(|c| TopologySpreadConstraint {
+            label_selector: c.label_selector.clone().or_else(|| Some(selector())),
+            ..c.clone()
+        })
+        .collect()
 }
 
 fn runtime_default_seccomp() -> SeccompProfile {

@@ -1,6 +1,7 @@
 //! Checks of single fields: names, hostnames, durations, CIDRs, the image, labels.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::names::{DNS_LABEL_MAX, MAX_IMAGE_LEN};
 use crate::origin::check_dns_name;
@@ -42,32 +43,44 @@ pub fn check_hostname(hostname: &str) -> Result<(), String> {
 
 /// A Go `time.ParseDuration` string without sign, e.g. `30s`, `1m30s`, `1.5h`.
 pub fn check_duration(value: &str) -> Result<(), String> {
+    parse_duration(value).map(|_| ())
+}
+
+/// [`check_duration`], and the duration it gives.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let bad = || format!("{value:?} is not a duration such as \"30s\", \"1m30s\" or \"500ms\"");
     if value == "0" {
-        return Ok(());
+        return Ok(Duration::ZERO);
     }
     let mut rest = value;
     if rest.is_empty() {
         return Err(bad());
     }
+    let mut seconds = 0f64;
     while !rest.is_empty() {
         let number_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(bad)?;
-        let number = &rest[..number_len];
-        if number.is_empty() || number.parse::<f64>().is_err() {
-            return Err(bad());
-        }
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
         rest = &rest[number_len..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .into_iter()
-            // "ms" before "m" and "s": take the longest unit that matches.
-            .filter(|u| rest.starts_with(u))
-            .max_by_key(|u| u.len())
-            .ok_or_else(bad)?;
+        let (unit, scale) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        // "ms" before "m" and "s": take the longest unit that matches.
+        .filter(|(u, _)| rest.starts_with(u))
+        .max_by_key(|(u, _)| u.len())
+        .ok_or_else(bad)?;
         rest = &rest[unit.len()..];
+        seconds += number * scale;
     }
-    Ok(())
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
 pub fn check_cidr(value: &str) -> Result<(), String> {

@@ -29,3 +29,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $rules := .Files.Get "files/rbac-rules.yaml" | fromYaml -}}
 {{- toYaml (index $rules .key) -}}
 {{- end -}}
+
+{{/* The controller's rules, and those of each enabled integration (files/rbac-rules.yaml). */}}
+{{- define "securetunnel-operator.controllerRules" -}}
+{{- $rules := .Files.Get "files/rbac-rules.yaml" | fromYaml -}}
+{{- $all := $rules.controller -}}
+{{- range $key, $integration := $rules.integrations -}}
+{{- if index $.Values.integrations $key -}}
+{{- $all = concat $all $integration.rules -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $all -}}
+{{- end -}}
+
+{{/* One `--integration` argument per enabled integration. */}}
+{{- define "securetunnel-operator.integrationArgs" -}}
+{{- $rules := .Files.Get "files/rbac-rules.yaml" | fromYaml -}}
+{{- range $key, $integration := $rules.integrations }}
+{{- if index $.Values.integrations $key }}
+- --integration={{ $integration.flag }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -7,6 +7,9 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::conditions::{self, DesiredCondition, DEGRADED, PROGRESSING, READY};
 use crate::api::{SecureTunnel, SecureTunnelStatus};
 
+mod integrations;
+pub use integrations::IntegrationOutcome;
+
 /// The outcome of one reconcile, before it is written to the status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -16,6 +19,8 @@ pub enum Verdict {
         config_hash: String,
         /// Rules the sandbox could not open (described for the Degraded condition).
         unresolved: Vec<String>,
+        /// The children of integrations that the spec wants.
+        integrations: Vec<IntegrationOutcome>,
     },
     /// Nothing was applied; the reason is a Ready condition reason.
     Blocked {
@@ -180,6 +185,13 @@ pub fn desired_status(
         }
     };
 
+    let mut all = vec![ready_cond, progressing, degraded];
+    if let Verdict::Applied { integrations, .. } = verdict {
+        all.extend(integrations::integration_conditions(
+            &tunnel.spec,
+            integrations,
+        ));
+    }
     let generation = tunnel.metadata.generation;
     SecureTunnelStatus {
         observed_generation: generation,
@@ -187,12 +199,7 @@ pub fn desired_status(
         replicas: observed.map_or(0, |r| r.replicas),
         ready_replicas: ready,
         config_hash,
-        conditions: conditions::merge(
-            &previous.conditions,
-            &[ready_cond, progressing, degraded],
-            generation,
-            now,
-        ),
+        conditions: conditions::merge(&previous.conditions, &all, generation, now),
     }
 }
 
@@ -243,6 +250,7 @@ mod tests {
             tunnel_id: crate::test_support::TUNNEL_ID.into(),
             config_hash: "sha256:abc".into(),
             unresolved: vec![],
+            integrations: vec![],
         }
     }
 

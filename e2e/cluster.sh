@@ -9,8 +9,8 @@
 #   e2e/cluster.sh down           stop exactly the processes `up` started (by pid), remove the state
 #   e2e/cluster.sh stop NAME      stop one component (etcd, kube-apiserver, …), for fault tests
 #   e2e/cluster.sh start NAME     start it again with the same flags
-#   e2e/cluster.sh bin TOOL       print the path of a built tool (helm, cloudflared, fakeedge, …),
-#                                 building it first
+#   e2e/cluster.sh bin TOOL       print the path of a built tool (helm, cloudflared, fakeedge,
+#                                 external-dns, …), building it first
 #
 # Variables: K8S_VERSION (default: the version pinned in e2e/cluster/kubernetes/go.mod),
 # SECURETUNNEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operator),
@@ -81,7 +81,7 @@ k8s_module() {
 # build_tool NAME: installs the `tool` lines of e2e/cluster/NAME/go.mod into the cache,
 # once per pinned version, and prints the directory.
 build_tool() {
-  local name=$1 dir version ldflags="-s -w" target=tool
+  local name=$1 dir version ldflags="-s -w" target=tool toolchain=
   case $name in
     kubernetes)
       dir=$(k8s_module)
@@ -99,6 +99,12 @@ build_tool() {
       ldflags="$ldflags -X sigs.k8s.io/kwok/pkg/consts.Version=v$version"
       ;;
     helm) dir="$modules/helm"; version=$(module_version helm helm.sh/helm/v4) ;;
+    external-dns)
+      # It needs Go 1.27: the go command takes that toolchain from the module proxy (once).
+      dir="$modules/external-dns"; toolchain=go1.27.3
+      version=$(module_version external-dns sigs.k8s.io/external-dns)
+      ldflags="$ldflags -X sigs.k8s.io/external-dns/pkg/apis/externaldns.Version=v$version"
+      ;;
     cloudflared)
       dir="$modules/cloudflared"
       version=$(module_version cloudflared github.com/cloudflare/cloudflared)
@@ -122,7 +128,8 @@ build_tool() {
     log "building $name $version into $out (once)"
     local start=$SECONDS
     mkdir -p "$out"
-    (cd "$dir" && GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags="$ldflags" "$target") ||
+    (cd "$dir" && env ${toolchain:+GOTOOLCHAIN=$toolchain} GOBIN="$out" CGO_ENABLED=0 \
+      go install -trimpath -ldflags="$ldflags" "$target") ||
       die "building $name $version failed"
     if [ "$name" = kwok ]; then
       # The stages kwok ships as its "fast" set: Nodes initialised and kept Ready (with a

@@ -66,10 +66,13 @@ where
 /// One label-filtered watch per child kind. Each event updates the child summaries;
 /// each touched child triggers its tunnel's reconcile. The objects themselves are
 /// dropped once summarised.
+/// A kind that becomes available again (see [`ChildCache::apply_event`]) sends on
+/// `recovered`, and every tunnel is reconciled.
 fn child_watches(
     client: &Client,
     namespace: Option<&str>,
     cache: &Arc<ChildCache>,
+    recovered: &futures::channel::mpsc::UnboundedSender<()>,
 ) -> Vec<(
     ApiResource,
     BoxStream<'static, Result<DynamicObject, watcher::Error>>,
@@ -86,10 +89,20 @@ fn child_watches(
                 .labels(&managed_selector())
                 .any_semantic();
             let cache = cache.clone();
+            let recovered = recovered.clone();
             let stream = watcher(api, config)
                 .default_backoff()
                 .inspect(move |event| match event {
-                    Ok(event) => cache.apply_event(kind, event),
+                    Ok(event) => {
+                        if cache.apply_event(kind, event) {
+                            info!(
+                                kind = kind.kind(),
+                                "available again: reconciling every tunnel"
+                            );
+                            let _ = recovered.unbounded_send(());
+                        }
+                    }
+                    // The controller logs the error itself.
                     Err(error) => cache.watch_failed(kind, error),
                 })
                 .touched_objects()
@@ -139,7 +152,8 @@ async fn run_scope(
     metrics: Arc<Metrics>,
 ) {
     let children = Arc::new(ChildCache::new(&ChildKind::enabled(&settings.integrations)));
-    let child_streams = child_watches(&client, namespace, &children);
+    let (recovered, recovered_rx) = futures::channel::mpsc::unbounded();
+    let child_streams = child_watches(&client, namespace, &children, &recovered);
     // Services a rule may name, cached in full (the policy needs their
     // selectors and ports): in every namespace, or in the watched one only,
     // where a rule naming another namespace's Service is reported unresolved.
@@ -238,6 +252,7 @@ async fn run_scope(
                 name: service.name_any(),
             })
         })
+        .reconcile_all_on(recovered_rx)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

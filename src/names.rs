@@ -148,6 +148,27 @@ pub const MAX_DURATION_LEN: usize = 32;
 /// The cluster DNS domain Service names are resolved under.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
+pub const MIN_DNS_TTL: i64 = 1;
+pub const MAX_DNS_TTL: i64 = 86_400;
+/// cloudflared refuses a `--grace-period` longer than this (seconds).
+pub const MAX_GRACE_PERIOD_SECONDS: u64 = 180;
+/// cloudflared's default `--grace-period` (seconds).
+pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
+/// The pod outlives cloudflared's grace period by this much (seconds): the time to
+/// notice SIGTERM and to flush logs.
+pub const TERMINATION_GRACE_MARGIN_SECONDS: u64 = 15;
+
+// ---- DNS records (external-dns) ------------------------------------------------------
+
+/// A tunnel's public hostnames are CNAMEs to `<tunnelID>.` + this.
+pub const TUNNEL_DNS_SUFFIX: &str = "cfargotunnel.com";
+/// external-dns's provider-specific setting that makes a Cloudflare record proxied, by the
+/// name external-dns 0.23 reads.
+pub const CLOUDFLARE_PROXIED: &str = "cloudflare/proxied";
+/// The same setting by the name older external-dns releases read. 0.23 rewrites it to
+/// [`CLOUDFLARE_PROXIED`] (with a deprecation warning), and ignores it beside that one.
+pub const CLOUDFLARE_PROXIED_LEGACY: &str = "external-dns.alpha.kubernetes.io/cloudflare-proxied";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,19 +190,3 @@ mod tests {
         assert_eq!(default_port("tcp"), None);
     }
 }
-pub const MIN_DNS_TTL: i64 = 1;
-pub const MAX_DNS_TTL: i64 = 86_400;
-/// cloudflared refuses a `--grace-period` longer than this (seconds).
-pub const MAX_GRACE_PERIOD_SECONDS: u64 = 180;
-/// cloudflared's default `--grace-period` (seconds).
-pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
-/// The pod outlives cloudflared's grace period by this much (seconds): the time to
-/// notice SIGTERM and to flush logs.
-pub const TERMINATION_GRACE_MARGIN_SECONDS: u64 = 15;
-
-// ---- DNS records (external-dns) ------------------------------------------------------
-
-/// A tunnel's public hostnames are CNAMEs to `<tunnelID>.` + this.
-pub const TUNNEL_DNS_SUFFIX: &str = "cfargotunnel.com";
-/// external-dns's provider-specific setting that makes a Cloudflare record proxied.
-pub const CLOUDFLARE_PROXIED: &str = "external-dns.alpha.kubernetes.io/cloudflare-proxied";

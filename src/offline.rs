@@ -99,6 +99,11 @@ pub fn render_file(args: RenderInput<'_>) -> Result<Rendered> {
             out.notes.push(format!(
                 "{label}: no token given (--token-file or a Secret in the file); its Secret child has no data"
             ));
+            if tunnel.spec.dns.is_some() {
+                out.notes.push(format!(
+                    "{label}: no DNSEndpoint without a token: its records point at <tunnelID>.cfargotunnel.com, and the tunnel ID comes from the token"
+                ));
+            }
         }
         if tunnel.metadata.uid.is_none() {
             out.notes.push(format!(

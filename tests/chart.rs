@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::tools::{checkov, kubernetes_validate, root, scratch_dir, venv_tool};
+use securetunnel_operator::children::Integration;
 use securetunnel_operator::rbac;
 use serde_json::Value;
 
@@ -145,6 +146,8 @@ fn the_values_schema_rejects_wrong_types_and_typos() {
         r#"{"grafanaDashboard": {"sidecarLabelValue": 1}}"#,
         r#"{"grafanaDashboard": {"labels": {"release": 1}}}"#,
         r#"{"grafanaDashboard": {"folder": "Networking"}}"#,
+        r#"{"integrations": {"dnsEndpoints": "yes"}}"#,
+        r#"{"integrations": {"externalDns": true}}"#,
     ];
     for (i, values) in bad.iter().enumerate() {
         let file = values_file(&dir, &format!("bad-{i}.json"), values);
@@ -263,12 +266,17 @@ fn chart_rbac_is_exactly_the_code_s_list() {
             .any(|d| kind_and_name(d) == ("ClusterRole".into(), "securetunnel-operator".into())),
         "watchNamespaces must not grant cluster-wide access"
     );
+    // all-options enables every integration: their rules join the controller's.
+    let mut with_integrations = rbac::controller();
+    for i in Integration::ALL {
+        with_integrations.extend(rbac::integration(i));
+    }
     for ns in ["apps", "shop"] {
         let role = scoped
             .iter()
             .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == ns)
             .unwrap_or_else(|| panic!("no Role in {ns}"));
-        assert_eq!(role["rules"], rules(&rbac::controller()));
+        assert_eq!(role["rules"], rules(&with_integrations));
         assert!(scoped
             .iter()
             .any(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns));
@@ -287,6 +295,84 @@ fn chart_rbac_is_exactly_the_code_s_list() {
         args.contains(&"--namespace=apps") && args.contains(&"--namespace=shop"),
         "{args:?}"
     );
+    for i in Integration::ALL {
+        let flag = format!("--integration={}", i.name());
+        assert!(
+            args.contains(&flag.as_str()),
+            "{flag} missing from {args:?}"
+        );
+    }
+    let default_args = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    assert!(
+        !default_args.contains("--integration"),
+        "integrations are opt-in: {default_args}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Each integration's kustomize component grants exactly the code's rules for it and
+/// passes its flag; an overlay of config/default with both renders and validates.
+#[test]
+fn kustomize_components_enable_each_integration() {
+    for i in Integration::ALL {
+        let component = root().join("config/components").join(i.name());
+        let text = std::fs::read_to_string(component.join("rbac.yaml")).expect("rbac.yaml");
+        let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+            .collect();
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("a ClusterRole");
+        assert_eq!(role["rules"], rules(&rbac::integration(i)), "{}", i.name());
+        let kustomization =
+            std::fs::read_to_string(component.join("kustomization.yaml")).expect("kustomization");
+        assert!(kustomization.contains(&format!("value: --integration={}", i.name())));
+    }
+    // An overlay inside the repository (kustomize loads nothing from outside its root).
+    let overlay = root().join(format!("config/.test-overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&overlay).expect("overlay dir");
+    let components: Vec<String> = Integration::ALL
+        .iter()
+        .map(|i| format!("  - ../components/{}", i.name()))
+        .collect();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "resources:\n  - ../default\ncomponents:\n{}\n",
+            components.join("\n")
+        ),
+    )
+    .expect("write overlay");
+    let out = Command::new("kubectl")
+        .args(["kustomize", &overlay.to_string_lossy()])
+        .output()
+        .expect("kubectl runs");
+    std::fs::remove_dir_all(&overlay).ok();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    for i in Integration::ALL {
+        assert!(
+            text.contains(&format!("- --integration={}", i.name())),
+            "{}",
+            i.name()
+        );
+        assert!(text.contains(&format!("name: securetunnel-operator-{}", i.name())));
+    }
+    let dir = scratch_dir("kustomize-integrations");
+    let file = dir.join("all.yaml");
+    std::fs::write(&file, &text).expect("write");
+    if let Err(e) = kubernetes_validate(&[file]) {
+        panic!("{e}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -6,8 +6,8 @@
 use kube::core::{Message, Rule};
 
 use crate::names::{
-    ANNOTATION_PREFIX, CHILD_SUFFIX, MAX_TUNNEL_NAME_LEN, SCHEMES_WITH_DEFAULT_PORT,
-    SELECTOR_LABEL_KEYS,
+    ANNOTATION_PREFIX, CHILD_SUFFIX, MAX_GRACE_PERIOD_SECONDS, MAX_TUNNEL_NAME_LEN,
+    SCHEMES_WITH_DEFAULT_PORT, SELECTOR_LABEL_KEYS,
 };
 
 /// Root: the name leaves room for the child suffix in a DNS label.
@@ -84,3 +84,23 @@ pub fn no_reserved_annotations() -> Rule {
         )),
     )
 }
+
+/// cloudflared refuses a `--grace-period` above 3 minutes.
+pub fn grace_period_bound() -> Rule {
+    Rule::new(format!(
+        "duration(self) <= duration('{MAX_GRACE_PERIOD_SECONDS}s')"
+    ))
+    .message(Message::Message(format!(
+        "cloudflared allows a grace period of at most {MAX_GRACE_PERIOD_SECONDS}s"
+    )))
+}
+
+/// Every pull secret names a Secret.
+pub const PULL_SECRETS_NAMED: &str =
+    "self.all(s, has(s.name) && s.name.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))";
+pub const PULL_SECRETS_NAMED_MESSAGE: &str = "each imagePullSecrets entry must name a Secret";
+/// What the scheduler accepts in a spread constraint.
+pub const SPREAD_VALID: &str =
+    "self.all(c, c.maxSkew >= 1 && c.whenUnsatisfiable in ['DoNotSchedule', 'ScheduleAnyway'])";
+pub const SPREAD_VALID_MESSAGE: &str =
+    "each constraint needs maxSkew >= 1 and whenUnsatisfiable DoNotSchedule or ScheduleAnyway";

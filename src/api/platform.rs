@@ -38,6 +38,7 @@ pub struct Connector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = MAX_DURATION_LEN))]
     #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
+    #[x_kube(validation = cel::grace_period_bound())]
     pub grace_period: Option<String>,
 }
 

@@ -393,10 +393,12 @@ pub struct PodOverrides {
     /// without a `labelSelector` gets the one that selects this tunnel's pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
+    #[x_kube(validation = Rule::new(cel::SPREAD_VALID).message(cel::SPREAD_VALID_MESSAGE))]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// Secrets holding credentials for a private mirror of the cloudflared image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(cel::PULL_SECRETS_NAMED).message(cel::PULL_SECRETS_NAMED_MESSAGE))]
     pub image_pull_secrets: Vec<LocalObjectReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DNS_NAME_MAX))]

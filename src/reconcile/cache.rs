@@ -138,6 +138,8 @@ fn failure_availability(error: &watcher::Error) -> Option<Availability> {
 struct KindCache {
     /// Set by a watch failure that says the kind is unavailable; cleared by any event.
     failure: Option<Availability>,
+    /// The watch failed, and is listing again: its end makes the kind available again.
+    recovering: bool,
     objects: HashMap<Key, ChildSummary>,
     /// Filled during a (re)list, swapped in when it is done.
     relisting: Option<HashMap<Key, ChildSummary>>,
@@ -217,16 +219,20 @@ impl ChildCache {
     }
 
     /// Takes one watch event of `kind`. A write of ours is forgotten once the watch
-    /// delivers it (or anything after it: a delete, a relist).
-    pub fn apply_event(&self, kind: ChildKind, event: &watcher::Event<DynamicObject>) {
+    /// delivers it (or anything after it: a delete, a relist). True when the event ends
+    /// the first listing after a failure: the kind is available again (its CRD was
+    /// installed, its RBAC granted), and tunnels waiting for it can go on.
+    pub fn apply_event(&self, kind: ChildKind, event: &watcher::Event<DynamicObject>) -> bool {
         let Some((_, cache, ready)) = self.kind(kind) else {
-            return;
+            return false;
         };
         let Ok(mut cache) = cache.write() else {
-            return;
+            return false;
         };
         let cache = &mut *cache;
-        cache.failure = None;
+        if cache.failure.take().is_some() {
+            cache.recovering = true;
+        }
         match event {
             watcher::Event::Apply(obj) => {
                 let key = name_of(obj);
@@ -255,8 +261,10 @@ impl ChildCache {
                     cache.objects = listed;
                 }
                 ready.store(true, Ordering::Release);
+                return std::mem::take(&mut cache.recovering);
             }
         }
+        false
     }
 
     /// The resourceVersion of the child as the watch last delivered it, if it has:
@@ -392,6 +400,53 @@ mod tests {
         cache.wrote(kind, "n", name, before, summary("11", 1));
         cache.apply_event(kind, &watcher::Event::Delete(child("11", 1)));
         assert_eq!(cache.get(kind, "n", name), None);
+    }
+
+    #[test]
+    fn an_integration_kind_is_unavailable_while_its_watch_fails_and_says_when_it_recovers() {
+        let kind = ChildKind::DnsEndpoint;
+        let cache = ChildCache::new(&ChildKind::enabled(&[
+            crate::children::Integration::DnsEndpoints,
+        ]));
+        for core in ChildKind::core() {
+            cache.apply_event(core, &watcher::Event::Init);
+            cache.apply_event(core, &watcher::Event::InitDone);
+        }
+        assert!(
+            cache.ready(),
+            "an integration's kind does not hold back the core"
+        );
+        assert_eq!(cache.availability(kind), Availability::Pending);
+        assert_eq!(
+            ChildCache::default().availability(kind),
+            Availability::NotEnabled
+        );
+        let failed = |code: u16| {
+            let status: kube::core::Status =
+                serde_json::from_value(serde_json::json!({ "code": code, "reason": "x", "message": "x", "status": "Failure" }))
+                    .expect("status");
+            watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+        };
+        cache.watch_failed(kind, &failed(404));
+        assert_eq!(cache.availability(kind), Availability::NotInstalled);
+        cache.watch_failed(kind, &failed(500));
+        assert_eq!(
+            cache.availability(kind),
+            Availability::NotInstalled,
+            "other errors say nothing"
+        );
+        cache.watch_failed(kind, &failed(403));
+        assert_eq!(cache.availability(kind), Availability::Forbidden);
+        assert!(!cache.apply_event(kind, &watcher::Event::Init));
+        assert_eq!(cache.availability(kind), Availability::Pending);
+        assert!(
+            cache.apply_event(kind, &watcher::Event::InitDone),
+            "recovered"
+        );
+        assert_eq!(cache.availability(kind), Availability::Available);
+        // A later relist is no recovery.
+        assert!(!cache.apply_event(kind, &watcher::Event::Init));
+        assert!(!cache.apply_event(kind, &watcher::Event::InitDone));
     }
 
     #[test]

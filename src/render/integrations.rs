@@ -11,8 +11,8 @@ use crate::api::external::{
 };
 use crate::api::SecureTunnelSpec;
 use crate::names::{
-    selector_labels, CLOUDFLARE_PROXIED, INSTANCE_LABEL, METRICS_PORT_NAME, RECORD_OWNER_LABEL,
-    TUNNEL_DNS_SUFFIX,
+    selector_labels, CLOUDFLARE_PROXIED, CLOUDFLARE_PROXIED_LEGACY, INSTANCE_LABEL,
+    METRICS_PORT_NAME, RECORD_OWNER_LABEL, TUNNEL_DNS_SUFFIX,
 };
 
 /// The distinct public hostnames of the rules, in rule order: each needs a record. A
@@ -49,10 +49,13 @@ pub fn dns_endpoint(
             targets: vec![target.clone()],
             record_type: "CNAME".to_string(),
             record_ttl: dns.ttl,
-            provider_specific: vec![ProviderSpecificProperty {
-                name: CLOUDFLARE_PROXIED.to_string(),
-                value: "true".to_string(),
-            }],
+            // Both names: external-dns of every release reads one of them.
+            provider_specific: [CLOUDFLARE_PROXIED, CLOUDFLARE_PROXIED_LEGACY]
+                .map(|name| ProviderSpecificProperty {
+                    name: name.to_string(),
+                    value: "true".to_string(),
+                })
+                .to_vec(),
         })
         .collect();
     Some(DnsEndpoint {

@@ -279,3 +279,7 @@ mod tests;
 #[cfg(test)]
 #[path = "sandbox_tests.rs"]
 mod sandbox_tests;
+
+#[cfg(test)]
+#[path = "platform_tests.rs"]
+mod platform_tests;

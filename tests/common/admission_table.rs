@@ -205,6 +205,20 @@ pub fn bad_cases() -> Vec<Bad> {
         bad("runtime class uppercase", one("spec.sandbox", json!({ "runtimeClassName": "GVisor" })), op("spec.sandbox.runtimeClassName", "not a valid object name"), Admission::Refuses("spec.sandbox.runtimeClassName")),
         bad("pod label steals the selector", one("spec.pod", json!({ "labels": { "app.kubernetes.io/instance": "other" } })), op("spec.pod.labels", "set by the operator"), Admission::Refuses("spec.pod.labels")),
         bad("pod annotation under our prefix", one("spec.pod", json!({ "annotations": { "securetunnel.dev/token-hash": "x" } })), op("spec.pod.annotations", "set by the operator"), Admission::Refuses("spec.pod.annotations")),
+        bad("unknown log level", one("spec.connector", json!({ "logLevel": "verbose" })), Operator::CannotParse, Admission::Refuses("spec.connector.logLevel")),
+        bad("edge IP version as a number", one("spec.connector", json!({ "edgeIPVersion": 6 })), Operator::CannotParse, Admission::Refuses("spec.connector.edgeIPVersion")),
+        bad("edge IP version 5", one("spec.connector", json!({ "edgeIPVersion": "5" })), Operator::CannotParse, Admission::Refuses("spec.connector.edgeIPVersion")),
+        bad("region eu", one("spec.connector", json!({ "region": "eu" })), Operator::CannotParse, Admission::Refuses("spec.connector.region")),
+        bad("grace period in words", one("spec.connector", json!({ "gracePeriod": "soon" })), op("spec.connector.gracePeriod", "is not a duration"), Admission::Refuses("spec.connector.gracePeriod")),
+        bad("grace period above 3m", one("spec.connector", json!({ "gracePeriod": "3m1s" })), op("spec.connector.gracePeriod", "longer than cloudflared allows"), Admission::Refuses("spec.connector.gracePeriod")),
+        bad("DNS TTL zero", one("spec.dns", json!({ "ttl": 0 })), op("spec.dns.ttl", "must be 1 to 86400"), Admission::Refuses("spec.dns.ttl")),
+        bad("DNS record owner not a label value", one("spec.dns", json!({ "recordOwner": "-public" })), op("spec.dns.recordOwner", "not a valid label value"), Admission::Refuses("spec.dns.recordOwner")),
+        bad("PodMonitor interval without unit", one("spec.metrics", json!({ "podMonitor": { "interval": "30" } })), op("spec.metrics.podMonitor.interval", "is not a duration"), Admission::Refuses("spec.metrics.podMonitor.interval")),
+        bad("PodMonitor label key with spaces", one("spec.metrics", json!({ "podMonitor": { "labels": { "my label": "x" } } })), op("spec.metrics.podMonitor.labels", "not a valid label key"), Admission::CannotExpress("label keys are map keys, which the schema does not pattern-check; the API server checks them on the PodMonitor")),
+        bad("pull secret without a name", one("spec.pod", json!({ "imagePullSecrets": [ {} ] })), op("spec.pod.imagePullSecrets[0].name", "must name a Secret"), Admission::Refuses("spec.pod.imagePullSecrets[0].name")),
+        bad("pull secret name uppercase", one("spec.pod", json!({ "imagePullSecrets": [ { "name": "Mirror" } ] })), op("spec.pod.imagePullSecrets[0].name", "not a valid object name"), Admission::Refuses("spec.pod.imagePullSecrets")),
+        bad("spread with skew 0", one("spec.pod", json!({ "topologySpreadConstraints": [ { "maxSkew": 0, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule" } ] })), op("spec.pod.topologySpreadConstraints[0].maxSkew", "at least 1"), Admission::Refuses("spec.pod.topologySpreadConstraints")),
+        bad("spread with an unknown policy", one("spec.pod", json!({ "topologySpreadConstraints": [ { "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "Maybe" } ] })), op("spec.pod.topologySpreadConstraints[0].whenUnsatisfiable", "must be one of"), Admission::Refuses("spec.pod.topologySpreadConstraints")),
         bad("name too long", one("metadata.name", json!("n".repeat(52))), op("metadata.name", "at most 51 characters"), Admission::Refuses("")),
     ]
 }
@@ -246,6 +260,17 @@ pub fn good_cases() -> Vec<(&'static str, Vec<(&'static str, Value)>)> {
             "tolerations": [ { "key": "dedicated", "operator": "Equal", "value": "edge", "effect": "NoSchedule" } ],
             "priorityClassName": "system-cluster-critical",
             "resources": { "requests": { "cpu": "100m", "memory": "128Mi" } }
+        }))),
+        ("every connector setting", one("spec.connector", json!({ "logLevel": "debug", "edgeIPVersion": "auto", "region": "us", "postQuantum": true, "gracePeriod": "2m30s" }))),
+        ("the longest grace period", one("spec.connector", json!({ "gracePeriod": "3m" }))),
+        ("IPv4 to the edge", one("spec.connector", json!({ "edgeIPVersion": "4" }))),
+        ("DNS records with defaults", one("spec.dns", json!({}))),
+        ("DNS records for one external-dns", one("spec.dns", json!({ "ttl": 60, "recordOwner": "public" }))),
+        ("a PodMonitor", one("spec.metrics", json!({ "allowFrom": { "namespaceLabels": { "kubernetes.io/metadata.name": "monitoring" } }, "podMonitor": { "labels": { "release": "prometheus" }, "interval": "15s" } }))),
+        ("pull secrets and a zone spread", one("spec.pod", json!({
+            "imagePullSecrets": [ { "name": "corp-mirror" } ],
+            "topologySpreadConstraints": [ { "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule" } ],
+            "affinity": { "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [ { "weight": 100, "podAffinityTerm": { "topologyKey": "kubernetes.io/hostname", "labelSelector": { "matchLabels": { "app.kubernetes.io/instance": "home" } } } } ] } }
         }))),
         ("256 rules", one("spec.ingress", many_rules(256))),
         ("51-character name", one("metadata.name", json!("n".repeat(51)))),

@@ -349,7 +349,13 @@ fn query_pairs(query: Option<&str>) -> BTreeSet<(String, String)> {
 type SentLog = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 /// Answers one expected request, checking every part of it.
-async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent: &SentLog) {
+async fn answer(
+    i: usize,
+    handle: &mut ApiServerHandle,
+    expected: Exchange,
+    sent: &SentLog,
+    granted: &[crate::rbac::Access],
+) {
     let (request, send) = handle.next_request().await.unwrap_or_else(|| {
         panic!(
             "client gone before request {i} ({} {})",
@@ -357,10 +363,11 @@ async fn answer(i: usize, handle: &mut ApiServerHandle, expected: Exchange, sent
         )
     });
     let step = format!("request {i}: {} {}", request.method(), request.uri());
-    // Every call the reconciler makes must be granted by the RBAC list the chart is built from.
+    // Every call the reconciler makes must be granted by the RBAC list the chart is built
+    // from (with the rules of the integrations the caches watch).
     assert!(
         crate::rbac::allows(
-            &crate::rbac::controller(),
+            granted,
             request.method().as_str(),
             request.uri().path(),
             request.uri().query().unwrap_or("")
@@ -443,6 +450,7 @@ struct MockCluster {
     ctx: Arc<Context>,
     handle: ApiServerHandle,
     sent: SentLog,
+    granted: Vec<crate::rbac::Access>,
 }
 
 impl MockCluster {
@@ -456,10 +464,21 @@ impl MockCluster {
                 instance: None,
             },
         );
+        let mut granted = crate::rbac::controller();
+        let mut integrations: Vec<_> = caches
+            .children
+            .kinds()
+            .filter_map(ChildKind::integration)
+            .collect();
+        integrations.dedup();
+        for integration in integrations {
+            granted.extend(crate::rbac::integration(integration));
+        }
         MockCluster {
             ctx: Arc::new(Context::new(client, recorder, caches.stores())),
             handle,
             sent: SentLog::default(),
+            granted,
         }
     }
 
@@ -484,7 +503,7 @@ impl MockCluster {
                 }
                 _ = async {
                     match script.next() {
-                        Some(exchange) => answer(served, &mut self.handle, exchange, &self.sent).await,
+                        Some(exchange) => answer(served, &mut self.handle, exchange, &self.sent, &self.granted).await,
                         None => match self.handle.next_request().await {
                             Some((request, _)) => panic!("unexpected request: {} {}", request.method(), request.uri()),
                             None => panic!("the client went away mid-reconcile"),
@@ -516,8 +535,13 @@ impl MockCluster {
 
 /// The child summaries, as the child watches would fill them.
 fn listed_children() -> Arc<ChildCache> {
-    let cache = Arc::new(ChildCache::default());
-    for kind in ChildKind::ALL {
+    listed_kinds(&ChildKind::core().collect::<Vec<_>>())
+}
+
+/// The summaries of these kinds, each listed (and empty).
+fn listed_kinds(kinds: &[ChildKind]) -> Arc<ChildCache> {
+    let cache = Arc::new(ChildCache::new(kinds));
+    for kind in kinds {
         cache.apply_event(*kind, &watcher::Event::Init);
         cache.apply_event(*kind, &watcher::Event::InitDone);
     }
@@ -695,6 +719,7 @@ fn api_error(code: u16, reason: &str, message: &str) -> Reply {
 }
 
 mod faults;
+mod integrations;
 mod lifecycle;
 mod sandbox;
 mod tokens;

@@ -11,6 +11,9 @@
 #   e2e/cluster.sh start NAME     start it again with the same flags
 #   e2e/cluster.sh bin TOOL       print the path of a built tool (helm, cloudflared, fakeedge,
 #                                 external-dns, …), building it first
+#   e2e/cluster.sh src NAME       print the source directory of e2e/cluster/NAME's module (for
+#                                 the manifests it ships: external-dns's and the Prometheus
+#                                 Operator's CRDs)
 #
 # Variables: K8S_VERSION (default: the version pinned in e2e/cluster/kubernetes/go.mod),
 # SECURETUNNEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operator),
@@ -78,6 +81,29 @@ k8s_module() {
   echo "$dir"
 }
 
+# The Go toolchain a tool needs, when the local one is too old: external-dns 0.23 needs Go
+# 1.27, which the go command takes from the module proxy (once).
+tool_toolchain() {
+  case $1 in
+    external-dns) echo go1.27.3 ;;
+  esac
+}
+
+# tool_source NAME: the source directory of the module behind e2e/cluster/NAME: the one that
+# provides its `tool` line, or else the one it requires (a module kept for its manifests).
+tool_source() {
+  local dir="$modules/$1" toolchain package module
+  [ -f "$dir/go.mod" ] || die "no module e2e/cluster/$1"
+  toolchain=$(tool_toolchain "$1")
+  package=$(awk '$1 == "tool" { print $2; exit }' "$dir/go.mod")
+  if [ -n "$package" ]; then
+    (cd "$dir" && env ${toolchain:+GOTOOLCHAIN=$toolchain} go list -f '{{.Module.Dir}}' "$package")
+  else
+    module=$(awk '$1 == "require" && NF == 3 { print $2; exit }' "$dir/go.mod")
+    (cd "$dir" && go mod download "$module" && go list -m -f '{{.Dir}}' "$module")
+  fi || die "cannot locate the source of $1"
+}
+
 # build_tool NAME: installs the `tool` lines of e2e/cluster/NAME/go.mod into the cache,
 # once per pinned version, and prints the directory.
 build_tool() {
@@ -100,8 +126,7 @@ build_tool() {
       ;;
     helm) dir="$modules/helm"; version=$(module_version helm helm.sh/helm/v4) ;;
     external-dns)
-      # It needs Go 1.27: the go command takes that toolchain from the module proxy (once).
-      dir="$modules/external-dns"; toolchain=go1.27.3
+      dir="$modules/external-dns"; toolchain=$(tool_toolchain external-dns)
       version=$(module_version external-dns sigs.k8s.io/external-dns)
       ldflags="$ldflags -X sigs.k8s.io/external-dns/pkg/apis/externaldns.Version=v$version"
       ;;
@@ -390,5 +415,6 @@ case ${1:-} in
     if [ "$2" = kube-apiserver ]; then wait_until 120 "kube-apiserver /readyz" api_ready; fi
     ;;
   bin) [ -n "${2:-}" ] || die "bin TOOL"; echo "$(build_tool "$2")" ;;
+  src) [ -n "${2:-}" ] || die "src TOOL"; tool_source "$2" ;;
   *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac

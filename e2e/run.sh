@@ -41,7 +41,10 @@ cargo test --locked --test e2e --no-run 2>&1 | tail -n 1
 E2E_HELM="$(bash "$cluster" bin helm)/helm"
 E2E_CLOUDFLARED="$(bash "$cluster" bin cloudflared)/cloudflared"
 E2E_FAKEEDGE="$(bash "$cluster" bin fakeedge)/fakeedge"
-export E2E_HELM E2E_CLOUDFLARED E2E_FAKEEDGE
+E2E_EXTERNAL_DNS="$(bash "$cluster" bin external-dns)/external-dns"
+E2E_DNSENDPOINT_CRD="$(bash "$cluster" src external-dns)/config/crd/standard/dnsendpoints.externaldns.k8s.io.yaml"
+E2E_PROMETHEUS_OPERATOR_SRC="$(bash "$cluster" src prometheus-operator)"
+export E2E_HELM E2E_CLOUDFLARED E2E_FAKEEDGE E2E_EXTERNAL_DNS E2E_DNSENDPOINT_CRD E2E_PROMETHEUS_OPERATOR_SRC
 if [ $target = local ]; then bash "$cluster" build; fi
 echo "== e2e: tools ready after $((SECONDS - start)) s"
 
@@ -67,6 +70,7 @@ phase() { # phase NAME: runs one phase of tests/e2e and adds up its counts
 cleanup_kubeconfig_cluster() {
   "$E2E_HELM" uninstall securetunnel-operator -n securetunnel-system >/dev/null 2>&1 || true
   kubectl delete namespace e2e-apps --ignore-not-found --wait=true >/dev/null 2>&1 || true
+  # The DNSEndpoint CRD stays: on a cluster of its own, external-dns may rely on it.
   kubectl delete -k "$root/config/default" --ignore-not-found >/dev/null 2>&1 || true
 }
 

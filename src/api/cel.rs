@@ -95,10 +95,6 @@ pub fn grace_period_bound() -> Rule {
     )))
 }
 
-/// Every pull secret names a Secret.
-pub const PULL_SECRETS_NAMED: &str =
-    "self.all(s, has(s.name) && s.name.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))";
-pub const PULL_SECRETS_NAMED_MESSAGE: &str = "each imagePullSecrets entry must name a Secret";
 /// What the scheduler accepts in a spread constraint.
 pub const SPREAD_VALID: &str =
     "self.all(c, c.maxSkew >= 1 && c.whenUnsatisfiable in ['DoNotSchedule', 'ScheduleAnyway'])";

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cel;
-use crate::names::{DNS_LABEL_MAX, MAX_DNS_TTL, MAX_DURATION_LEN, MIN_DNS_TTL};
+use crate::names::{DNS_LABEL_MAX, DNS_NAME_MAX, MAX_DNS_TTL, MAX_DURATION_LEN, MIN_DNS_TTL};
 
 /// cloudflared's settings, each passed as its command-line flag. Unset: cloudflared's
 /// default, and no flag.
@@ -40,6 +40,16 @@ pub struct Connector {
     #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
     #[x_kube(validation = cel::grace_period_bound())]
     pub grace_period: Option<String>,
+}
+
+/// A Secret in the tunnel's namespace with credentials for the image's registry.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PullSecret {
+    #[schemars(
+        length(min = 1, max = DNS_NAME_MAX),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
 }
 
 /// cloudflared's log levels.

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cel;
-use super::platform::{Connector, Dns, PodMonitorSettings};
+use super::platform::{Connector, Dns, PodMonitorSettings, PullSecret};
 use crate::names::{
     DNS_LABEL_MAX, DNS_NAME_MAX, MAX_DURATION_LEN, MAX_IMAGE_LEN, MAX_INGRESS_RULES, MAX_PATH_LEN,
     MAX_REPLICAS, MAX_SERVICE_LEN, MIN_REPLICAS,
@@ -398,8 +398,7 @@ pub struct PodOverrides {
     /// Secrets holding credentials for a private mirror of the cloudflared image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(validation = Rule::new(cel::PULL_SECRETS_NAMED).message(cel::PULL_SECRETS_NAMED_MESSAGE))]
-    pub image_pull_secrets: Vec<LocalObjectReference>,
+    pub image_pull_secrets: Vec<PullSecret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DNS_NAME_MAX))]
     pub priority_class_name: Option<String>,

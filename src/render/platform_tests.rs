@@ -110,7 +110,7 @@ fn pull_secrets_and_a_spread_of_the_users_own() {
         match_labels: Some([("tier".to_string(), "edge".to_string())].into()),
         ..Default::default()
     };
-    tunnel.spec.pod.image_pull_secrets = vec![LocalObjectReference {
+    tunnel.spec.pod.image_pull_secrets = vec![crate::api::PullSecret {
         name: "corp-mirror".into(),
     }];
     tunnel.spec.pod.topology_spread_constraints = vec![

@@ -65,13 +65,10 @@ pub fn check_pod(pod: &PodOverrides, errs: &mut ValidationErrors) {
     }
     for (i, secret) in pod.image_pull_secrets.iter().enumerate() {
         let path = format!("spec.pod.imagePullSecrets[{i}].name");
-        match secret.name.as_str() {
-            "" => errs.push(path, "must name a Secret"),
-            name => {
-                if let Err(e) = check_object_name(name) {
-                    errs.push(path, e);
-                }
-            }
+        if secret.name.is_empty() {
+            errs.push(path, "must name a Secret");
+        } else if let Err(e) = check_object_name(&secret.name) {
+            errs.push(path, e);
         }
     }
     for (i, c) in pod.topology_spread_constraints.iter().enumerate() {

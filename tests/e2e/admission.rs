@@ -86,3 +86,55 @@ pub async fn good_specs_accepted(client: &Client, namespace: &str) -> Outcome {
         ))
     }
 }
+
+/// Fields the spec does not have (a container's arguments or environment, a security
+/// context, another metrics port) are refused by `kubectl apply`, whose default
+/// `--validate=strict` asks the API server to fail on any field it would drop: nothing
+/// can put the token on a command line or in the environment, widen the metrics port or
+/// run the connector as root.
+pub fn fields_outside_the_schema_refused(env: &crate::support::Env, namespace: &str) -> Outcome {
+    let tunnel = |extra: &str| {
+        format!(
+            "apiVersion: securetunnel.dev/v1alpha1
+kind: SecureTunnel
+metadata: {{ name: strict, namespace: {namespace} }}
+spec:
+  tokenSecretRef: {{ name: strict-token }}
+  ingress: [ {{ hostname: strict.example.com, service: http_status:200 }} ]
+{extra}"
+        )
+    };
+    let cases = [
+        ("spec.args", "  args: [\"--token\", \"x\"]\n"),
+        (
+            "spec.pod.env",
+            "  pod: { env: [ { name: TUNNEL_TOKEN, value: x } ] }\n",
+        ),
+        (
+            "spec.pod.securityContext",
+            "  pod: { securityContext: { runAsUser: 0 } }\n",
+        ),
+        (
+            "spec.connector.extraArgs",
+            "  connector: { extraArgs: [\"--metrics\", \"0.0.0.0:9000\"] }\n",
+        ),
+        ("spec.metrics.port", "  metrics: { port: 9000 }\n"),
+    ];
+    env.apply_dry_run(&tunnel(""))
+        .map_err(|e| format!("the base object is refused: {e}"))?;
+    let mut accepted = Vec::new();
+    for (field, extra) in cases {
+        match env.apply_dry_run(&tunnel(extra)) {
+            Err(e) if e.contains(&format!("unknown field \"{field}\"")) => {}
+            Err(e) => accepted.push(format!(
+                "{field}: refused, but not as an unknown field: {e}"
+            )),
+            Ok(out) => accepted.push(format!("{field}: accepted ({})", out.trim())),
+        }
+    }
+    if accepted.is_empty() {
+        Ok(())
+    } else {
+        Err(accepted.join("\n"))
+    }
+}

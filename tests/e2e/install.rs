@@ -36,6 +36,13 @@ fn root() -> PathBuf {
 }
 
 /// The manifests the method installs, as the tool renders them.
+/// The values the suite installs the chart with: every default, and both integrations
+/// (whose CRDs the suite installs later, to see the operator pick them up).
+const HELM_VALUES: [&str; 2] = [
+    "--set",
+    "integrations.dnsEndpoints=true,integrations.podMonitors=true",
+];
+
 fn rendered(env: &Env, method: Method) -> Result<String, String> {
     match method {
         Method::Helm => {
@@ -44,7 +51,8 @@ fn rendered(env: &Env, method: Method) -> Result<String, String> {
                 Command::new(helm)
                     .args(["template", RELEASE])
                     .arg(root().join("charts/securetunnel-operator"))
-                    .args(["--namespace", NAMESPACE]),
+                    .args(["--namespace", NAMESPACE])
+                    .args(HELM_VALUES),
                 None,
             )
         }
@@ -67,7 +75,8 @@ pub fn install(env: &Env, method: Method) -> Outcome {
                     .arg(&env.kubeconfig)
                     .args(["install", RELEASE])
                     .arg(root().join("charts/securetunnel-operator"))
-                    .args(["--namespace", NAMESPACE, "--create-namespace"]),
+                    .args(["--namespace", NAMESPACE, "--create-namespace"])
+                    .args(HELM_VALUES),
                 None,
             )
             .map(|_| ())

@@ -14,8 +14,10 @@ mod common;
 
 mod admission;
 mod connector;
+mod dns;
 mod install;
 mod lifecycle;
+mod monitoring;
 mod operations;
 mod support;
 
@@ -151,6 +153,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
             "admission: every good spec of the table is accepted",
             admission::good_specs_accepted(&client, lifecycle::NAMESPACE).await,
         );
+        suite.record(
+            "admission: fields the spec does not have (args, env, securityContext, another metrics port) are refused",
+            admission::fields_outside_the_schema_refused(env, lifecycle::NAMESPACE),
+        );
     }
 
     suite.require(
@@ -182,6 +188,15 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         suite.record(
             "lifecycle: a foreign object with a child's name gives NameConflict and is left untouched",
             lifecycle::name_conflict(env, &client).await,
+        );
+        dns_checks(env, suite, &client).await;
+        suite.record(
+            "monitoring: once the PodMonitor CRD is installed, the PodMonitor passes its schema and selects the metrics port",
+            monitoring::pod_monitor_applied(env, &client).await,
+        );
+        suite.record(
+            "monitoring: without spec.metrics.allowFrom the tunnel says MetricsNotAllowed; the PodMonitor goes with the tunnel",
+            monitoring::unscrapable_is_reported(env, &client).await,
         );
 
         let (restarted, outcome) =
@@ -265,6 +280,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         op.stop();
     } else {
         suite.record(
+            "dns: without the dns-endpoints integration, a tunnel with spec.dns says how to enable it and runs",
+            dns::not_enabled_is_reported(env, &client).await,
+        );
+        suite.record(
             "lifecycle: deleting the tunnel lets the garbage collector remove every child",
             lifecycle::garbage_collected(&client, "e2e").await,
         );
@@ -276,6 +295,66 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         );
     }
     Ok(())
+}
+
+/// The DNS records of a tunnel, through external-dns (the chart is installed with the
+/// dns-endpoints integration, and the cluster starts without external-dns's CRD).
+async fn dns_checks(env: &Env, suite: &mut Suite, client: &kube::Client) {
+    let first = ["www.e2e.example.com", "*.e2e.example.com"];
+    let second = ["shop.e2e.example.com", "*.e2e.example.com"];
+    if !suite.record(
+        "dns: without external-dns's CRD, a tunnel with spec.dns says CRDNotInstalled and runs",
+        dns::missing_crd_is_reported(env, client, &first).await,
+    ) {
+        return;
+    }
+    if !suite.record(
+        "dns: once the CRD is installed, the DNSEndpoint lists one proxied CNAME per hostname",
+        async {
+            dns::install_crd(env)?;
+            dns::records_match(client, &first, dns::CRD_PICKUP).await
+        }
+        .await,
+    ) {
+        return;
+    }
+    let mut external_dns = match dns::ExternalDns::start(env) {
+        Ok(e) => e,
+        Err(e) => {
+            suite.record("dns: external-dns starts", Err(e));
+            return;
+        }
+    };
+    suite.record(
+        "dns: external-dns (crd source, inmemory provider, label filter) reads the records",
+        async {
+            external_dns.logged("CREATE", &first).await?;
+            dns::observed_by_external_dns(client).await
+        }
+        .await,
+    );
+    suite.record(
+        "dns: the records follow a hostname change",
+        async {
+            dns::apply(env, &second)?;
+            dns::records_match(client, &second, lifecycle::WAIT).await?;
+            external_dns
+                .logged("CREATE", &["shop.e2e.example.com"])
+                .await?;
+            external_dns
+                .logged("DELETE", &["www.e2e.example.com"])
+                .await
+        }
+        .await,
+    );
+    suite.record(
+        "dns: deleting the tunnel removes its DNSEndpoint, and external-dns its records",
+        async {
+            dns::deleted_with_the_tunnel(client).await?;
+            external_dns.logged("DELETE", &second).await
+        }
+        .await,
+    );
 }
 
 #[tokio::main]

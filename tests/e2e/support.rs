@@ -47,6 +47,12 @@ pub struct Env {
     pub audit_log: Option<PathBuf>,
     pub helm: Option<PathBuf>,
     pub cloudflared: Option<PathBuf>,
+    /// external-dns, built from the module proxy.
+    pub external_dns: Option<PathBuf>,
+    /// external-dns's DNSEndpoint CRD, from its module.
+    pub dnsendpoint_crd: Option<PathBuf>,
+    /// The Prometheus Operator's module source (its CRDs).
+    pub prometheus_operator_src: Option<PathBuf>,
     pub scratch: PathBuf,
     pub ci: bool,
 }
@@ -62,6 +68,9 @@ impl Env {
             audit_log: path("E2E_AUDIT_LOG"),
             helm: path("E2E_HELM"),
             cloudflared: path("E2E_CLOUDFLARED"),
+            external_dns: path("E2E_EXTERNAL_DNS"),
+            dnsendpoint_crd: path("E2E_DNSENDPOINT_CRD"),
+            prometheus_operator_src: path("E2E_PROMETHEUS_OPERATOR_SRC"),
             scratch,
             ci: std::env::var("CI").is_ok_and(|v| v == "true"),
         }
@@ -79,6 +88,18 @@ impl Env {
                 .arg(&self.kubeconfig)
                 .args(args),
             None,
+        )
+    }
+
+    /// `kubectl apply --dry-run=server -f -` of a YAML document, as the admin, with
+    /// kubectl's default (strict) field validation.
+    pub fn apply_dry_run(&self, yaml: &str) -> Result<String, String> {
+        run_cmd(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["apply", "--dry-run=server", "-f", "-"]),
+            Some(yaml),
         )
     }
 

@@ -76,9 +76,9 @@ macro_rules! with_child_kinds {
             Deployment: k8s_openapi::api::apps::v1::Deployment;
             /// Only with `spec.dns`: after the Deployment, so that no record points at a
             /// tunnel before its connectors start.
-            DnsEndpoint: $crate::api::external::DnsEndpoint, optional = true, integration = DnsEndpoints;
+            DnsEndpoint: $crate::external::DnsEndpoint, optional = true, integration = DnsEndpoints;
             /// Only with `spec.metrics.podMonitor`.
-            PodMonitor: $crate::api::external::PodMonitor, optional = true, integration = PodMonitors;
+            PodMonitor: $crate::external::PodMonitor, optional = true, integration = PodMonitors;
         }
     };
 }

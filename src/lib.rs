@@ -9,6 +9,7 @@
 pub mod api;
 pub mod children;
 pub mod controller;
+pub mod external;
 pub mod http;
 pub mod index;
 pub mod leader;

@@ -3,7 +3,6 @@
 
 pub mod cel;
 pub mod conditions;
-pub mod external;
 mod platform;
 mod tunnel;
 

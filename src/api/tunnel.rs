@@ -1,15 +1,12 @@
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
-};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cel;
-use super::platform::{Connector, Dns, PodMonitorSettings, PullSecret};
+use super::platform::{Connector, Dns, PodMonitorSettings, PodOverrides, Sandbox};
 use crate::names::{
     DNS_LABEL_MAX, DNS_NAME_MAX, MAX_DURATION_LEN, MAX_IMAGE_LEN, MAX_INGRESS_RULES, MAX_PATH_LEN,
     MAX_REPLICAS, MAX_SERVICE_LEN, MIN_REPLICAS,
@@ -359,57 +356,6 @@ pub struct PeerSelector {
     pub namespace_labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Sandbox {
-    /// A RuntimeClass such as `gvisor` or `kata`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = DNS_NAME_MAX),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
-    pub runtime_class_name: Option<String>,
-    /// Let cloudflared proxy ICMP through the unprivileged ping socket.
-    #[serde(default, rename = "allowICMP")]
-    pub allow_icmp: bool,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PodOverrides {
-    /// Replaces the default requests and limits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
-    /// Pod anti-affinity and the rest of the scheduler's affinity rules.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
-    /// Replaces the default spread (one connector per node where possible). A constraint
-    /// without a `labelSelector` gets the one that selects this tunnel's pods.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
-    #[x_kube(validation = Rule::new(cel::SPREAD_VALID).message(cel::SPREAD_VALID_MESSAGE))]
-    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
-    /// Secrets holding credentials for a private mirror of the cloudflared image.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    pub image_pull_secrets: Vec<PullSecret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = DNS_NAME_MAX))]
-    pub priority_class_name: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = cel::no_reserved_annotations())]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = cel::no_selector_labels())]
-    pub labels: BTreeMap<String, String>,
 }
 
 /// What the operator observed at its last reconcile.

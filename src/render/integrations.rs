@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::api::external::{
+use crate::api::SecureTunnelSpec;
+use crate::external::{
     DnsEndpoint, DnsEndpointSpec, Endpoint, PodMetricsEndpoint, PodMonitor, PodMonitorSpec,
     ProviderSpecificProperty,
 };
-use crate::api::SecureTunnelSpec;
 use crate::names::{
     selector_labels, CLOUDFLARE_PROXIED, CLOUDFLARE_PROXIED_LEGACY, INSTANCE_LABEL,
     METRICS_PORT_NAME, RECORD_OWNER_LABEL, TUNNEL_DNS_SUFFIX,

@@ -19,9 +19,9 @@ use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
-use crate::api::external::{DnsEndpoint, PodMonitor};
 use crate::api::SecureTunnel;
 use crate::children::ChildKind;
+use crate::external::{DnsEndpoint, PodMonitor};
 use crate::managed_fields;
 use crate::names::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
 use crate::origin::ServiceRef;

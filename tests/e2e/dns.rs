@@ -168,19 +168,13 @@ pub async fn records_match(client: &Client, hostnames: &[&str], within: Duration
 }
 
 /// Installs external-dns's DNSEndpoint CRD and waits until it is Established.
-pub fn install_crd(env: &Env) -> Outcome {
+pub async fn install_crd(env: &Env) -> Outcome {
     let crd = env
         .dnsendpoint_crd
         .as_ref()
         .ok_or("E2E_DNSENDPOINT_CRD is not set")?;
     env.kubectl(&["apply", "-f", &crd.display().to_string()])?;
-    env.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        &format!("crd/{}", ChildKind::DnsEndpoint.crd_name()),
-    ])
-    .map(|_| ())
+    crate::install::established(env, &ChildKind::DnsEndpoint.crd_name()).await
 }
 
 /// external-dns with its CRD source and inmemory provider, reading only the DNSEndpoints

@@ -92,12 +92,17 @@ pub fn install(env: &Env, method: Method) -> Outcome {
 }
 
 pub async fn crd_established(env: &Env) -> Outcome {
+    established(env, CRD).await
+}
+
+/// Waits until the CustomResourceDefinition `name` is Established and its names accepted.
+pub async fn established(env: &Env, name: &str) -> Outcome {
     wait_for(
         Duration::from_secs(60),
-        "the CRD is Established",
+        &format!("the CRD {name} is Established"),
         || async {
             let crd: Value =
-                serde_json::from_str(&env.kubectl(&["get", "crd", CRD, "-o", "json"])?)
+                serde_json::from_str(&env.kubectl(&["get", "crd", name, "-o", "json"])?)
                     .map_err(|e| e.to_string())?;
             let conditions = crd["status"]["conditions"]
                 .as_array()
@@ -118,7 +123,7 @@ pub async fn crd_established(env: &Env) -> Outcome {
                 Ok(())
             } else {
                 Err(format!(
-                    "CustomResourceDefinition {CRD}: {established}, {names}"
+                    "CustomResourceDefinition {name}: {established}, {names}"
                 ))
             }
         },

@@ -311,7 +311,7 @@ async fn dns_checks(env: &Env, suite: &mut Suite, client: &kube::Client) {
     if !suite.record(
         "dns: once the CRD is installed, the DNSEndpoint lists one proxied CNAME per hostname",
         async {
-            dns::install_crd(env)?;
+            dns::install_crd(env).await?;
             dns::records_match(client, &first, dns::CRD_PICKUP).await
         }
         .await,

@@ -38,26 +38,20 @@ spec:
 }
 
 /// Installs the Prometheus Operator's PodMonitor CRD and waits until it is Established.
-pub fn install_crd(env: &Env) -> Outcome {
+pub async fn install_crd(env: &Env) -> Outcome {
     let dir = env
         .prometheus_operator_src
         .as_ref()
         .ok_or("E2E_PROMETHEUS_OPERATOR_SRC is not set")?;
     let crd = dir.join("example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml");
     env.kubectl(&["apply", "--server-side", "-f", &crd.display().to_string()])?;
-    env.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        &format!("crd/{}", ChildKind::PodMonitor.crd_name()),
-    ])
-    .map(|_| ())
+    crate::install::established(env, &ChildKind::PodMonitor.crd_name()).await
 }
 
 /// With the CRD installed, the PodMonitor passes its schema and selects the connectors'
 /// metrics port; the tunnel says `Monitoring=True`.
 pub async fn pod_monitor_applied(env: &Env, client: &Client) -> Outcome {
-    install_crd(env)?;
+    install_crd(env).await?;
     apply(env, true)?;
     let api = dynamic_api(client, NAMESPACE, &ChildKind::PodMonitor.api_resource());
     wait_for(CRD_PICKUP, "the PodMonitor", || async {

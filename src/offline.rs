@@ -43,12 +43,6 @@ pub struct RenderInput<'a> {
     pub reveal_token: bool,
 }
 
-#[derive(Deserialize)]
-struct TypeMeta {
-    #[serde(default)]
-    kind: String,
-}
-
 /// Objects read from the input files, by kind.
 #[derive(Default)]
 struct Objects {
@@ -153,29 +147,30 @@ fn read_objects(
     notes: &mut Vec<String>,
 ) -> Result<()> {
     for (index, document) in serde_norway::Deserializer::from_str(input).enumerate() {
-        let input_error = |e: serde_norway::Error| Error::Input {
-            path: format!("{source} (document {})", index + 1),
+        let at = format!("{source} (document {})", index + 1);
+        let value = serde_norway::Value::deserialize(document).map_err(|e| Error::Input {
+            path: at.clone(),
             message: e.to_string(),
-        };
-        let value = serde_norway::Value::deserialize(document).map_err(input_error)?;
+        })?;
         if value.is_null() {
             continue;
         }
-        let kind = TypeMeta::deserialize(&value).map_err(input_error)?.kind;
+        let kind = match &value {
+            serde_norway::Value::Mapping(m) => m.get("kind").and_then(|k| k.as_str()).unwrap_or(""),
+            _ => "",
+        }
+        .to_string();
         match kind.as_str() {
             "SecureTunnel" => {
-                let mut tunnel: SecureTunnel =
-                    serde_norway::from_value(value).map_err(input_error)?;
+                let mut tunnel: SecureTunnel = typed(&at, value)?;
                 if tunnel.metadata.namespace.is_none() {
                     tunnel.metadata.namespace = Some(DEFAULT_NAMESPACE.to_string());
                 }
                 objects.tunnels.push(tunnel);
             }
-            "Secret" => objects
-                .secrets
-                .push(serde_norway::from_value(value).map_err(input_error)?),
+            "Secret" => objects.secrets.push(typed(&at, value)?),
             "Service" => {
-                let service: Service = serde_norway::from_value(value).map_err(input_error)?;
+                let service: Service = typed(&at, value)?;
                 let key = ServiceRef {
                     namespace: service
                         .metadata
@@ -186,13 +181,22 @@ fn read_objects(
                 };
                 objects.services.insert(key, service);
             }
-            other => notes.push(format!(
-                "{source} (document {}): ignoring kind {other:?}",
-                index + 1
-            )),
+            other => notes.push(format!("{at}: ignoring kind {other:?}")),
         }
     }
     Ok(())
+}
+
+/// A document as its type; an error names the field it concerns, as the validation's
+/// do: `spec.ingress[0].originRequest.noTLSVerify: invalid type: string "maybe", …`.
+fn typed<T: serde::de::DeserializeOwned>(at: &str, value: serde_norway::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| Error::Input {
+        path: at.to_string(),
+        message: match e.path().to_string().as_str() {
+            "." => e.inner().to_string(),
+            path => format!("{path}: {}", e.inner()),
+        },
+    })
 }
 
 /// The token from a Secret in the file, when the tunnel names one there.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use crate::api::{IngressRule, OriginRequest, SecureTunnelSpec};
+use crate::api::{IngressRule, OriginRequest, Region, SecureTunnelSpec};
 use crate::names::{
     CHILD_SUFFIX, MAX_INGRESS_RULES, MAX_PATH_LEN, MAX_REPLICAS, MAX_TUNNEL_NAME_LEN, MIN_REPLICAS,
 };
@@ -87,6 +87,8 @@ pub struct ValidatedSpec {
     pub fallback: Origin,
     /// `spec.connector.gracePeriod`, parsed (cloudflared's default when unset).
     pub grace_period: Duration,
+    /// `spec.connector.region`: cloudflared refuses it with a token for another endpoint.
+    pub region: Option<Region>,
 }
 
 /// One ingress rule that passed validation.
@@ -282,6 +284,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
             rules,
             fallback,
             grace_period,
+            region: spec.connector.region,
         }),
         _ => Err(errs),
     }

@@ -176,6 +176,47 @@ fn render_of_an_invalid_spec_fails_with_every_field_path() {
     }
 }
 
+/// A value of the wrong type is reported with its field path, like a validation error.
+#[test]
+fn render_names_the_field_of_a_value_of_the_wrong_type() {
+    let dir = std::env::temp_dir().join(format!("securetunnel-cli-types-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cases = [
+        (
+            "  ingress: [ { hostname: a.example.com, service: \"http://web:80\", originRequest: { noTLSVerify: maybe } } ]\n",
+            "spec.ingress[0].originRequest.noTLSVerify: invalid type: string \"maybe\", expected a boolean",
+        ),
+        (
+            "  replicas: two\n  ingress: [ { hostname: a.example.com, service: \"http://web:80\" } ]\n",
+            "spec.replicas: invalid type: string \"two\"",
+        ),
+        (
+            "  ingress: [ { hostname: a.example.com, service: \"http://web:80\" } ]\n  connector: { edgeIPVersion: \"5\" }\n",
+            "spec.connector.edgeIPVersion: unknown variant `5`",
+        ),
+        (
+            "  ingress: [ { hostname: a.example.com, service: \"http://web:80\" } ]\n  pod: { tolerations: [ { tolerationSeconds: soon } ] }\n",
+            "spec.pod.tolerations[0].tolerationSeconds: invalid type: string \"soon\"",
+        ),
+    ];
+    for (i, (spec, expected)) in cases.iter().enumerate() {
+        let file = dir.join(format!("case-{i}.yaml"));
+        std::fs::write(
+            &file,
+            format!("apiVersion: securetunnel.dev/v1alpha1\nkind: SecureTunnel\nmetadata: {{ name: t }}\nspec:\n  tokenSecretRef: {{ name: t }}\n{spec}"),
+        )
+        .expect("write");
+        let out = operator(&["render", "-f", &file.to_string_lossy()]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{expected:?} missing from:\n{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn render_explains_unreadable_input() {
     let out = operator(&["render", "-f", "does-not-exist.yaml"]);

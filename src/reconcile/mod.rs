@@ -111,7 +111,8 @@ pub enum Decision<'a> {
 }
 
 /// The spec is checked first (an invalid spec waits for an edit), then the token (a
-/// problem with it is re-checked periodically: its Secret may live outside the watch).
+/// problem with it is re-checked periodically: its Secret may live outside the watch),
+/// then what only both together can tell.
 pub fn decide<'a>(
     spec: &'a Result<ValidatedSpec, ValidationErrors>,
     token: &'a Result<TunnelToken, TokenProblem>,
@@ -127,7 +128,18 @@ pub fn decide<'a>(
             message: problem.message.clone(),
             requeue: Some(BLOCKED_RECHECK),
         },
-        (Ok(spec), Ok(token)) => Decision::Apply { spec, token },
+        (Ok(spec), Ok(token)) => match (spec.region, token.endpoint()) {
+            // cloudflared exits with "region provided with a token that has an endpoint".
+            (Some(region), Some(endpoint)) => Decision::Block {
+                reason: conditions::REASON_INVALID_SPEC,
+                message: format!(
+                    "spec.connector.region: {:?} cannot be used with this token, which names the endpoint {endpoint:?} (cloudflared refuses both at once)",
+                    region.as_str()
+                ),
+                requeue: None,
+            },
+            _ => Decision::Apply { spec, token },
+        },
     }
 }
 
@@ -329,6 +341,34 @@ mod decide_tests {
                 requeue: Some(BLOCKED_RECHECK),
             }
         );
+    }
+
+    #[test]
+    fn a_region_with_a_token_for_another_endpoint_is_refused() {
+        let mut t = SecureTunnel::test();
+        t.spec.connector.region = Some(crate::api::Region::Us);
+        let spec = crate::validate::validate("home", &t.spec);
+        let fed = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!(
+                r#"{{"a":"x","s":"eQ==","t":"{}","e":"fed"}}"#,
+                crate::test_support::TUNNEL_ID
+            ),
+        );
+        let fed_token = Ok(TunnelToken::parse(fed.as_bytes()).expect("token"));
+        match decide(&spec, &fed_token) {
+            Decision::Block {
+                reason, message, ..
+            } => {
+                assert_eq!(reason, conditions::REASON_INVALID_SPEC);
+                assert!(message.starts_with("spec.connector.region:"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide(&spec, &Ok(token())),
+            Decision::Apply { .. }
+        ));
     }
 
     #[test]

@@ -75,14 +75,19 @@ struct Rendered {
     probe_port: u16,
 }
 
-fn render(file: &Path, services: Option<&Path>) -> Result<Vec<Rendered>, String> {
+/// The token file every input is rendered with.
+const TOKEN_FILE: &str = "tests/fixtures/example-token.txt";
+/// The same tunnel's credentials file, as `cloudflared tunnel create` writes it.
+const CREDENTIALS_FILE: &str = "tests/fixtures/example-credentials.json";
+
+fn render(file: &Path, services: Option<&Path>, token_file: &str) -> Result<Vec<Rendered>, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_securetunnel-operator"));
     cmd.arg("render").arg("-f").arg(file);
     if let Some(s) = services {
         cmd.arg("--services").arg(s);
     }
     cmd.arg("--token-file")
-        .arg(root().join("tests/fixtures/example-token.txt"))
+        .arg(root().join(token_file))
         .arg("--reveal-token");
     let yaml = run_cmd(&mut cmd, None)?;
     let docs: Vec<Value> = serde_norway::Deserializer::from_str(&yaml)
@@ -553,6 +558,35 @@ fn metric_sources() -> Outcome {
     }
 }
 
+/// The first sample, rendered with the credentials file in place of the token: the
+/// Secret child holds a token (cloudflared's `--token-file` reads nothing else), and the
+/// connector starts with it.
+fn credentials_start(env: &Env) -> Outcome {
+    let (_, file, services) = inputs().into_iter().next().ok_or("no sample")?;
+    let rendered = render(&file, services.as_deref(), CREDENTIALS_FILE)?;
+    let r = rendered.first().ok_or("nothing rendered")?;
+    if r.token.trim_start().starts_with('{') {
+        return Err("the Secret child holds the credentials file, not a token".to_string());
+    }
+    let fields = |token: &str| -> Result<Value, String> {
+        use base64::Engine;
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(token.trim())
+            .map_err(|e| format!("not base64: {e}"))?;
+        serde_json::from_slice(&json).map_err(|e| e.to_string())
+    };
+    let expected = std::fs::read_to_string(root().join(TOKEN_FILE)).map_err(|e| e.to_string())?;
+    let (got, want) = (fields(&r.token)?, fields(&expected)?);
+    if got != want {
+        return Err(format!(
+            "the token made from the credentials file carries other facts than the tunnel's token: {got} vs {want}"
+        ));
+    }
+    let dir = env.scratch.join("connector-credentials");
+    let _ = std::fs::create_dir_all(&dir);
+    starts(env, &dir, r)
+}
+
 pub fn checks(env: &Env, suite: &mut Suite) {
     if env.cloudflared.is_none() {
         suite.skip(
@@ -563,7 +597,7 @@ pub fn checks(env: &Env, suite: &mut Suite) {
     }
     let mut scraped = false;
     for (name, file, services) in inputs() {
-        let rendered = match render(&file, services.as_deref()) {
+        let rendered = match render(&file, services.as_deref(), TOKEN_FILE) {
             Ok(r) => r,
             Err(e) => {
                 suite.record(&format!("connector: {name} renders"), Err(e));
@@ -594,6 +628,10 @@ pub fn checks(env: &Env, suite: &mut Suite) {
             }
         }
     }
+    suite.record(
+        "connector: a credentials file given for the token: cloudflared starts with the token it becomes, and reads the tunnel ID",
+        credentials_start(env),
+    );
     suite.record(
         &format!(
             "connector: each `source FILE:LINE` in {} is that metric's registration in cloudflared's source",

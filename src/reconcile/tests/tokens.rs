@@ -299,3 +299,40 @@ async fn an_unchanged_token_secret_is_not_read_again() {
         .expect("reconciles");
     cluster.finish().await;
 }
+
+/// A credentials file (`cloudflared tunnel create`) in the user's Secret: the child Secret
+/// holds the token it stands for, which the pods read as usual, and the status reports
+/// the tunnel ID.
+#[tokio::test]
+async fn a_credentials_file_is_applied_as_the_token_it_stands_for() {
+    let credentials = format!(
+        r#"{{"AccountTag":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","TunnelSecret":"Zmlyc3Qtc2VjcmV0","TunnelID":"{TUNNEL_ID}","Endpoint":""}}"#
+    );
+    let token = TunnelToken::parse(credentials.as_bytes()).expect("credentials parse");
+    let children = children_for(&tunnel(), token.expose_secret());
+    let stored = children
+        .secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("token"))
+        .expect("token key");
+    assert_eq!(
+        stored.0,
+        token.expose_secret().as_bytes(),
+        "the child holds the token, not the file"
+    );
+    let script = joined(vec![
+        vec![get(
+            TOKEN_SECRET_PATH,
+            Reply::Json(StatusCode::OK, to_json(&user_secret(&credentials))),
+        )],
+        child_creates(&children, 0),
+        vec![
+            apply_status(first_status(&children)),
+            event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),
+        ],
+    ]);
+    reconcile_against(tunnel(), &Caches::empty(), script)
+        .await
+        .expect("reconciles");
+}

@@ -113,6 +113,8 @@ pub const METRICS_PORT_NAME: &str = "metrics";
 /// The Cloudflare edge listens on 7844 over TCP (http2) and UDP (quic).
 pub const EDGE_PORT: u16 = 7844;
 pub const DNS_PORT: u16 = 53;
+/// Cloudflare Access's signing keys are fetched over HTTPS.
+pub const HTTPS_PORT: u16 = 443;
 
 /// Where cloudflared serves its metrics inside the pod.
 pub fn metrics_address() -> String {

@@ -89,6 +89,9 @@ pub struct ValidatedSpec {
     pub grace_period: Duration,
     /// `spec.connector.region`: cloudflared refuses it with a token for another endpoint.
     pub region: Option<Region>,
+    /// Some rule requires Cloudflare Access (`originRequest.access.required`): the
+    /// connector fetches Access's signing keys from Cloudflare on TCP 443.
+    pub uses_access: bool,
 }
 
 /// One ingress rule that passed validation.
@@ -272,6 +275,23 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
         }
     }
 
+    let uses_access = spec.ingress.iter().any(|r| {
+        r.origin_request
+            .as_ref()
+            .and_then(|o| o.access.as_ref())
+            .is_some_and(|a| a.required == Some(true))
+    });
+    for (i, cidr) in spec.egress.cloudflare_access.iter().enumerate() {
+        if let Err(e) = check_cidr(cidr) {
+            errs.push(format!("spec.egress.cloudflareAccess[{i}]"), e);
+        }
+    }
+    if uses_access && spec.egress.cloudflare_access.is_empty() {
+        errs.push(
+            "spec.egress.cloudflareAccess",
+            "must list at least one CIDR: a rule requires Access, whose signing keys the connector fetches from Cloudflare on 443",
+        );
+    }
     platform::check_pod(&spec.pod, &mut errs);
     let grace_period = platform::check_connector(&spec.connector, &mut errs);
     if let Some(dns) = &spec.dns {
@@ -285,6 +305,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
             fallback,
             grace_period,
             region: spec.connector.region,
+            uses_access,
         }),
         _ => Err(errs),
     }
@@ -392,6 +413,13 @@ fn check_origin_request(path: &str, o: &OriginRequest, errs: &mut ValidationErro
             errs.push(
                 format!("{path}.access.teamName"),
                 "is required when audTag is set",
+            );
+        } else if access.required == Some(true) && team.is_empty() {
+            // cloudflared accepts it, then fails every request: the signing keys would be
+            // fetched from https://.cloudflareaccess.com.
+            errs.push(
+                format!("{path}.access.teamName"),
+                "is required when access.required is true: cloudflared fetches the signing keys from <teamName>.cloudflareaccess.com",
             );
         }
     }

@@ -59,8 +59,7 @@ pub const DURATION: &str =
     "self.matches('^(0|(([0-9]+\\\\.?[0-9]*|\\\\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$')";
 pub const DURATION_MESSAGE: &str = "must be a duration such as 30s, 1m30s or 500ms";
 
-pub const ACCESS_TEAM: &str =
-    "!has(self.audTag) || size(self.audTag) == 0 || (has(self.teamName) && self.teamName != '')";
+pub const ACCESS_TEAM: &str = "((!has(self.audTag) || size(self.audTag) == 0) && !(has(self.required) && self.required)) || (has(self.teamName) && self.teamName != '')";
 
 pub const PEERS_SELECTED: &str = "(has(self.namespaceLabels) && size(self.namespaceLabels) > 0) || (has(self.podLabels) && size(self.podLabels) > 0)";
 

@@ -241,12 +241,13 @@ pub struct OriginRequest {
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
-#[x_kube(validation = Rule::new(cel::ACCESS_TEAM).message("access.teamName is required when access.audTag is set"))]
+#[x_kube(validation = Rule::new(cel::ACCESS_TEAM).message("access.teamName is required when access.audTag is set or access.required is true"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<bool>,
-    /// The Zero Trust team name; required when `audTag` is set.
+    /// The Zero Trust team name: cloudflared fetches Access's signing keys from
+    /// `<teamName>.cloudflareaccess.com`. Required when `required` or `audTag` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = DNS_NAME_MAX))]
     pub team_name: Option<String>,
@@ -271,6 +272,13 @@ pub struct Egress {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub extra_origins: Vec<ExtraOrigin>,
+    /// CIDRs of Cloudflare, reached on TCP 443 only by a tunnel whose rules require Access:
+    /// cloudflared fetches Access's signing keys from `<teamName>.cloudflareaccess.com`.
+    /// Defaults to Cloudflare's published ranges.
+    #[serde(default = "default_cloudflare_access")]
+    #[schemars(length(max = 64), inner(length(max = 43)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR such as 104.16.0.0/13"))]
+    pub cloudflare_access: Vec<String>,
 }
 
 impl Default for Egress {
@@ -279,8 +287,40 @@ impl Default for Egress {
             cloudflare_edge: default_cloudflare_edge(),
             dns: DnsPeer::default(),
             extra_origins: Vec::new(),
+            cloudflare_access: default_cloudflare_access(),
         }
     }
+}
+
+/// Cloudflare's published IP ranges (cloudflare.com/ips-v4 and ips-v6), where
+/// `<team>.cloudflareaccess.com` answers.
+pub fn default_cloudflare_access() -> Vec<String> {
+    [
+        "173.245.48.0/20",
+        "103.21.244.0/22",
+        "103.22.200.0/22",
+        "103.31.4.0/22",
+        "141.101.64.0/18",
+        "108.162.192.0/18",
+        "190.93.240.0/20",
+        "188.114.96.0/20",
+        "197.234.240.0/22",
+        "198.41.128.0/17",
+        "162.158.0.0/15",
+        "104.16.0.0/13",
+        "104.24.0.0/14",
+        "172.64.0.0/13",
+        "131.0.72.0/22",
+        "2400:cb00::/32",
+        "2606:4700::/32",
+        "2803:f800::/32",
+        "2405:b500::/32",
+        "2405:8100::/32",
+        "2a06:98c0::/29",
+        "2c0f:f248::/32",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The documented region1/region2 ranges of the Cloudflare edge.

@@ -227,7 +227,8 @@ pub fn render(
 
     let namespace = meta.namespace.clone().unwrap_or_default();
     let resolution = origins::resolve(validated, &tunnel.spec, &namespace, &deref.services);
-    let network_policy = network_policy::network_policy(&tunnel.spec, &name, meta, &resolution);
+    let network_policy =
+        network_policy::network_policy(&tunnel.spec, validated, &name, meta, &resolution);
 
     let mut children = Children {
         network_policy,

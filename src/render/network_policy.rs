@@ -13,7 +13,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::origins::Resolution;
 use crate::api::SecureTunnelSpec;
-use crate::names::{selector_labels, DNS_PORT, EDGE_PORT, METRICS_PORT, NAMESPACE_NAME_LABEL};
+use crate::names::{
+    selector_labels, DNS_PORT, EDGE_PORT, HTTPS_PORT, METRICS_PORT, NAMESPACE_NAME_LABEL,
+};
+use crate::validate::ValidatedSpec;
 
 fn port(protocol: &str, port: IntOrString) -> NetworkPolicyPort {
     NetworkPolicyPort {
@@ -49,6 +52,7 @@ fn ip_block(cidr: &str) -> NetworkPolicyPeer {
 
 pub fn network_policy(
     spec: &SecureTunnelSpec,
+    validated: &ValidatedSpec,
     tunnel_name: &str,
     meta: ObjectMeta,
     resolution: &Resolution,
@@ -80,7 +84,6 @@ pub fn network_policy(
             ]),
         },
     ];
-
     for ((namespace, pod_labels), ports) in &resolution.pods {
         egress.push(NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
@@ -124,6 +127,21 @@ pub fn network_policy(
                     .map(|p| port("TCP", IntOrString::Int(p)))
                     .collect(),
             ),
+        });
+    }
+    // Only a tunnel whose rules require Access may reach Cloudflare on 443: the keys that
+    // sign Access's tokens are fetched from <teamName>.cloudflareaccess.com on the first
+    // request. No other tunnel gets any 443 egress from this rule.
+    if validated.uses_access {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(
+                spec.egress
+                    .cloudflare_access
+                    .iter()
+                    .map(|c| ip_block(c))
+                    .collect(),
+            ),
+            ports: Some(vec![port("TCP", IntOrString::Int(i32::from(HTTPS_PORT)))]),
         });
     }
 

@@ -428,3 +428,96 @@ fn named_ports_convert_to_int_or_string() {
         IntOrString::Int(80)
     );
 }
+
+/// Every (port, protocol, peer CIDRs) egress rule that opens `port`.
+fn egress_on(np: &NetworkPolicy, port: i32) -> Vec<(String, Vec<String>)> {
+    np.spec
+        .as_ref()
+        .and_then(|s| s.egress.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|rule| {
+            let ports = rule.ports.clone().unwrap_or_default();
+            let p = ports
+                .iter()
+                .find(|p| p.port == Some(IntOrString::Int(port)))?;
+            let cidrs = rule
+                .to
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|peer| peer.ip_block.map(|b| b.cidr))
+                .collect();
+            Some((p.protocol.clone().unwrap_or_default(), cidrs))
+        })
+        .collect()
+}
+
+#[test]
+fn only_a_tunnel_that_requires_access_may_reach_cloudflare_on_443() {
+    let mut t = tunnel(&["http://web.apps.svc:80"]);
+    let (np, _) = policy(&t, &[web()]);
+    assert_eq!(egress_on(&np, 443), vec![], "no Access, no 443 at all");
+
+    // Access configured but not required: cloudflared builds no validator, fetches nothing.
+    t.spec.ingress[0].origin_request = Some(crate::api::OriginRequest {
+        access: Some(crate::api::AccessSettings {
+            required: Some(false),
+            team_name: Some("example".into()),
+            aud_tag: vec!["aud".into()],
+        }),
+        ..Default::default()
+    });
+    let (np, _) = policy(&t, &[web()]);
+    assert_eq!(egress_on(&np, 443), vec![]);
+
+    if let Some(access) = t.spec.ingress[0]
+        .origin_request
+        .as_mut()
+        .and_then(|o| o.access.as_mut())
+    {
+        access.required = Some(true);
+    }
+    let (np, _) = policy(&t, &[web()]);
+    assert_eq!(
+        egress_on(&np, 443),
+        vec![("TCP".to_string(), crate::api::default_cloudflare_access())],
+        "TCP 443 to Cloudflare's published ranges, and nowhere else"
+    );
+    assert!(
+        crate::api::default_cloudflare_access()
+            .iter()
+            .any(|c| c.contains(':')),
+        "IPv6 too"
+    );
+
+    t.spec.egress.cloudflare_access = vec!["104.16.0.0/13".into()];
+    let (np, _) = policy(&t, &[web()]);
+    assert_eq!(
+        egress_on(&np, 443),
+        vec![("TCP".to_string(), vec!["104.16.0.0/13".to_string()])]
+    );
+}
+
+#[test]
+fn the_config_has_no_top_level_origin_request_which_cloudflared_would_not_enforce() {
+    let mut t = tunnel(&["http://web.apps.svc:80"]);
+    t.spec.ingress[0].origin_request = Some(crate::api::OriginRequest {
+        access: Some(crate::api::AccessSettings {
+            required: Some(true),
+            team_name: Some("example".into()),
+            aud_tag: vec!["aud".into()],
+        }),
+        ..Default::default()
+    });
+    let yaml = config::render_config(&t.spec).expect("config");
+    let doc: serde_json::Value = serde_norway::from_str(&yaml).expect("yaml");
+    assert!(doc.get("originRequest").is_none(), "{yaml}");
+    assert_eq!(
+        doc["ingress"][0]["originRequest"]["access"]["required"],
+        true
+    );
+    assert_eq!(
+        doc["ingress"][0]["originRequest"]["access"]["teamName"],
+        "example"
+    );
+}

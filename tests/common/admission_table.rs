@@ -190,6 +190,9 @@ pub fn bad_cases() -> Vec<Bad> {
         bad("negative connection count", one(OR, json!({ "keepAliveConnections": -1 })), op("spec.ingress[0].originRequest.keepAliveConnections", "must not be negative"), Admission::Refuses("spec.ingress[0].originRequest.keepAliveConnections")),
         bad("keep-alive count as text", one(OR, json!({ "keepAliveConnections": "ten" })), Operator::CannotParse, Admission::Refuses("spec.ingress[0].originRequest.keepAliveConnections")),
         bad("audTag without teamName", one(OR, json!({ "access": { "required": true, "audTag": ["abc"] } })), op("spec.ingress[0].originRequest.access.teamName", "required when audTag is set"), Admission::Refuses("spec.ingress[0].originRequest.access")),
+        bad("Access required without teamName", one(OR, json!({ "access": { "required": true } })), op("spec.ingress[0].originRequest.access.teamName", "is required when access.required is true"), Admission::Refuses("spec.ingress[0].originRequest.access")),
+        bad("Access ranges not CIDRs", one("spec.egress", json!({ "cloudflareAccess": ["cloudflare.com"] })), op("spec.egress.cloudflareAccess[0]", "is not a CIDR"), Admission::Refuses("spec.egress.cloudflareAccess")),
+        bad("Access required with no range to fetch its keys from", vec![("spec.ingress[0].originRequest", json!({ "access": { "required": true, "teamName": "example", "audTag": ["a"] } })), ("spec.egress", json!({ "cloudflareAccess": [] }))], op("spec.egress.cloudflareAccess", "must list at least one CIDR"), Admission::CannotExpress("an empty list is wrong only together with a rule that requires Access, across two fields; the operator checks the pair")),
         bad("origin server name with underscore", one(OR, json!({ "originServerName": "bad_name.example" })), op("spec.ingress[0].originRequest.originServerName", "not a valid DNS name"), Admission::Refuses("spec.ingress[0].originRequest.originServerName")),
         bad("noTLSVerify as text", one(OR, json!({ "noTLSVerify": "yes" })), Operator::CannotParse, Admission::Refuses("spec.ingress[0].originRequest.noTLSVerify")),
         bad("fallback status out of range", one("spec.fallback", json!("http_status:42")), op("spec.fallback", "from 100 to 999"), Admission::Refuses("spec.fallback")),
@@ -251,6 +254,7 @@ pub fn good_cases() -> Vec<(&'static str, Vec<(&'static str, Value)>)> {
             "access": { "required": true, "teamName": "example", "audTag": ["aud1"] }
         }))),
         ("fallback 503", one("spec.fallback", json!("http_status:503"))),
+        ("Access with Cloudflare's ranges narrowed", vec![("spec.ingress[0].originRequest", json!({ "access": { "required": true, "teamName": "example", "audTag": ["a"] } })), ("spec.egress", json!({ "cloudflareAccess": ["104.16.0.0/13", "2606:4700::/32"] }))]),
         ("extra origins v4 and v6", one("spec.egress", json!({ "extraOrigins": [ { "cidr": "10.20.0.0/16", "ports": [443, 8443] }, { "cidr": "2606:50c0::/32", "ports": [443] } ] }))),
         ("custom DNS", one("spec.egress", json!({ "dns": { "namespace": "dns-system", "podLabels": { "app.kubernetes.io/name": "coredns" } } }))),
         ("metrics from monitoring", one("spec.metrics", json!({ "allowFrom": { "namespaceLabels": { "kubernetes.io/metadata.name": "monitoring" } } }))),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
@@ -21,10 +21,11 @@ use crate::api::SecureTunnel;
 use crate::children::{ChildKind, Integration};
 use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
-use crate::names::{managed_selector, MANAGED_BY};
+use crate::names::{managed_selector, unmanaged_selector, MANAGED_BY};
 use crate::origin::ServiceRef;
 use crate::reconcile::cache::ChildCache;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
+use crate::validate::CaKind;
 
 /// Every resource the controller lists and watches with these integrations, as (group,
 /// plural): src/rbac.rs must grant `list` and `watch` on each (a test checks it).
@@ -35,7 +36,7 @@ pub fn watched(integrations: &[Integration]) -> Vec<(&'static str, &'static str)
             .into_iter()
             .map(|k| (k.group(), k.plural())),
     );
-    out.extend([("", "services"), ("", "secrets")]);
+    out.extend([("", "services"), ("", "secrets"), ("", "configmaps")]);
     out
 }
 
@@ -112,7 +113,7 @@ fn child_watches(
         .collect()
 }
 
-/// Tunnels in the Secret's namespace that take their token from it.
+/// Tunnels in the Secret's namespace that take their token, or a rule's CA bundle, from it.
 fn tunnels_using_secret(
     tunnels: &Store<SecureTunnel>,
     secret: &PartialObjectMeta<Secret>,
@@ -122,9 +123,43 @@ fn tunnels_using_secret(
     tunnels
         .state()
         .iter()
-        .filter(|t| t.namespace() == namespace && t.spec.token_secret_ref.name == name)
+        .filter(|t| t.namespace() == namespace)
+        .filter(|t| t.spec.token_secret_ref.name == name || uses_ca_from(t, CaKind::Secret, &name))
         .map(|t| ObjectRef::from_obj(t.as_ref()))
         .collect()
+}
+
+/// Tunnels in the ConfigMap's namespace whose rules take a CA bundle from it.
+fn tunnels_using_config_map(
+    tunnels: &Store<SecureTunnel>,
+    config_map: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<SecureTunnel>> {
+    let namespace = config_map.namespace();
+    let name = config_map.name_any();
+    tunnels
+        .state()
+        .iter()
+        .filter(|t| t.namespace() == namespace && uses_ca_from(t, CaKind::ConfigMap, &name))
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}
+
+/// Whether a rule of the tunnel names a CA bundle in the `kind` object `name`.
+fn uses_ca_from(tunnel: &SecureTunnel, kind: CaKind, name: &str) -> bool {
+    tunnel.spec.ingress.iter().any(|rule| {
+        let Some(ca) = rule
+            .origin_request
+            .as_ref()
+            .and_then(|o| o.ca_pool.as_ref())
+        else {
+            return false;
+        };
+        let reference = match kind {
+            CaKind::ConfigMap => &ca.config_map_key_ref,
+            CaKind::Secret => &ca.secret_key_ref,
+        };
+        reference.as_ref().is_some_and(|r| r.name == name)
+    })
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C, then lets running reconciles
@@ -219,7 +254,10 @@ async fn run_scope(
         token_secrets_writer,
         watcher(
             api_for::<PartialObjectMeta<Secret>>(&client, namespace),
-            watcher::Config::default().any_semantic(),
+            // The children's Secrets hold no token of the user's.
+            watcher::Config::default()
+                .labels(&unmanaged_selector())
+                .any_semantic(),
         )
         .modify(|meta| {
             meta.metadata.managed_fields = None;
@@ -230,6 +268,18 @@ async fn run_scope(
     )
     .default_backoff()
     .touched_objects();
+
+    // ConfigMaps a rule may take a CA bundle from: their metadata only, to notice a
+    // change (the bundle itself is read when a tunnel that names it is reconciled).
+    let config_maps_stream = watcher(
+        api_for::<PartialObjectMeta<ConfigMap>>(&client, namespace),
+        watcher::Config::default()
+            .labels(&unmanaged_selector())
+            .any_semantic(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let tunnels_for_config_maps = tunnel_store.clone();
 
     info!(
         namespace = namespace.unwrap_or("<all>"),
@@ -245,6 +295,9 @@ async fn run_scope(
         })
         .watches_stream(token_secrets_stream, move |secret| {
             tunnels_using_secret(&tunnel_store, &secret)
+        })
+        .watches_stream(config_maps_stream, move |config_map| {
+            tunnels_using_config_map(&tunnels_for_config_maps, &config_map)
         })
         .watches_stream(service_stream, move |service| {
             index.tunnels_using(&ServiceRef {
@@ -303,6 +356,60 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_ca_bundle_change_triggers_the_tunnels_whose_rules_name_it() {
+        let with_ca = |namespace: &str, name: &str, kind: CaKind, source: &str| {
+            let mut t = tunnel(namespace, name, "token");
+            let reference = Some(crate::api::KeyRef {
+                name: source.into(),
+                key: "ca.crt".into(),
+            });
+            let ca = match kind {
+                CaKind::ConfigMap => crate::api::CaPool {
+                    config_map_key_ref: reference,
+                    ..Default::default()
+                },
+                CaKind::Secret => crate::api::CaPool {
+                    secret_key_ref: reference,
+                    ..Default::default()
+                },
+            };
+            t.spec.ingress[0]
+                .origin_request
+                .get_or_insert_with(Default::default)
+                .ca_pool = Some(ca);
+            t
+        };
+        let mut writer: Writer<SecureTunnel> = Writer::default();
+        for t in [
+            with_ca("apps", "a", CaKind::ConfigMap, "internal-ca"),
+            with_ca("apps", "b", CaKind::Secret, "internal-ca"),
+            with_ca("ops", "c", CaKind::ConfigMap, "internal-ca"),
+            tunnel("apps", "d", "token"),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(t));
+        }
+        let store = writer.as_reader();
+        let config_map = PartialObjectMeta::<ConfigMap> {
+            metadata: kube::api::ObjectMeta {
+                name: Some("internal-ca".into()),
+                namespace: Some("apps".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let names = |refs: Vec<ObjectRef<SecureTunnel>>| {
+            let mut n: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(tunnels_using_config_map(&store, &config_map)), ["a"]);
+        assert_eq!(
+            names(tunnels_using_secret(&store, &secret("apps", "internal-ca"))),
+            ["b"]
+        );
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
 
+/// Label selector matching every object this operator did not create: the watches of the
+/// user's Secrets and ConfigMaps (tokens, CA bundles) leave the children out.
+pub fn unmanaged_selector() -> String {
+    format!("{MANAGED_BY_LABEL}!={MANAGED_BY}")
+}
+
 /// The labels that select one tunnel's connector pods (immutable in a Deployment).
 pub fn selector_labels(tunnel_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -92,6 +98,11 @@ annotation!(
 annotation!(
     /// Hash of the tunnel token, on the pod template: rotating the token rolls the pods.
     TOKEN_HASH_ANNOTATION = "token-hash"
+);
+annotation!(
+    /// Hash of the CA bundles the rules' `caPool`s name, on the pod template: a changed
+    /// bundle rolls the pods (cloudflared reads it when an origin starts).
+    CA_HASH_ANNOTATION = "ca-hash"
 );
 annotation!(
     /// On a DNSEndpoint: which external-dns publishes it (`spec.dns.recordOwner`), for

@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use serde::Deserialize;
 
 use crate::api::SecureTunnel;
 use crate::origin::ServiceRef;
 use crate::render::{desired_children, workload::TOKEN_KEY, Dereferenced};
 use crate::token::TunnelToken;
+use crate::validate::{CaKey, CaKind};
 use crate::{Error, Result};
 
 /// The namespace assumed for objects in the file that name none.
@@ -48,6 +49,7 @@ pub struct RenderInput<'a> {
 struct Objects {
     tunnels: Vec<SecureTunnel>,
     secrets: Vec<Secret>,
+    config_maps: Vec<ConfigMap>,
     services: BTreeMap<ServiceRef, Service>,
 }
 
@@ -104,9 +106,11 @@ pub fn render_file(args: RenderInput<'_>) -> Result<Rendered> {
                 "{label}: has no uid yet, so its children carry no ownerReference (the cluster adds it)"
             ));
         }
+        let ca_bundles = ca_bundles(tunnel, &objects, &label, &mut out.notes);
         let deref = Dereferenced {
             token,
             services: objects.services.clone(),
+            ca_bundles,
         };
         match desired_children(tunnel, &deref) {
             Ok(children) => {
@@ -169,6 +173,7 @@ fn read_objects(
                 objects.tunnels.push(tunnel);
             }
             "Secret" => objects.secrets.push(typed(&at, value)?),
+            "ConfigMap" => objects.config_maps.push(typed(&at, value)?),
             "Service" => {
                 let service: Service = typed(&at, value)?;
                 let key = ServiceRef {
@@ -197,6 +202,81 @@ fn typed<T: serde::de::DeserializeOwned>(at: &str, value: serde_norway::Value) -
             path => format!("{path}: {}", e.inner()),
         },
     })
+}
+
+/// The CA bundles the tunnel's rules name, from ConfigMaps and Secrets in the files; each
+/// one missing is noted (the pod annotation then hashes what is known).
+fn ca_bundles(
+    tunnel: &SecureTunnel,
+    objects: &Objects,
+    label: &str,
+    notes: &mut Vec<String>,
+) -> BTreeMap<CaKey, Vec<u8>> {
+    let Ok(validated) = crate::validate::validate(
+        tunnel.metadata.name.as_deref().unwrap_or_default(),
+        &tunnel.spec,
+    ) else {
+        return BTreeMap::new();
+    };
+    let namespace = tunnel
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(DEFAULT_NAMESPACE);
+    let same = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, name: &str| {
+        meta.name.as_deref() == Some(name)
+            && meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE) == namespace
+    };
+    let mut out = BTreeMap::new();
+    for key in validated.ca_sources.keys() {
+        let (kind, name, item) = &key;
+        let content = match kind {
+            CaKind::ConfigMap => objects
+                .config_maps
+                .iter()
+                .find(|c| same(&c.metadata, name))
+                .and_then(|c| {
+                    let text = c
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get(item))
+                        .map(|v| v.as_bytes().to_vec());
+                    text.or_else(|| {
+                        c.binary_data
+                            .as_ref()
+                            .and_then(|d| d.get(item))
+                            .map(|v| v.0.clone())
+                    })
+                }),
+            CaKind::Secret => objects
+                .secrets
+                .iter()
+                .find(|s| same(&s.metadata, name))
+                .and_then(|s| {
+                    let text = s
+                        .string_data
+                        .as_ref()
+                        .and_then(|d| d.get(item))
+                        .map(|v| v.as_bytes().to_vec());
+                    text.or_else(|| {
+                        s.data
+                            .as_ref()
+                            .and_then(|d| d.get(item))
+                            .map(|v| v.0.clone())
+                    })
+                }),
+        };
+        match content {
+            Some(content) => {
+                out.insert(key, content);
+            }
+            None => notes.push(format!(
+                "{label}: {} {namespace}/{name} key {item:?} (a caPool) is not in the input; the pods' CA hash leaves it out",
+                kind.as_str()
+            )),
+        }
+    }
+    out
 }
 
 /// The token from a Secret in the file, when the tunnel names one there.

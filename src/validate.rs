@@ -16,8 +16,10 @@ use crate::origin::{
     check_dns_name, parse_service, service_name, Host, Origin, ServiceName, ServiceRef,
 };
 
+mod ca;
 mod fields;
 mod platform;
+pub use ca::{CaKey, CaKind, CaSource, CaSources, CA_DIR};
 use fields::{
     check_cidr, check_duration, check_hostname, check_image, check_label, check_namespace_name,
     check_object_name,
@@ -92,6 +94,8 @@ pub struct ValidatedSpec {
     /// Some rule requires Cloudflare Access (`originRequest.access.required`): the
     /// connector fetches Access's signing keys from Cloudflare on TCP 443.
     pub uses_access: bool,
+    /// The ConfigMaps and Secrets the rules take CA bundles from.
+    pub ca_sources: CaSources,
 }
 
 /// One ingress rule that passed validation.
@@ -101,6 +105,8 @@ pub struct ValidatedRule {
     pub index: usize,
     /// Its `service`, parsed.
     pub origin: Origin,
+    /// The file its `originRequest.caPool` becomes in the pods.
+    pub ca_file: Option<String>,
 }
 
 impl ValidatedSpec {
@@ -191,9 +197,20 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
     }
     let mut seen: std::collections::HashMap<(String, &str), usize> =
         std::collections::HashMap::new();
+    let mut ca_sources = CaSources::default();
     for (i, rule) in spec.ingress.iter().enumerate() {
-        if let Some(origin) = check_rule(&format!("spec.ingress[{i}]"), rule, &mut errs) {
-            rules.push(ValidatedRule { index: i, origin });
+        let path = format!("spec.ingress[{i}]");
+        let ca_file = rule
+            .origin_request
+            .as_ref()
+            .and_then(|o| o.ca_pool.as_ref())
+            .and_then(|ca| ca_sources.add(&format!("{path}.originRequest.caPool"), ca, &mut errs));
+        if let Some(origin) = check_rule(&path, rule, &mut errs) {
+            rules.push(ValidatedRule {
+                index: i,
+                origin,
+                ca_file,
+            });
         }
         // cloudflared uses the first match: a repeated hostname + path is dead.
         let key = (
@@ -306,6 +323,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
             grace_period,
             region: spec.connector.region,
             uses_access,
+            ca_sources,
         }),
         _ => Err(errs),
     }

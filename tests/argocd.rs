@@ -143,6 +143,18 @@ fn each_state_maps_to_the_right_health() {
                 1,
                 1,
                 conds(
+                    ("False", "CAPoolMissing"),
+                    ("False", "Blocked"),
+                    ("False", "AsExpected"),
+                ),
+            ),
+            "Degraded",
+        ),
+        (
+            tunnel(
+                1,
+                1,
+                conds(
                     ("True", "ConnectorsReady"),
                     ("False", "RolloutComplete"),
                     ("True", "UnresolvedOrigin"),

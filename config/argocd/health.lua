@@ -29,7 +29,7 @@ if obj.metadata ~= nil and obj.metadata.generation ~= nil and obj.status.observe
   return hs
 end
 
-local blocked = { InvalidSpec = true, TokenSecretMissing = true, TokenInvalid = true, NameConflict = true }
+local blocked = { InvalidSpec = true, TokenSecretMissing = true, TokenInvalid = true, CAPoolMissing = true, NameConflict = true }
 if ready.status == "False" and blocked[ready.reason] then
   hs.status = "Degraded"
   hs.message = ready.reason .. ": " .. (ready.message or "")

@@ -99,3 +99,8 @@ pub const SPREAD_VALID: &str =
     "self.all(c, c.maxSkew >= 1 && c.whenUnsatisfiable in ['DoNotSchedule', 'ScheduleAnyway'])";
 pub const SPREAD_VALID_MESSAGE: &str =
     "each constraint needs maxSkew >= 1 and whenUnsatisfiable DoNotSchedule or ScheduleAnyway";
+
+/// A CA bundle comes from exactly one place.
+pub const ONE_CA_SOURCE: &str = "has(self.configMapKeyRef) != has(self.secretKeyRef)";
+pub const ONE_CA_SOURCE_MESSAGE: &str =
+    "caPool needs exactly one of configMapKeyRef and secretKeyRef";

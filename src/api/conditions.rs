@@ -22,6 +22,8 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_TOKEN_SECRET_MISSING: &str = "TokenSecretMissing";
 pub const REASON_TOKEN_INVALID: &str = "TokenInvalid";
 pub const REASON_NAME_CONFLICT: &str = "NameConflict";
+/// A rule's `caPool` names a ConfigMap or Secret (or key) that does not exist.
+pub const REASON_CA_POOL_MISSING: &str = "CAPoolMissing";
 
 // Progressing reasons.
 pub const REASON_ROLLING_OUT: &str = "RollingOut";

@@ -3,8 +3,10 @@
 
 pub mod cel;
 pub mod conditions;
+mod origin_request;
 mod platform;
 mod tunnel;
 
+pub use origin_request::*;
 pub use platform::*;
 pub use tunnel::*;

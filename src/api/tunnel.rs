@@ -6,10 +6,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cel;
+use super::origin_request::OriginRequest;
 use super::platform::{Connector, Dns, PodMonitorSettings, PodOverrides, Sandbox};
 use crate::names::{
-    DNS_LABEL_MAX, DNS_NAME_MAX, MAX_DURATION_LEN, MAX_IMAGE_LEN, MAX_INGRESS_RULES, MAX_PATH_LEN,
-    MAX_REPLICAS, MAX_SERVICE_LEN, MIN_REPLICAS,
+    DNS_LABEL_MAX, DNS_NAME_MAX, MAX_IMAGE_LEN, MAX_INGRESS_RULES, MAX_PATH_LEN, MAX_REPLICAS,
+    MAX_SERVICE_LEN, MIN_REPLICAS,
 };
 
 /// The cloudflared image used when `spec.image` is not set. Must support
@@ -170,90 +171,6 @@ pub struct IngressRule {
     pub service: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_request: Option<OriginRequest>,
-}
-
-/// The subset of cloudflared's `originRequest` settings that make sense in a
-/// sandboxed pod. Bastion mode, SOCKS proxying and CA files on disk are left
-/// out on purpose.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OriginRequest {
-    /// Timeout for establishing a connection to the origin (Go duration, e.g. `30s`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = MAX_DURATION_LEN))]
-    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
-    pub connect_timeout: Option<String>,
-    /// Timeout for the TLS handshake with the origin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = MAX_DURATION_LEN))]
-    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
-    pub tls_timeout: Option<String>,
-    /// TCP keep-alive period for origin connections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = MAX_DURATION_LEN))]
-    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
-    pub tcp_keep_alive: Option<String>,
-    /// Idle time after which an origin keep-alive connection is closed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = MAX_DURATION_LEN))]
-    #[x_kube(validation = Rule::new(cel::DURATION).message(cel::DURATION_MESSAGE))]
-    pub keep_alive_timeout: Option<String>,
-    /// Maximum idle keep-alive connections to the origin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub keep_alive_connections: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub no_happy_eyeballs: Option<bool>,
-    /// Host header sent to the origin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = DNS_NAME_MAX))]
-    pub http_host_header: Option<String>,
-    /// Hostname expected on the origin's TLS certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = DNS_NAME_MAX),
-        regex(
-            pattern = r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$"
-        )
-    )]
-    pub origin_server_name: Option<String>,
-    #[serde(
-        default,
-        rename = "matchSNItoHost",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub match_sni_to_host: Option<bool>,
-    /// Skip verification of the origin's TLS certificate.
-    #[serde(
-        default,
-        rename = "noTLSVerify",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub no_tls_verify: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disable_chunked_encoding: Option<bool>,
-    /// Speak HTTP/2 to the origin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http2_origin: Option<bool>,
-    /// Require a Cloudflare Access JWT on every request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access: Option<AccessSettings>,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
-#[x_kube(validation = Rule::new(cel::ACCESS_TEAM).message("access.teamName is required when access.audTag is set or access.required is true"))]
-#[serde(rename_all = "camelCase")]
-pub struct AccessSettings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub required: Option<bool>,
-    /// The Zero Trust team name: cloudflared fetches Access's signing keys from
-    /// `<teamName>.cloudflareaccess.com`. Required when `required` or `audTag` is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = DNS_NAME_MAX))]
-    pub team_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(max = 128)))]
-    pub aud_tag: Vec<String>,
 }
 
 /// The egress allow-list of the connector.

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
@@ -14,7 +14,7 @@ use crate::api::conditions;
 use crate::api::TokenSecretRef;
 use crate::origin::ServiceRef;
 use crate::token::TunnelToken;
-use crate::validate::ValidatedSpec;
+use crate::validate::{CaKey, CaKind, CaSources, ValidatedSpec};
 use crate::{Error, Result};
 
 /// Why the token could not be used; becomes the Ready condition.
@@ -129,6 +129,65 @@ pub async fn read_token(
         cache.put(key, version, token.clone());
     }
     Ok(token)
+}
+
+/// Reads the CA bundles the rules' `caPool`s name (each source once). A missing object or
+/// key is a status (the connector could not start: cloudflared exits when a `caPool` file
+/// is missing), an API failure an error.
+pub async fn read_ca_bundles(
+    client: &Client,
+    namespace: &str,
+    sources: &CaSources,
+) -> Result<Result<BTreeMap<CaKey, Vec<u8>>, TokenProblem>> {
+    let mut bundles = BTreeMap::new();
+    for source in &sources.0 {
+        let object = format!("{} {namespace}/{}", source.kind.as_str(), source.name);
+        let dereference_error = |source| Error::Dereference {
+            object: object.clone(),
+            source,
+        };
+        let data: Option<BTreeMap<String, Vec<u8>>> = match source.kind {
+            CaKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+                .get_opt(&source.name)
+                .await
+                .map_err(dereference_error)?
+                .map(|cm| {
+                    let text = cm.data.unwrap_or_default().into_iter();
+                    let binary = cm.binary_data.unwrap_or_default().into_iter();
+                    text.map(|(k, v)| (k, v.into_bytes()))
+                        .chain(binary.map(|(k, v)| (k, v.0)))
+                        .collect()
+                }),
+            CaKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(&source.name)
+                .await
+                .map_err(dereference_error)?
+                .map(|secret| {
+                    secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect()
+                }),
+        };
+        let Some(mut data) = data else {
+            return Ok(Err(TokenProblem {
+                reason: conditions::REASON_CA_POOL_MISSING,
+                message: format!("{object} (a caPool) not found"),
+            }));
+        };
+        for key in &source.keys {
+            let Some(content) = data.remove(key) else {
+                return Ok(Err(TokenProblem {
+                    reason: conditions::REASON_CA_POOL_MISSING,
+                    message: format!("{object} (a caPool) has no key {key:?}"),
+                }));
+            };
+            bundles.insert((source.kind, source.name.clone(), key.clone()), content);
+        }
+    }
+    Ok(Ok(bundles))
 }
 
 /// The Services the rules name, from the cache (which has listed them all).

@@ -238,24 +238,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
             (Verdict::Blocked { reason, message }, action)
         }
         Decision::Apply { spec, token } => {
-            let deref = Dereferenced {
-                token: Some(token.clone()),
-                services: dereference::read_services(&ctx.stores.services, spec, &namespace),
-            };
-            let children = render::render(&tunnel, spec, &deref)?;
-            for origin in &children.unresolved {
-                warn!(%origin, "origin not opened in the sandbox");
-            }
-            let applied = apply::apply_children(
-                &ctx.client,
-                &ctx.stores.children,
-                &name,
-                &namespace,
-                &uid,
-                &children.objects()?,
-            )
-            .await?;
-            outcome(&applied, token.tunnel_id(), &children)
+            apply_spec(ctx, &tunnel, spec, token, &name, &namespace, &uid).await?
         }
     };
 
@@ -277,6 +260,51 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     .await?;
     ctx.backoff.reset(&key);
     Ok(action)
+}
+
+/// Dereferences the rest of what the spec names (Services, CA bundles), renders, applies.
+async fn apply_spec(
+    ctx: &Context,
+    tunnel: &SecureTunnel,
+    spec: &ValidatedSpec,
+    token: &TunnelToken,
+    name: &str,
+    namespace: &str,
+    uid: &str,
+) -> Result<(Verdict, Action)> {
+    let ca_bundles =
+        match dereference::read_ca_bundles(&ctx.client, namespace, &spec.ca_sources).await? {
+            Ok(bundles) => bundles,
+            Err(problem) => {
+                warn!(reason = problem.reason, "not applying");
+                return Ok((
+                    Verdict::Blocked {
+                        reason: problem.reason,
+                        message: problem.message,
+                    },
+                    Action::requeue(BLOCKED_RECHECK),
+                ));
+            }
+        };
+    let deref = Dereferenced {
+        token: Some(token.clone()),
+        services: dereference::read_services(&ctx.stores.services, spec, namespace),
+        ca_bundles,
+    };
+    let children = render::render(tunnel, spec, &deref)?;
+    for origin in &children.unresolved {
+        warn!(%origin, "origin not opened in the sandbox");
+    }
+    let applied = apply::apply_children(
+        &ctx.client,
+        &ctx.stores.children,
+        name,
+        namespace,
+        uid,
+        &children.objects()?,
+    )
+    .await?;
+    Ok(outcome(&applied, token.tunnel_id(), &children))
 }
 
 /// Backoff for transient errors; spec and token problems never get here. An API server

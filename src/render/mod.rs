@@ -26,7 +26,7 @@ use crate::managed_fields;
 use crate::names::{child_labels, child_name, APPLIED_HASH_ANNOTATION};
 use crate::origin::ServiceRef;
 use crate::token::{sha256_hex, TunnelToken};
-use crate::validate::{self, ValidatedSpec};
+use crate::validate::{self, CaKey, ValidatedSpec};
 use crate::{Error, Result};
 use origins::Unresolved;
 use workload::{PodHashes, CONFIG_KEY, TOKEN_KEY};
@@ -39,6 +39,29 @@ pub struct Dereferenced {
     pub token: Option<TunnelToken>,
     /// The Services the rules name that exist (see [`ValidatedSpec::referenced_services`]).
     pub services: BTreeMap<ServiceRef, Service>,
+    /// The CA bundles the rules' `caPool`s name, by (kind, name, key). Always complete in
+    /// the reconciler; offline, a bundle not in the input files is left out of the hash.
+    pub ca_bundles: BTreeMap<CaKey, Vec<u8>>,
+}
+
+/// `sha256:` over every CA bundle the rules use, in source order; `None` without any.
+fn ca_hash(validated: &ValidatedSpec, bundles: &BTreeMap<CaKey, Vec<u8>>) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    if validated.ca_sources.0.is_empty() {
+        return None;
+    }
+    let mut hasher = Sha256::new();
+    for key in validated.ca_sources.keys() {
+        let (kind, name, item) = &key;
+        let content = bundles.get(&key).map(Vec::as_slice).unwrap_or_default();
+        for part in [kind.as_str().as_bytes(), name.as_bytes(), item.as_bytes()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        hasher.update((content.len() as u64).to_be_bytes());
+        hasher.update(content);
+    }
+    Some(crate::token::hex_digest(&hasher.finalize()))
 }
 
 /// Every object one SecureTunnel becomes, in apply order. `Debug` leaves out
@@ -185,7 +208,7 @@ pub fn render(
         ..Default::default()
     };
 
-    let config_yaml = config::render_config(&tunnel.spec)?;
+    let config_yaml = config::render_config(&tunnel.spec, validated)?;
     let config_hash = sha256_hex(config_yaml.as_bytes());
 
     let secret = Secret {
@@ -212,9 +235,11 @@ pub fn render(
         ..Default::default()
     };
 
+    let ca_hash = ca_hash(validated, &deref.ca_bundles);
     let hashes = PodHashes {
         config: &config_hash,
         token: deref.token.as_ref().map(TunnelToken::hash),
+        ca: ca_hash.as_deref(),
     };
     let deployment = workload::deployment(tunnel, validated, &name, meta.clone(), &hashes);
     let pod_disruption_budget = workload::pod_disruption_budget(tunnel, &name, meta.clone());

@@ -8,8 +8,9 @@ use super::*;
 use crate::api::{
     Connector, Dns, EdgeIpVersion, IngressRule, LogLevel, PodMonitorSettings, Region,
 };
-use crate::names::{selector_labels, RECORD_OWNER_LABEL};
+use crate::names::{selector_labels, CA_HASH_ANNOTATION, RECORD_OWNER_LABEL};
 use crate::test_support::{test_token, TUNNEL_ID};
+use crate::validate::CaKind;
 
 fn render(tunnel: &SecureTunnel) -> Children {
     desired_children(
@@ -304,4 +305,127 @@ fn a_pod_monitor_scrapes_the_connectors_metrics_port_by_name() {
     assert_eq!(Some(endpoint.port.clone()), port_name);
     assert_eq!(endpoint.path, "/metrics");
     assert_eq!(endpoint.interval.as_deref(), Some("15s"));
+}
+
+fn with_ca(tunnel: &mut SecureTunnel, rule: usize, kind: &str, name: &str, key: &str) {
+    let reference = crate::api::KeyRef {
+        name: name.into(),
+        key: key.into(),
+    };
+    let ca = match kind {
+        "ConfigMap" => crate::api::CaPool {
+            config_map_key_ref: Some(reference),
+            ..Default::default()
+        },
+        _ => crate::api::CaPool {
+            secret_key_ref: Some(reference),
+            ..Default::default()
+        },
+    };
+    tunnel.spec.ingress[rule]
+        .origin_request
+        .get_or_insert_with(Default::default)
+        .ca_pool = Some(ca);
+}
+
+fn render_with_ca(tunnel: &SecureTunnel, bundles: &[((CaKind, &str, &str), &str)]) -> Children {
+    desired_children(
+        tunnel,
+        &Dereferenced {
+            token: Some(test_token("c2VjcmV0")),
+            ca_bundles: bundles
+                .iter()
+                .map(|((kind, name, key), pem)| {
+                    (
+                        (*kind, name.to_string(), key.to_string()),
+                        pem.as_bytes().to_vec(),
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        },
+    )
+    .expect("renders")
+}
+
+#[test]
+fn a_private_ca_is_mounted_read_only_named_in_the_config_and_hashed_into_the_pods() {
+    let mut tunnel = SecureTunnel::test().with_rules(&[
+        "https://a.apps.svc:443",
+        "https://b.apps.svc:443",
+        "https://c.apps.svc:443",
+    ]);
+    with_ca(&mut tunnel, 0, "ConfigMap", "internal-ca", "ca.crt");
+    with_ca(&mut tunnel, 1, "ConfigMap", "internal-ca", "other.crt");
+    with_ca(&mut tunnel, 2, "Secret", "partner-ca", "tls.crt");
+    let bundles = [
+        ((CaKind::ConfigMap, "internal-ca", "ca.crt"), "PEM-1"),
+        ((CaKind::ConfigMap, "internal-ca", "other.crt"), "PEM-2"),
+        ((CaKind::Secret, "partner-ca", "tls.crt"), "PEM-3"),
+    ];
+    let children = render_with_ca(&tunnel, &bundles);
+
+    let config: serde_json::Value =
+        serde_norway::from_str(&children.config_map.data.as_ref().expect("data")["config.yaml"])
+            .expect("yaml");
+    let ca_pool = |i: usize| {
+        config["ingress"][i]["originRequest"]["caPool"]
+            .as_str()
+            .map(String::from)
+    };
+    assert_eq!(ca_pool(0).as_deref(), Some("/etc/cloudflared/ca/0/ca.crt"));
+    assert_eq!(
+        ca_pool(1).as_deref(),
+        Some("/etc/cloudflared/ca/0/other.crt")
+    );
+    assert_eq!(ca_pool(2).as_deref(), Some("/etc/cloudflared/ca/1/tls.crt"));
+
+    let pod = pod(&children);
+    let volumes = pod.volumes.clone().unwrap_or_default();
+    let ca0 = volumes.iter().find(|v| v.name == "ca-0").expect("ca-0");
+    let cm = ca0.config_map.as_ref().expect("a ConfigMap volume");
+    assert_eq!(cm.name, "internal-ca");
+    let keys: Vec<&str> = cm.items.iter().flatten().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["ca.crt", "other.crt"], "only the keys the rules use");
+    let ca1 = volumes.iter().find(|v| v.name == "ca-1").expect("ca-1");
+    assert_eq!(
+        ca1.secret.as_ref().and_then(|s| s.secret_name.as_deref()),
+        Some("partner-ca")
+    );
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+    for (name, path) in [
+        ("ca-0", "/etc/cloudflared/ca/0"),
+        ("ca-1", "/etc/cloudflared/ca/1"),
+    ] {
+        let m = mounts.iter().find(|m| m.name == name).expect("mounted");
+        assert_eq!((m.mount_path.as_str(), m.read_only), (path, Some(true)));
+    }
+
+    let hash = |children: &Children| {
+        children
+            .deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CA_HASH_ANNOTATION).cloned())
+    };
+    let before = hash(&children).expect("a CA hash on the pod template");
+    let mut changed = bundles;
+    changed[2].1 = "PEM-3-rotated";
+    assert_ne!(
+        hash(&render_with_ca(&tunnel, &changed)),
+        Some(before.clone()),
+        "a new bundle rolls the pods"
+    );
+    assert_eq!(
+        hash(&render_with_ca(&tunnel, &bundles)),
+        Some(before),
+        "same bundles, same hash"
+    );
+    assert_eq!(
+        hash(&render(&SecureTunnel::test())),
+        None,
+        "no caPool, no annotation"
+    );
 }

@@ -47,6 +47,7 @@ fn policy(t: &SecureTunnel, services: &[(ServiceRef, Service)]) -> (NetworkPolic
     let deref = Dereferenced {
         token: None,
         services: services.iter().cloned().collect(),
+        ca_bundles: Default::default(),
     };
     let children = desired_children(t, &deref).expect("renders");
     let unresolved = children
@@ -509,7 +510,8 @@ fn the_config_has_no_top_level_origin_request_which_cloudflared_would_not_enforc
         }),
         ..Default::default()
     });
-    let yaml = config::render_config(&t.spec).expect("config");
+    let validated = crate::validate::validate("home", &t.spec).expect("valid");
+    let yaml = config::render_config(&t.spec, &validated).expect("config");
     let doc: serde_json::Value = serde_norway::from_str(&yaml).expect("yaml");
     assert!(doc.get("originRequest").is_none(), "{yaml}");
     assert_eq!(

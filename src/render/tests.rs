@@ -100,6 +100,7 @@ fn fixtures_render_to_their_expected_children() {
             &Dereferenced {
                 token: Some(test_token("c2VjcmV0LXZhbHVlLWZvci10ZXN0cw==")),
                 services,
+                ca_bundles: Default::default(),
             },
         )
         .expect("renders");

@@ -19,10 +19,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{Connector, SecureTunnel};
 use crate::names::{
-    metrics_address, selector_labels, CONFIG_HASH_ANNOTATION, METRICS_PORT, METRICS_PORT_NAME,
-    TERMINATION_GRACE_MARGIN_SECONDS, TOKEN_HASH_ANNOTATION,
+    metrics_address, selector_labels, CA_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, METRICS_PORT,
+    METRICS_PORT_NAME, TERMINATION_GRACE_MARGIN_SECONDS, TOKEN_HASH_ANNOTATION,
 };
-use crate::validate::ValidatedSpec;
+use crate::validate::{CaKind, CaSource, ValidatedSpec};
 
 /// The non-root user and group of the distroless cloudflared image.
 pub const CONNECTOR_UID: i64 = 65532;
@@ -56,6 +56,8 @@ pub struct PodHashes<'a> {
     pub config: &'a str,
     /// `None` only offline, when no token was given.
     pub token: Option<&'a str>,
+    /// The CA bundles' hash, when the rules use any.
+    pub ca: Option<&'a str>,
 }
 
 /// cloudflared drains connections for its grace period on SIGTERM; the pod must outlive
@@ -109,6 +111,9 @@ pub fn deployment(
     );
     if let Some(token) = hashes.token {
         pod_annotations.insert(TOKEN_HASH_ANNOTATION.to_string(), token.to_string());
+    }
+    if let Some(ca) = hashes.ca {
+        pod_annotations.insert(CA_HASH_ANNOTATION.to_string(), ca.to_string());
     }
 
     let probe = |failure_threshold: i32| Probe {
@@ -168,20 +173,30 @@ pub fn deployment(
             seccomp_profile: Some(runtime_default_seccomp()),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".to_string(),
-                mount_path: CONFIG_DIR.to_string(),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: "config".to_string(),
+                    mount_path: CONFIG_DIR.to_string(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "token".to_string(),
+                    mount_path: TOKEN_DIR.to_string(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(validated.ca_sources.0.iter().map(|s| VolumeMount {
+                name: s.volume.clone(),
+                mount_path: s.mount_path.clone(),
                 read_only: Some(true),
                 ..Default::default()
-            },
-            VolumeMount {
-                name: "token".to_string(),
-                mount_path: TOKEN_DIR.to_string(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Default::default()
     };
 
@@ -226,36 +241,41 @@ pub fn deployment(
         }),
         topology_spread_constraints: Some(topology_spread(tunnel, tunnel_name)),
         containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: "config".to_string(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: child.clone(),
-                    items: Some(vec![KeyToPath {
-                        key: CONFIG_KEY.to_string(),
-                        path: CONFIG_KEY.to_string(),
+        volumes: Some(
+            [
+                Volume {
+                    name: "config".to_string(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: child.clone(),
+                        items: Some(vec![KeyToPath {
+                            key: CONFIG_KEY.to_string(),
+                            path: CONFIG_KEY.to_string(),
+                            ..Default::default()
+                        }]),
                         ..Default::default()
-                    }]),
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "token".to_string(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(child.clone()),
-                    // Readable by the connector's group (fsGroup) only.
-                    default_mode: Some(0o440),
-                    items: Some(vec![KeyToPath {
-                        key: TOKEN_KEY.to_string(),
-                        path: TOKEN_KEY.to_string(),
+                },
+                Volume {
+                    name: "token".to_string(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(child.clone()),
+                        // Readable by the connector's group (fsGroup) only.
+                        default_mode: Some(0o440),
+                        items: Some(vec![KeyToPath {
+                            key: TOKEN_KEY.to_string(),
+                            path: TOKEN_KEY.to_string(),
+                            ..Default::default()
+                        }]),
                         ..Default::default()
-                    }]),
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ]),
+                },
+            ]
+            .into_iter()
+            .chain(validated.ca_sources.0.iter().map(ca_volume))
+            .collect(),
+        ),
         ..Default::default()
     };
 
@@ -288,6 +308,45 @@ pub fn deployment(
         }),
         status: None,
     }
+}
+
+/// A CA source as a read-only volume of just the keys the rules use (bundles are
+/// public: readable by all).
+fn ca_volume(source: &CaSource) -> Volume {
+    let items = Some(
+        source
+            .keys
+            .iter()
+            .map(|k| KeyToPath {
+                key: k.clone(),
+                path: k.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    );
+    let mut volume = Volume {
+        name: source.volume.clone(),
+        ..Default::default()
+    };
+    match source.kind {
+        CaKind::ConfigMap => {
+            volume.config_map = Some(ConfigMapVolumeSource {
+                name: source.name.clone(),
+                items,
+                default_mode: Some(0o444),
+                ..Default::default()
+            })
+        }
+        CaKind::Secret => {
+            volume.secret = Some(SecretVolumeSource {
+                secret_name: Some(source.name.clone()),
+                items,
+                default_mode: Some(0o444),
+                ..Default::default()
+            })
+        }
+    }
+    volume
 }
 
 /// One voluntary disruption at a time, only when there is more than one connector.

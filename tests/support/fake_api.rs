@@ -87,15 +87,18 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 }
 
 fn label_selector_matches(selector: &str, obj: &Value) -> bool {
-    selector
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .all(|term| match term.split_once('=') {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        // `k!=v`: the label is absent or has another value, as the API server has it.
+        if let Some((k, v)) = term.split_once("!=") {
+            return obj["metadata"]["labels"][k].as_str() != Some(v);
+        }
+        match term.split_once('=') {
             Some((k, v)) => {
                 obj["metadata"]["labels"][k].as_str() == Some(v.trim_start_matches('='))
             }
             None => obj["metadata"]["labels"].get(term).is_some(),
-        })
+        }
+    })
 }
 
 fn field_selector_matches(selector: &str, obj: &Value) -> bool {

@@ -77,6 +77,7 @@ fn children_with(tunnel: &SecureTunnel, token: &str, services: &[Service]) -> Ch
         &Dereferenced {
             token: Some(token),
             services,
+            ca_bundles: Default::default(),
         },
     )
     .expect("renders")
@@ -718,6 +719,7 @@ fn api_error(code: u16, reason: &str, message: &str) -> Reply {
     )
 }
 
+mod ca;
 mod faults;
 mod integrations;
 mod lifecycle;

@@ -7,7 +7,8 @@
 #   loopback: once with the operator installed by Helm (every check), then on a fresh control
 #   plane installed by kustomize.
 #
-# Then the real cloudflared on what `render` produces. Under CI (CI=true) nothing skips: a
+# Then the real cloudflared on what `render` produces, and cyclonus (a NetworkPolicy engine) on
+# its sandbox. Under CI (CI=true) nothing skips: a
 # control plane that cannot be built or started fails the run. Elsewhere the suite skips,
 # saying why, only when neither a cluster nor Go is available, or with SECURETUNNEL_E2E=0.
 set -euo pipefail
@@ -44,7 +45,8 @@ E2E_FAKEEDGE="$(bash "$cluster" bin fakeedge)/fakeedge"
 E2E_EXTERNAL_DNS="$(bash "$cluster" bin external-dns)/external-dns"
 E2E_DNSENDPOINT_CRD="$(bash "$cluster" src external-dns)/config/crd/standard/dnsendpoints.externaldns.k8s.io.yaml"
 E2E_PROMETHEUS_OPERATOR_SRC="$(bash "$cluster" src prometheus-operator)"
-export E2E_HELM E2E_CLOUDFLARED E2E_FAKEEDGE E2E_EXTERNAL_DNS E2E_DNSENDPOINT_CRD E2E_PROMETHEUS_OPERATOR_SRC
+E2E_CYCLONUS="$(bash "$cluster" bin cyclonus)/cyclonus"
+export E2E_HELM E2E_CLOUDFLARED E2E_FAKEEDGE E2E_EXTERNAL_DNS E2E_DNSENDPOINT_CRD E2E_PROMETHEUS_OPERATOR_SRC E2E_CYCLONUS
 if [ $target = local ]; then bash "$cluster" build; fi
 echo "== e2e: tools ready after $((SECONDS - start)) s"
 

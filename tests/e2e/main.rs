@@ -3,7 +3,8 @@
 //!
 //!   cargo test --test e2e -- helm        # install by Helm, then every check
 //!   cargo test --test e2e -- kustomize   # install by kustomize on a fresh control plane
-//!   cargo test --test e2e -- connector   # the real cloudflared on what `render` produces
+//!   cargo test --test e2e -- connector   # the real cloudflared on what `render` produces,
+//!                                        # and cyclonus on its NetworkPolicies
 //!
 //! Each check prints `ok`, `FAIL` (with the object and what differed) or `SKIP` (with the
 //! reason; under CI a skip counts as a failure), and the run ends with
@@ -19,6 +20,7 @@ mod install;
 mod lifecycle;
 mod monitoring;
 mod operations;
+mod sandbox;
 mod support;
 
 use std::process::ExitCode;
@@ -371,7 +373,16 @@ async fn main() -> ExitCode {
         ci: env.ci,
     };
     match (phase.as_str(), Method::parse(&phase)) {
-        ("connector", _) => connector::checks(&env, &mut suite),
+        ("connector", _) => {
+            connector::checks(&env, &mut suite);
+            let name = "sandbox: cyclonus decides every connection from and to each sample's and fixture's connector as expected (tests/fixtures/sandbox/expected.yaml)";
+            match &env.cyclonus {
+                Some(cyclonus) => {
+                    suite.record(name, sandbox::matrix(&env, cyclonus));
+                }
+                None => suite.skip(name, "E2E_CYCLONUS is not set (e2e/run.sh builds it)"),
+            }
+        }
         (_, Some(method)) => {
             if env.kubeconfig.as_os_str().is_empty() {
                 eprintln!(

@@ -53,6 +53,8 @@ pub struct Env {
     pub dnsendpoint_crd: Option<PathBuf>,
     /// The Prometheus Operator's module source (its CRDs).
     pub prometheus_operator_src: Option<PathBuf>,
+    /// cyclonus, a NetworkPolicy engine.
+    pub cyclonus: Option<PathBuf>,
     pub scratch: PathBuf,
     pub ci: bool,
 }
@@ -71,6 +73,7 @@ impl Env {
             external_dns: path("E2E_EXTERNAL_DNS"),
             dnsendpoint_crd: path("E2E_DNSENDPOINT_CRD"),
             prometheus_operator_src: path("E2E_PROMETHEUS_OPERATOR_SRC"),
+            cyclonus: path("E2E_CYCLONUS"),
             scratch,
             ci: std::env::var("CI").is_ok_and(|v| v == "true"),
         }

@@ -252,6 +252,7 @@ fn render_256_rules_micros() -> f64 {
         token: Some(TunnelToken::parse(token(1).as_bytes()).expect("token")),
         services,
         ca_bundles: Default::default(),
+        operator_namespace: None,
     };
     let validated =
         securetunnel_operator::validate::validate("big", &tunnel.spec).expect("a valid spec");

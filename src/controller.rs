@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::names::{managed_selector, unmanaged_selector, MANAGED_BY};
 use crate::origin::ServiceRef;
 use crate::reconcile::cache::ChildCache;
+use crate::reconcile::remote::RemoteConfigChecks;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
 use crate::validate::CaKind;
 
@@ -51,6 +52,11 @@ pub struct Settings {
     pub instance: Option<String>,
     /// The integrations whose kinds the operator watches and writes.
     pub integrations: Vec<Integration>,
+    /// The operator's own namespace: its pods ask connectors which configuration they run.
+    pub operator_namespace: String,
+    /// How often each Ready tunnel's connector is asked which configuration it runs;
+    /// `None`: never.
+    pub config_check_interval: Option<std::time::Duration>,
 }
 
 fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -237,13 +243,24 @@ async fn run_scope(
         }),
     )
     .applied_objects();
-    let context = Arc::new(Context::with_metrics(
+    let mut context = Context::with_metrics(
         client.clone(),
         recorder,
         stores,
         metrics.clone(),
         index.clone(),
-    ));
+    );
+    context.operator_namespace = Some(settings.operator_namespace.clone());
+    // Asks connectors which configuration they run, beside the reconciler; a changed
+    // answer reconciles that tunnel.
+    let (remote_changed, remote_changed_rx) = futures::channel::mpsc::unbounded();
+    let observer = settings.config_check_interval.map(|interval| {
+        let remote = Arc::new(RemoteConfigChecks::every(interval));
+        context.remote = Some(remote.clone());
+        let (client, tunnels) = (client.clone(), tunnel_store.clone());
+        tokio::spawn(async move { remote.observe(client, tunnels, remote_changed).await })
+    });
+    let context = Arc::new(context);
 
     let controller = Controller::for_stream(tunnel_stream, tunnel_store.clone());
     metrics.watch_tunnels(tunnel_store.clone());
@@ -306,6 +323,7 @@ async fn run_scope(
             })
         })
         .reconcile_all_on(recovered_rx)
+        .reconcile_on(remote_changed_rx)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -314,6 +332,9 @@ async fn run_scope(
             }
         })
         .await;
+    if let Some(observer) = observer {
+        observer.abort();
+    }
     info!("controller stopped");
 }
 

@@ -49,6 +49,10 @@ enum Command {
         /// Print the token in the Secret child instead of a placeholder.
         #[arg(long)]
         reveal_token: bool,
+        /// The namespace the operator runs in: the connectors' sandbox lets its pods read
+        /// their /config on the metrics port.
+        #[arg(long, default_value = offline::DEFAULT_OPERATOR_NAMESPACE)]
+        operator_namespace: String,
     },
 }
 
@@ -88,6 +92,10 @@ struct RunArgs {
         env = "INTEGRATIONS"
     )]
     integrations: Vec<Integration>,
+    /// How often, in seconds, each Ready tunnel's connector is asked which configuration
+    /// it runs (a remotely-managed tunnel is reported Degraded); 0: never.
+    #[arg(long, default_value_t = 600)]
+    config_check_interval_seconds: u64,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
@@ -115,6 +123,7 @@ fn render(
     token_file: Option<&PathBuf>,
     services: Option<&PathBuf>,
     reveal_token: bool,
+    operator_namespace: &str,
 ) -> Result<(), Error> {
     let input = read_text(file)?;
     let source = file.display().to_string();
@@ -131,6 +140,7 @@ fn render(
             .map(|(name, text)| (name.as_str(), text.as_str())),
         token: token.as_deref(),
         reveal_token,
+        operator_namespace,
     })?;
     for note in &rendered.notes {
         eprintln!("note: {note}");
@@ -184,6 +194,9 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         concurrency: args.concurrency,
         instance: args.identity.clone(),
         integrations: args.integrations,
+        operator_namespace: args.lease_namespace.clone(),
+        config_check_interval: (args.config_check_interval_seconds > 0)
+            .then(|| std::time::Duration::from_secs(args.config_check_interval_seconds)),
     };
     let controllers = || controller::run(client.clone(), settings.clone(), metrics.clone());
     let result = if args.leader_elect {
@@ -219,7 +232,14 @@ async fn main() -> ExitCode {
             token_file,
             services,
             reveal_token,
-        } => render(&file, token_file.as_ref(), services.as_ref(), reveal_token),
+            operator_namespace,
+        } => render(
+            &file,
+            token_file.as_ref(),
+            services.as_ref(),
+            reveal_token,
+            &operator_namespace,
+        ),
         Command::Run(args) => run(args).await,
     };
     match result {

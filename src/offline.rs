@@ -17,6 +17,10 @@ use crate::{Error, Result};
 /// The namespace assumed for objects in the file that name none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// The namespace assumed for the operator when none is given: the chart's and
+/// kustomize's.
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "securetunnel-system";
+
 /// Written in place of the token unless the caller asks to reveal it.
 pub const REDACTED: &str = "<redacted>";
 
@@ -42,6 +46,8 @@ pub struct RenderInput<'a> {
     pub token: Option<&'a [u8]>,
     /// Print the token instead of [`REDACTED`].
     pub reveal_token: bool,
+    /// The namespace the operator runs in (its pods may read the connectors' `/config`).
+    pub operator_namespace: &'a str,
 }
 
 /// Objects read from the input files, by kind.
@@ -111,6 +117,7 @@ pub fn render_file(args: RenderInput<'_>) -> Result<Rendered> {
             token,
             services: objects.services.clone(),
             ca_bundles,
+            operator_namespace: Some(args.operator_namespace.to_string()),
         };
         match desired_children(tunnel, &deref) {
             Ok(children) => {

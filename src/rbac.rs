@@ -55,6 +55,13 @@ pub fn controller() -> Vec<Access> {
             resources: &["secrets"],
             verbs: &["get", "list", "watch"],
         },
+        // A tunnel's connector pods, listed (by label, in its namespace) to ask one of them
+        // which configuration it runs: never watched, never read otherwise.
+        Access {
+            group: "",
+            resources: &["pods"],
+            verbs: &["list"],
+        },
         // Services the ingress rules name: read to derive the NetworkPolicy.
         Access {
             group: "",

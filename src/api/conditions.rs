@@ -35,6 +35,8 @@ pub const REASON_PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 pub const REASON_CONNECTORS_UNAVAILABLE: &str = "ConnectorsUnavailable";
 pub const REASON_UNRESOLVED_ORIGIN: &str = "UnresolvedOrigin";
+/// A connector runs Cloudflare's dashboard configuration, not `spec.ingress`.
+pub const REASON_REMOTELY_MANAGED: &str = "RemotelyManaged";
 
 // DNSRecords and Monitoring reasons.
 pub const REASON_APPLIED: &str = "Applied";

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cache;
 pub mod context;
 pub mod dereference;
+pub mod remote;
 pub mod update_status;
 
 #[cfg(test)]
@@ -49,6 +50,11 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Each tunnel's spec, validated once per change (fed by the SecureTunnel watch).
     pub index: Arc<TunnelIndex>,
+    /// What connectors said of the configuration they run; `None`: never asked.
+    pub remote: Option<Arc<remote::RemoteConfigChecks>>,
+    /// The operator's namespace, whose pods the connectors' sandbox admits on the metrics
+    /// port (for `remote`).
+    pub operator_namespace: Option<String>,
     backoff: Backoff,
     tokens: TokenCache,
     written_status: WrittenStatus,
@@ -78,6 +84,8 @@ impl Context {
             stores,
             metrics,
             index,
+            remote: None,
+            operator_namespace: None,
             backoff: Backoff::default(),
             tokens: TokenCache::default(),
             written_status: WrittenStatus::default(),
@@ -190,6 +198,7 @@ pub fn outcome(
                         .map(ToString::to_string)
                         .collect(),
                     integrations,
+                    remote_version: None,
                 },
                 Action::requeue(requeue),
             )
@@ -227,7 +236,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     .await?;
     let spec = ctx.index.verdict(&tunnel);
 
-    let (verdict, action) = match decide(&spec, &token) {
+    let (mut verdict, action) = match decide(&spec, &token) {
         Decision::Block {
             reason,
             message,
@@ -248,6 +257,12 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
         .children
         .get(ChildKind::Deployment, &namespace, &child_name(&name))
         .and_then(|d| d.rollout);
+    // What the observer last heard from a connector (see [`remote`]): no I/O here.
+    if let (Verdict::Applied { remote_version, .. }, Some(checks)) = (&mut verdict, &ctx.remote) {
+        if rollout.is_some_and(|r| r.ready() > 0) {
+            *remote_version = checks.known(&namespace, &name);
+        }
+    }
     let status = desired_status(&tunnel, &verdict, rollout, Timestamp::now());
     update_status::write_status(
         &ctx.client,
@@ -290,6 +305,7 @@ async fn apply_spec(
         token: Some(token.clone()),
         services: dereference::read_services(&ctx.stores.services, spec, namespace),
         ca_bundles,
+        operator_namespace: ctx.operator_namespace.clone(),
     };
     let children = render::render(tunnel, spec, &deref)?;
     for origin in &children.unresolved {

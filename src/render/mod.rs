@@ -39,6 +39,9 @@ pub struct Dereferenced {
     pub token: Option<TunnelToken>,
     /// The Services the rules name that exist (see [`ValidatedSpec::referenced_services`]).
     pub services: BTreeMap<ServiceRef, Service>,
+    /// The namespace the operator runs in: its pods may reach the connectors' metrics port
+    /// to read `/config`. `None`: no such rule (the reconciler's tests).
+    pub operator_namespace: Option<String>,
     /// The CA bundles the rules' `caPool`s name, by (kind, name, key). Always complete in
     /// the reconciler; offline, a bundle not in the input files is left out of the hash.
     pub ca_bundles: BTreeMap<CaKey, Vec<u8>>,
@@ -252,8 +255,14 @@ pub fn render(
 
     let namespace = meta.namespace.clone().unwrap_or_default();
     let resolution = origins::resolve(validated, &tunnel.spec, &namespace, &deref.services);
-    let network_policy =
-        network_policy::network_policy(&tunnel.spec, validated, &name, meta, &resolution);
+    let network_policy = network_policy::network_policy(
+        &tunnel.spec,
+        validated,
+        &name,
+        meta,
+        &resolution,
+        deref.operator_namespace.as_deref(),
+    );
 
     let mut children = Children {
         network_policy,

@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::origins::Resolution;
 use crate::api::SecureTunnelSpec;
 use crate::names::{
-    selector_labels, DNS_PORT, EDGE_PORT, HTTPS_PORT, METRICS_PORT, NAMESPACE_NAME_LABEL,
+    selector_labels, DNS_PORT, EDGE_PORT, HTTPS_PORT, MANAGED_BY, METRICS_PORT,
+    NAMESPACE_NAME_LABEL, NAME_LABEL,
 };
 use crate::validate::ValidatedSpec;
 
@@ -56,6 +57,7 @@ pub fn network_policy(
     tunnel_name: &str,
     meta: ObjectMeta,
     resolution: &Resolution,
+    operator_namespace: Option<&str>,
 ) -> NetworkPolicy {
     let dns_peer = NetworkPolicyPeer {
         namespace_selector: Some(namespace_selector(&spec.egress.dns.namespace)),
@@ -153,10 +155,24 @@ pub fn network_policy(
             pod_selector: (!peers.pod_labels.is_empty()).then(|| selector(&peers.pod_labels)),
             ..Default::default()
         };
-        vec![NetworkPolicyIngressRule {
+        NetworkPolicyIngressRule {
             from: Some(vec![peer]),
             ports: Some(vec![port("TCP", IntOrString::Int(i32::from(METRICS_PORT)))]),
-        }]
+        }
+    });
+    // The operator's own pods ask one connector which configuration it runs (GET
+    // /config): a NetworkPolicy cannot narrow a port to a path, so it is port 2000 from
+    // those pods only.
+    let operator = operator_namespace.map(|namespace| NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(namespace_selector(namespace)),
+            pod_selector: Some(selector(&BTreeMap::from([(
+                NAME_LABEL.to_string(),
+                MANAGED_BY.to_string(),
+            )]))),
+            ..Default::default()
+        }]),
+        ports: Some(vec![port("TCP", IntOrString::Int(i32::from(METRICS_PORT)))]),
     });
 
     NetworkPolicy {
@@ -164,7 +180,7 @@ pub fn network_policy(
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(&selector_labels(tunnel_name))),
             policy_types: Some(vec!["Ingress".to_string(), "Egress".to_string()]),
-            ingress: Some(ingress.unwrap_or_default()),
+            ingress: Some(ingress.into_iter().chain(operator).collect()),
             egress: Some(egress),
         }),
     }

@@ -48,6 +48,7 @@ fn policy(t: &SecureTunnel, services: &[(ServiceRef, Service)]) -> (NetworkPolic
         token: None,
         services: services.iter().cloned().collect(),
         ca_bundles: Default::default(),
+        operator_namespace: None,
     };
     let children = desired_children(t, &deref).expect("renders");
     let unresolved = children
@@ -521,5 +522,30 @@ fn the_config_has_no_top_level_origin_request_which_cloudflared_would_not_enforc
     assert_eq!(
         doc["ingress"][0]["originRequest"]["access"]["teamName"],
         "example"
+    );
+}
+
+#[test]
+fn the_operators_pods_and_only_they_may_read_the_connectors_config() {
+    let t = tunnel(&["http://web.apps.svc:80"]);
+    let validated = crate::validate::validate("home", &t.spec).expect("valid");
+    let deref = Dereferenced {
+        operator_namespace: Some("securetunnel-system".into()),
+        ..Default::default()
+    };
+    let np = render(&t, &validated, &deref)
+        .expect("renders")
+        .network_policy;
+    let ingress = serde_json::to_value(np.spec.and_then(|s| s.ingress)).expect("json");
+    assert_eq!(
+        ingress,
+        json!([{
+            "from": [{
+                "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "securetunnel-system" } },
+                "podSelector": { "matchLabels": { "app.kubernetes.io/name": "securetunnel-operator" } }
+            }],
+            "ports": [{ "port": 2000, "protocol": "TCP" }]
+        }]),
+        "no allowFrom: the operator alone"
     );
 }

@@ -101,6 +101,7 @@ fn fixtures_render_to_their_expected_children() {
                 token: Some(test_token("c2VjcmV0LXZhbHVlLWZvci10ZXN0cw==")),
                 services,
                 ca_bundles: Default::default(),
+                operator_namespace: Some(crate::offline::DEFAULT_OPERATOR_NAMESPACE.to_string()),
             },
         )
         .expect("renders");

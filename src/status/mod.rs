@@ -21,6 +21,9 @@ pub enum Verdict {
         unresolved: Vec<String>,
         /// The children of integrations that the spec wants.
         integrations: Vec<IntegrationOutcome>,
+        /// The configuration version a connector reported (`/config`), when one was asked:
+        /// -1 for the local file, 0 and up for Cloudflare's remotely-managed configuration.
+        remote_version: Option<i64>,
     },
     /// Nothing was applied; the reason is a Ready condition reason.
     Blocked {
@@ -42,6 +45,11 @@ pub struct Rollout {
 }
 
 impl Rollout {
+    /// Connector pods that are ready.
+    pub fn ready(&self) -> i32 {
+        self.ready
+    }
+
     /// The rollout of `deployment`, as its status tells it.
     pub fn of(deployment: &Deployment) -> Rollout {
         let Some(status) = deployment.status.as_ref() else {
@@ -104,6 +112,17 @@ pub fn desired_status(
                 true,
                 reason,
                 format!("the connectors keep running the last applied spec and token: {message}"),
+            ),
+            Verdict::Applied {
+                remote_version: Some(version),
+                ..
+            } if *version >= 0 => DesiredCondition::new(
+                DEGRADED,
+                true,
+                conditions::REASON_REMOTELY_MANAGED,
+                format!(
+                    "a connector runs configuration version {version} from Cloudflare's dashboard, which replaces spec.ingress: this tunnel is remotely managed, and its routes come from the dashboard, not from this SecureTunnel. The sandbox still opens only the origins of spec.ingress. Use a locally-managed tunnel (cloudflared tunnel create NAME)"
+                ),
             ),
             Verdict::Applied { unresolved, .. } if !unresolved.is_empty() => DesiredCondition::new(
                 DEGRADED,
@@ -251,6 +270,7 @@ mod tests {
             config_hash: "sha256:abc".into(),
             unresolved: vec![],
             integrations: vec![],
+            remote_version: None,
         }
     }
 

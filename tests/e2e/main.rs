@@ -20,6 +20,7 @@ mod install;
 mod lifecycle;
 mod monitoring;
 mod operations;
+mod remote;
 mod sandbox;
 mod support;
 
@@ -120,6 +121,8 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         )?;
     }
     args.push(format!("--lease-namespace={}", install::NAMESPACE));
+    // Ask connectors often, so that the remote-management check needs no 10 minutes.
+    args.push("--config-check-interval-seconds=2".to_string());
     let scratch = env.scratch.clone();
     let start = |name: &str| Operator::start(&scratch, name, &sa_kubeconfig, &args);
 
@@ -192,6 +195,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
             lifecycle::name_conflict(env, &client).await,
         );
         dns_checks(env, suite, &client).await;
+        suite.record(
+            "remote management: a connector on Cloudflare's configuration (a /config stand-in) makes the tunnel Degraded=RemotelyManaged, and back",
+            remote::reported(env, &client).await,
+        );
         suite.record(
             "monitoring: once the PodMonitor CRD is installed, the PodMonitor passes its schema and selects the metrics port",
             monitoring::pod_monitor_applied(env, &client).await,

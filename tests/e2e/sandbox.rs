@@ -10,7 +10,10 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use securetunnel_operator::names::{child_labels, EDGE_PORT, HTTPS_PORT, METRICS_PORT};
+use securetunnel_operator::names::{
+    child_labels, EDGE_PORT, HTTPS_PORT, MANAGED_BY, METRICS_PORT, NAME_LABEL,
+};
+use securetunnel_operator::offline::DEFAULT_OPERATOR_NAMESPACE;
 
 use crate::support::{run_cmd, Env, Outcome};
 
@@ -265,6 +268,20 @@ fn cases(e: &Expected, namespace: &str, name: &str) -> Vec<Case> {
         End::pod("default", &prometheus, "10.244.200.61"),
         false,
         "a scraper from a namespace metrics.allowFrom does not select",
+    ));
+    // The operator's pods read /config (render's default operator namespace); another
+    // pod of that namespace may not.
+    let operator = BTreeMap::from([(NAME_LABEL.to_string(), MANAGED_BY.to_string())]);
+    out.push(scrape(
+        End::pod(DEFAULT_OPERATOR_NAMESPACE, &operator, "10.244.200.70"),
+        true,
+        "the operator, asking which configuration the connector runs",
+    ));
+    let other = BTreeMap::from([("app".to_string(), "other".to_string())]);
+    out.push(scrape(
+        End::pod(DEFAULT_OPERATOR_NAMESPACE, &other, "10.244.200.71"),
+        false,
+        "another pod of the operator's namespace",
     ));
     out
 }

@@ -47,6 +47,7 @@ async fn the_bundle_is_read_and_its_hash_rolls_the_pods() {
                 b"-----BEGIN CERTIFICATE-----".to_vec(),
             )]
             .into(),
+            operator_namespace: None,
         },
     )
     .expect("renders");

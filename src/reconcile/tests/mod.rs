@@ -78,6 +78,7 @@ fn children_with(tunnel: &SecureTunnel, token: &str, services: &[Service]) -> Ch
             token: Some(token),
             services,
             ca_bundles: Default::default(),
+            operator_namespace: None,
         },
     )
     .expect("renders")
@@ -456,6 +457,14 @@ struct MockCluster {
 
 impl MockCluster {
     fn new(caches: &Caches) -> Self {
+        MockCluster::with_remote(caches, None)
+    }
+
+    /// With an observer of connectors' configuration (see [`crate::reconcile::remote`]).
+    fn with_remote(
+        caches: &Caches,
+        remote: Option<Arc<crate::reconcile::remote::RemoteConfigChecks>>,
+    ) -> Self {
         let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(mock, "default");
         let recorder = Recorder::new(
@@ -475,8 +484,10 @@ impl MockCluster {
         for integration in integrations {
             granted.extend(crate::rbac::integration(integration));
         }
+        let mut ctx = Context::new(client, recorder, caches.stores());
+        ctx.remote = remote;
         MockCluster {
-            ctx: Arc::new(Context::new(client, recorder, caches.stores())),
+            ctx: Arc::new(ctx),
             handle,
             sent: SentLog::default(),
             granted,
@@ -723,5 +734,6 @@ mod ca;
 mod faults;
 mod integrations;
 mod lifecycle;
+mod remote;
 mod sandbox;
 mod tokens;

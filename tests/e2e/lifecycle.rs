@@ -518,3 +518,61 @@ pub async fn all_converged(
     }
     Ok(())
 }
+
+/// A Secret holding a credentials file (`cloudflared tunnel create`): the tunnel runs, its
+/// status shows the tunnel ID, and the child Secret holds the token the file stands for.
+pub async fn credentials_file_runs(env: &Env, client: &Client) -> Outcome {
+    let name = "creds";
+    let credentials = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/example-credentials.json"),
+    )
+    .map_err(|e| e.to_string())?;
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "creds-file", "namespace": NAMESPACE },
+        "stringData": { "credentials.json": credentials.trim() }
+    });
+    env.apply(&serde_json::to_string(&secret).map_err(|e| e.to_string())?)?;
+    env.apply(&format!(
+        "apiVersion: securetunnel.dev/v1alpha1
+kind: SecureTunnel
+metadata: {{ name: {name}, namespace: {NAMESPACE} }}
+spec:
+  tokenSecretRef: {{ name: creds-file, key: credentials.json }}
+  replicas: 1
+  ingress: [ {{ hostname: creds.example.com, service: \"http://web.{NAMESPACE}.svc:8080\" }} ]
+"
+    ))?;
+    wait_condition(client, name, "Ready", "True", "ConnectorsReady").await?;
+    let t = tunnel(client, name).await?;
+    let reported = t.status.and_then(|s| s.tunnel_id);
+    if reported.as_deref() != Some(TUNNEL_ID) {
+        return Err(format!(
+            "status.tunnelID {reported:?}, expected {TUNNEL_ID}"
+        ));
+    }
+    let child_secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .get(&child(name))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stored = child_secret
+        .data
+        .and_then(|d| d.get("token").map(|b| b.0.clone()))
+        .ok_or("the child Secret has no token")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&stored)
+        .map_err(|_| "the child Secret's token is not base64: it holds the file, not a token")?;
+    let fields: serde_json::Value =
+        serde_json::from_slice(&decoded).map_err(|e| format!("token JSON: {e}"))?;
+    if fields["t"] != TUNNEL_ID {
+        return Err(format!("the token's tunnel ID is {}", fields["t"]));
+    }
+    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
+        .delete(name, &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    children_collected(client, name).await?;
+    env.kubectl(&["-n", NAMESPACE, "delete", "secret", "creds-file"])
+        .map(|_| ())
+}

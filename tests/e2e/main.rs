@@ -293,6 +293,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
             dns::not_enabled_is_reported(env, &client).await,
         );
         suite.record(
+            "lifecycle: a credentials file in the token Secret runs as the token it stands for",
+            lifecycle::credentials_file_runs(env, &client).await,
+        );
+        suite.record(
             "lifecycle: deleting the tunnel lets the garbage collector remove every child",
             lifecycle::garbage_collected(&client, "e2e").await,
         );

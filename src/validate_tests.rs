@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::OriginRequest;
 
 /// A valid spec to mutate: the README's example.
 fn base() -> SecureTunnelSpec {

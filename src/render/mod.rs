@@ -6,6 +6,7 @@ pub mod config;
 pub mod integrations;
 pub mod network_policy;
 pub mod origins;
+mod pod_settings;
 pub mod workload;
 
 use std::collections::BTreeMap;

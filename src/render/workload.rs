@@ -1,7 +1,6 @@
 //! The connector Deployment and its PodDisruptionBudget.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
@@ -9,20 +8,20 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
     LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Sysctl,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Sysctl, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::{Connector, SecureTunnel};
+use crate::api::SecureTunnel;
 use crate::names::{
     metrics_address, selector_labels, CA_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, METRICS_PORT,
-    METRICS_PORT_NAME, TERMINATION_GRACE_MARGIN_SECONDS, TOKEN_HASH_ANNOTATION,
+    METRICS_PORT_NAME, TOKEN_HASH_ANNOTATION,
 };
-use crate::validate::{CaKind, CaSource, ValidatedSpec};
+use crate::validate::ValidatedSpec;
 
 /// The non-root user and group of the distroless cloudflared image.
 pub const CONNECTOR_UID: i64 = 65532;
@@ -60,37 +59,7 @@ pub struct PodHashes<'a> {
     pub ca: Option<&'a str>,
 }
 
-/// cloudflared drains connections for its grace period on SIGTERM; the pod must outlive
-/// that.
-pub fn termination_grace_seconds(grace_period: Duration) -> i64 {
-    let seconds = grace_period.as_secs() + u64::from(grace_period.subsec_nanos() > 0);
-    i64::try_from(seconds + TERMINATION_GRACE_MARGIN_SECONDS).unwrap_or(i64::MAX)
-}
-
-/// `spec.connector`'s flags, each only when set: between `tunnel` and `run`, like
-/// `--protocol`.
-fn connector_flags(c: &Connector) -> Vec<String> {
-    let mut flags = Vec::new();
-    if let Some(level) = c.log_level {
-        flags.extend(["--loglevel".to_string(), level.as_str().to_string()]);
-    }
-    if let Some(version) = c.edge_ip_version {
-        flags.extend([
-            "--edge-ip-version".to_string(),
-            version.as_str().to_string(),
-        ]);
-    }
-    if let Some(region) = c.region {
-        flags.extend(["--region".to_string(), region.as_str().to_string()]);
-    }
-    if c.post_quantum {
-        flags.push("--post-quantum".to_string());
-    }
-    if let Some(grace) = &c.grace_period {
-        flags.extend(["--grace-period".to_string(), grace.clone()]);
-    }
-    flags
-}
+use super::pod_settings::{ca_volume, connector_flags, termination_grace_seconds, topology_spread};
 
 pub fn deployment(
     tunnel: &SecureTunnel,
@@ -310,45 +279,6 @@ pub fn deployment(
     }
 }
 
-/// A CA source as a read-only volume of just the keys the rules use (bundles are
-/// public: readable by all).
-fn ca_volume(source: &CaSource) -> Volume {
-    let items = Some(
-        source
-            .keys
-            .iter()
-            .map(|k| KeyToPath {
-                key: k.clone(),
-                path: k.clone(),
-                ..Default::default()
-            })
-            .collect(),
-    );
-    let mut volume = Volume {
-        name: source.volume.clone(),
-        ..Default::default()
-    };
-    match source.kind {
-        CaKind::ConfigMap => {
-            volume.config_map = Some(ConfigMapVolumeSource {
-                name: source.name.clone(),
-                items,
-                default_mode: Some(0o444),
-                ..Default::default()
-            })
-        }
-        CaKind::Secret => {
-            volume.secret = Some(SecretVolumeSource {
-                secret_name: Some(source.name.clone()),
-                items,
-                default_mode: Some(0o444),
-                ..Default::default()
-            })
-        }
-    }
-    volume
-}
-
 /// One voluntary disruption at a time, only when there is more than one connector.
 pub fn pod_disruption_budget(
     tunnel: &SecureTunnel,
@@ -367,33 +297,6 @@ pub fn pod_disruption_budget(
         }),
         status: None,
     })
-}
-
-/// `spec.pod.topologySpreadConstraints`, each with this tunnel's pod selector where it
-/// names none; unset: one connector per node where the nodes allow it.
-fn topology_spread(tunnel: &SecureTunnel, tunnel_name: &str) -> Vec<TopologySpreadConstraint> {
-    let selector = || LabelSelector {
-        match_labels: Some(selector_labels(tunnel_name)),
-        ..Default::default()
-    };
-    let given = &tunnel.spec.pod.topology_spread_constraints;
-    if given.is_empty() {
-        return vec![TopologySpreadConstraint {
-            max_skew: 1,
-            topology_key: "kubernetes.io/hostname".to_string(),
-            // ScheduleAnyway: a single-node cluster must still run every replica.
-            when_unsatisfiable: "ScheduleAnyway".to_string(),
-            label_selector: Some(selector()),
-            ..Default::default()
-        }];
-    }
-    given
-        .iter()
-        .map(|c| TopologySpreadConstraint {
-            label_selector: c.label_selector.clone().or_else(|| Some(selector())),
-            ..c.clone()
-        })
-        .collect()
 }
 
 fn runtime_default_seccomp() -> SeccompProfile {

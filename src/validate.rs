@@ -41,7 +41,7 @@ impl fmt::Display for FieldError {
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
             message: message.into(),
@@ -143,16 +143,16 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
     let mut rules = Vec::with_capacity(spec.ingress.len());
 
     if name.len() > MAX_TUNNEL_NAME_LEN {
-        errs.push(
+        errs.report(
             "metadata.name",
             format!("must be at most {MAX_TUNNEL_NAME_LEN} characters so that \"<name>{CHILD_SUFFIX}\" is a valid DNS label"),
         );
     }
 
     if spec.token_secret_ref.name.is_empty() {
-        errs.push("spec.tokenSecretRef.name", "must not be empty");
+        errs.report("spec.tokenSecretRef.name", "must not be empty");
     } else if let Err(e) = check_object_name(&spec.token_secret_ref.name) {
-        errs.push("spec.tokenSecretRef.name", e);
+        errs.report("spec.tokenSecretRef.name", e);
     }
     let key = &spec.token_secret_ref.key;
     if key.is_empty()
@@ -161,14 +161,14 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
     {
-        errs.push(
+        errs.report(
             "spec.tokenSecretRef.key",
             format!("{key:?} is not a valid Secret key (letters, digits, '-', '_', '.')"),
         );
     }
 
     if !(MIN_REPLICAS..=MAX_REPLICAS).contains(&spec.replicas) {
-        errs.push(
+        errs.report(
             "spec.replicas",
             format!(
                 "{} is out of range: must be {MIN_REPLICAS} to {MAX_REPLICAS}",
@@ -178,12 +178,12 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
     }
 
     if let Err(e) = check_image(&spec.image) {
-        errs.push("spec.image", e);
+        errs.report("spec.image", e);
     }
 
     let count = spec.ingress.len();
     if count == 0 || count > MAX_INGRESS_RULES {
-        errs.push(
+        errs.report(
             "spec.ingress",
             format!("has {count} rules: must have 1 to {MAX_INGRESS_RULES}"),
         );
@@ -211,7 +211,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
             rule.path.as_deref().unwrap_or(""),
         );
         if let Some(first) = seen.get(&key) {
-            errs.push(
+            errs.report(
                 format!("spec.ingress[{i}]"),
                 format!("has the same hostname and path as spec.ingress[{first}], so it could never match"),
             );
@@ -223,41 +223,41 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
     let fallback = match parse_service(&spec.fallback) {
         Ok(origin) => Some(origin),
         Err(e) => {
-            errs.push("spec.fallback", e);
+            errs.report("spec.fallback", e);
             None
         }
     };
 
     for (i, cidr) in spec.egress.cloudflare_edge.iter().enumerate() {
         if let Err(e) = check_cidr(cidr) {
-            errs.push(format!("spec.egress.cloudflareEdge[{i}]"), e);
+            errs.report(format!("spec.egress.cloudflareEdge[{i}]"), e);
         }
     }
     if spec.egress.cloudflare_edge.is_empty() {
-        errs.push(
+        errs.report(
             "spec.egress.cloudflareEdge",
             "must list at least one CIDR: the connector cannot reach Cloudflare otherwise",
         );
     }
     if let Err(e) = check_namespace_name(&spec.egress.dns.namespace) {
-        errs.push("spec.egress.dns.namespace", e);
+        errs.report("spec.egress.dns.namespace", e);
     }
     for (k, v) in &spec.egress.dns.pod_labels {
         if let Err(e) = check_label(k, v) {
-            errs.push("spec.egress.dns.podLabels", e);
+            errs.report("spec.egress.dns.podLabels", e);
         }
     }
     for (i, origin) in spec.egress.extra_origins.iter().enumerate() {
         let path = format!("spec.egress.extraOrigins[{i}]");
         if let Err(e) = check_cidr(&origin.cidr) {
-            errs.push(format!("{path}.cidr"), e);
+            errs.report(format!("{path}.cidr"), e);
         }
         if origin.ports.is_empty() {
-            errs.push(format!("{path}.ports"), "must list at least one port");
+            errs.report(format!("{path}.ports"), "must list at least one port");
         }
         for (j, port) in origin.ports.iter().enumerate() {
             if !(1..=65535).contains(port) {
-                errs.push(
+                errs.report(
                     format!("{path}.ports[{j}]"),
                     format!("{port} must be 1 to 65535"),
                 );
@@ -267,21 +267,21 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
 
     if let Some(peers) = &spec.metrics.allow_from {
         if peers.namespace_labels.is_empty() && peers.pod_labels.is_empty() {
-            errs.push(
+            errs.report(
                 "spec.metrics.allowFrom",
                 "needs namespaceLabels or podLabels: an empty selector would let every pod scrape (and read /config and /debug/pprof)",
             );
         }
         for (k, v) in peers.namespace_labels.iter().chain(&peers.pod_labels) {
             if let Err(e) = check_label(k, v) {
-                errs.push("spec.metrics.allowFrom", e);
+                errs.report("spec.metrics.allowFrom", e);
             }
         }
     }
 
     if let Some(rc) = &spec.sandbox.runtime_class_name {
         if let Err(e) = check_object_name(rc) {
-            errs.push("spec.sandbox.runtimeClassName", e);
+            errs.report("spec.sandbox.runtimeClassName", e);
         }
     }
 
@@ -293,11 +293,11 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
     });
     for (i, cidr) in spec.egress.cloudflare_access.iter().enumerate() {
         if let Err(e) = check_cidr(cidr) {
-            errs.push(format!("spec.egress.cloudflareAccess[{i}]"), e);
+            errs.report(format!("spec.egress.cloudflareAccess[{i}]"), e);
         }
     }
     if uses_access && spec.egress.cloudflare_access.is_empty() {
-        errs.push(
+        errs.report(
             "spec.egress.cloudflareAccess",
             "must list at least one CIDR: a rule requires Access, whose signing keys the connector fetches from Cloudflare on 443",
         );

@@ -64,7 +64,7 @@ impl CaSources {
             (Some(r), None) => (CaKind::ConfigMap, r),
             (None, Some(r)) => (CaKind::Secret, r),
             _ => {
-                errs.push(
+                errs.report(
                     path,
                     "needs exactly one of configMapKeyRef and secretKeyRef",
                 );
@@ -105,10 +105,10 @@ impl CaSources {
 fn check_ref(path: &str, r: &KeyRef, errs: &mut ValidationErrors) -> bool {
     let mut ok = true;
     if r.name.is_empty() {
-        errs.push(format!("{path}.name"), "must name a ConfigMap or Secret");
+        errs.report(format!("{path}.name"), "must name a ConfigMap or Secret");
         ok = false;
     } else if let Err(e) = check_object_name(&r.name) {
-        errs.push(format!("{path}.name"), e);
+        errs.report(format!("{path}.name"), e);
         ok = false;
     }
     if r.key.is_empty()
@@ -118,7 +118,7 @@ fn check_ref(path: &str, r: &KeyRef, errs: &mut ValidationErrors) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
     {
-        errs.push(
+        errs.report(
             format!("{path}.key"),
             format!(
                 "{:?} is not a valid key (letters, digits, '-', '_', '.')",

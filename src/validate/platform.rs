@@ -22,11 +22,11 @@ pub fn check_connector(c: &Connector, errs: &mut ValidationErrors) -> Duration {
     };
     match parse_duration(value) {
         Err(e) => {
-            errs.push("spec.connector.gracePeriod", e);
+            errs.report("spec.connector.gracePeriod", e);
             default
         }
         Ok(d) if d > Duration::from_secs(MAX_GRACE_PERIOD_SECONDS) => {
-            errs.push(
+            errs.report(
                 "spec.connector.gracePeriod",
                 format!(
                     "{value:?} is longer than cloudflared allows ({MAX_GRACE_PERIOD_SECONDS}s)"
@@ -42,17 +42,17 @@ pub fn check_connector(c: &Connector, errs: &mut ValidationErrors) -> Duration {
 pub fn check_pod(pod: &PodOverrides, errs: &mut ValidationErrors) {
     for (k, v) in &pod.labels {
         if SELECTOR_LABEL_KEYS.contains(&k.as_str()) {
-            errs.push(
+            errs.report(
                 "spec.pod.labels",
                 format!("{k:?} is set by the operator (it selects the connector pods)"),
             );
         } else if let Err(e) = check_label(k, v) {
-            errs.push("spec.pod.labels", e);
+            errs.report("spec.pod.labels", e);
         }
     }
     for k in pod.annotations.keys() {
         if k.starts_with(ANNOTATION_PREFIX) {
-            errs.push(
+            errs.report(
                 "spec.pod.annotations",
                 format!("{k:?}: annotations under {ANNOTATION_PREFIX} are set by the operator"),
             );
@@ -60,30 +60,30 @@ pub fn check_pod(pod: &PodOverrides, errs: &mut ValidationErrors) {
     }
     for (k, v) in &pod.node_selector {
         if let Err(e) = check_label(k, v) {
-            errs.push("spec.pod.nodeSelector", e);
+            errs.report("spec.pod.nodeSelector", e);
         }
     }
     for (i, secret) in pod.image_pull_secrets.iter().enumerate() {
         let path = format!("spec.pod.imagePullSecrets[{i}].name");
         if secret.name.is_empty() {
-            errs.push(path, "must name a Secret");
+            errs.report(path, "must name a Secret");
         } else if let Err(e) = check_object_name(&secret.name) {
-            errs.push(path, e);
+            errs.report(path, e);
         }
     }
     for (i, c) in pod.topology_spread_constraints.iter().enumerate() {
         let path = format!("spec.pod.topologySpreadConstraints[{i}]");
         if c.max_skew < 1 {
-            errs.push(
+            errs.report(
                 format!("{path}.maxSkew"),
                 format!("{} must be at least 1", c.max_skew),
             );
         }
         if let Err(e) = check_label(&c.topology_key, "") {
-            errs.push(format!("{path}.topologyKey"), e);
+            errs.report(format!("{path}.topologyKey"), e);
         }
         if !WHEN_UNSATISFIABLE.contains(&c.when_unsatisfiable.as_str()) {
-            errs.push(
+            errs.report(
                 format!("{path}.whenUnsatisfiable"),
                 format!(
                     "{:?} must be one of {WHEN_UNSATISFIABLE:?}",
@@ -92,7 +92,7 @@ pub fn check_pod(pod: &PodOverrides, errs: &mut ValidationErrors) {
             );
         }
         if c.min_domains.is_some_and(|m| m < 1) {
-            errs.push(format!("{path}.minDomains"), "must be at least 1");
+            errs.report(format!("{path}.minDomains"), "must be at least 1");
         }
     }
 }
@@ -100,14 +100,14 @@ pub fn check_pod(pod: &PodOverrides, errs: &mut ValidationErrors) {
 /// Checks `spec.dns`.
 pub fn check_dns(dns: &Dns, errs: &mut ValidationErrors) {
     if !(MIN_DNS_TTL..=MAX_DNS_TTL).contains(&dns.ttl) {
-        errs.push(
+        errs.report(
             "spec.dns.ttl",
             format!("{} must be {MIN_DNS_TTL} to {MAX_DNS_TTL} seconds", dns.ttl),
         );
     }
     if let Some(owner) = &dns.record_owner {
         if let Err(e) = check_label(RECORD_OWNER_LABEL, owner) {
-            errs.push("spec.dns.recordOwner", e);
+            errs.report("spec.dns.recordOwner", e);
         }
     }
 }
@@ -119,12 +119,12 @@ pub fn check_pod_monitor(metrics: &Metrics, errs: &mut ValidationErrors) {
     };
     for (k, v) in &monitor.labels {
         if let Err(e) = check_label(k, v) {
-            errs.push("spec.metrics.podMonitor.labels", e);
+            errs.report("spec.metrics.podMonitor.labels", e);
         }
     }
     if let Some(interval) = &monitor.interval {
         if let Err(e) = parse_duration(interval) {
-            errs.push("spec.metrics.podMonitor.interval", e);
+            errs.report("spec.metrics.podMonitor.interval", e);
         }
     }
 }

@@ -19,11 +19,11 @@ pub fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) -
         .filter(|h| !h.is_empty() && *h != "*")
     {
         if let Err(e) = check_hostname(hostname) {
-            errs.push(format!("{path}.hostname"), e);
+            errs.report(format!("{path}.hostname"), e);
         }
     }
     if let Some(re) = rule.path.as_deref().filter(|p| p.len() > MAX_PATH_LEN) {
-        errs.push(
+        errs.report(
             format!("{path}.path"),
             format!("is {} characters long: at most {MAX_PATH_LEN}", re.len()),
         );
@@ -32,7 +32,7 @@ pub fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) -
             .size_limit(MAX_PATH_REGEX_SIZE)
             .build()
         {
-            errs.push(
+            errs.report(
                 format!("{path}.path"),
                 format!(
                     "{re:?} is not a valid regular expression: {}",
@@ -43,11 +43,11 @@ pub fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) -
     }
     let origin = match parse_service(&rule.service) {
         Err(e) => {
-            errs.push(format!("{path}.service"), e);
+            errs.report(format!("{path}.service"), e);
             None
         }
         Ok(origin @ Origin::Url { .. }) if origin.port().is_none() => {
-            errs.push(
+            errs.report(
                 format!("{path}.service"),
                 format!(
                     "{:?} needs a port: its scheme has no default port",
@@ -59,7 +59,7 @@ pub fn check_rule(path: &str, rule: &IngressRule, errs: &mut ValidationErrors) -
         Ok(origin) => Some(origin),
     };
     if is_catch_all(rule) {
-        errs.push(
+        errs.report(
             path.to_string(),
             "matches every request (no hostname and no path), so the rules after it and spec.fallback could never match; set spec.fallback for the catch-all instead",
         );
@@ -90,13 +90,13 @@ fn check_origin_request(path: &str, o: &OriginRequest, errs: &mut ValidationErro
     for (field, value) in durations {
         if let Some(v) = value {
             if let Err(e) = check_duration(v) {
-                errs.push(format!("{path}.{field}"), e);
+                errs.report(format!("{path}.{field}"), e);
             }
         }
     }
     if let Some(n) = o.keep_alive_connections {
         if n < 0 {
-            errs.push(
+            errs.report(
                 format!("{path}.keepAliveConnections"),
                 format!("{n} must not be negative"),
             );
@@ -104,20 +104,20 @@ fn check_origin_request(path: &str, o: &OriginRequest, errs: &mut ValidationErro
     }
     if let Some(host) = &o.origin_server_name {
         if let Err(e) = check_dns_name(host) {
-            errs.push(format!("{path}.originServerName"), e);
+            errs.report(format!("{path}.originServerName"), e);
         }
     }
     if let Some(access) = &o.access {
         let team = access.team_name.as_deref().unwrap_or("");
         if !access.aud_tag.is_empty() && team.is_empty() {
-            errs.push(
+            errs.report(
                 format!("{path}.access.teamName"),
                 "is required when audTag is set",
             );
         } else if access.required == Some(true) && team.is_empty() {
             // cloudflared accepts it, then fails every request: the signing keys would be
             // fetched from https://.cloudflareaccess.com.
-            errs.push(
+            errs.report(
                 format!("{path}.access.teamName"),
                 "is required when access.required is true: cloudflared fetches the signing keys from <teamName>.cloudflareaccess.com",
             );

@@ -132,7 +132,16 @@ impl RemoteConfigChecks {
     ) {
         loop {
             tokio::time::sleep(TICK.min(self.interval)).await;
-            for tunnel in tunnels.state() {
+            let state = tunnels.state();
+            // Deleted tunnels are forgotten.
+            if let Ok(mut last) = self.last.lock() {
+                let present: std::collections::HashSet<TunnelKey> = state
+                    .iter()
+                    .map(|t| (t.namespace().unwrap_or_default(), t.name_any()))
+                    .collect();
+                last.retain(|key, _| present.contains(key));
+            }
+            for tunnel in state {
                 let ready = tunnel.status.as_ref().is_some_and(|s| {
                     conditions::find(&s.conditions, conditions::READY)
                         .is_some_and(|c| c.status == conditions::TRUE)
@@ -148,13 +157,6 @@ impl RemoteConfigChecks {
                 }
                 tokio::time::sleep(PAUSE).await;
             }
-        }
-    }
-
-    /// Forgets a tunnel (deleted, or its connectors replaced).
-    pub fn forget(&self, namespace: &str, name: &str) {
-        if let Ok(mut last) = self.last.lock() {
-            last.remove(&(namespace.to_string(), name.to_string()));
         }
     }
 

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::names::{managed_selector, unmanaged_selector, MANAGED_BY};
 use crate::origin::ServiceRef;
 use crate::reconcile::cache::ChildCache;
+use crate::reconcile::memo::RenderMemo;
 use crate::reconcile::remote::RemoteConfigChecks;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
 use crate::validate::CaKind;
@@ -226,8 +227,10 @@ async fn run_scope(
     // The SecureTunnel watch feeds the index (each spec validated once per change)
     // before the reflector and the controller see the event.
     let index = Arc::new(TunnelIndex::default());
+    let memo = Arc::new(RenderMemo::default());
     let (tunnel_store, tunnel_writer) = reflector::store();
     let index_writer = index.clone();
+    let memo_writer = memo.clone();
     let tunnel_stream = reflector::reflector(
         tunnel_writer,
         watcher(
@@ -239,6 +242,9 @@ async fn run_scope(
         .inspect(move |event| {
             if let Ok(event) = event {
                 index_writer.apply_event(event);
+                if let watcher::Event::Delete(t) = event {
+                    memo_writer.forget(&t.namespace().unwrap_or_default(), &t.name_any());
+                }
             }
         }),
     )
@@ -251,6 +257,7 @@ async fn run_scope(
         index.clone(),
     );
     context.operator_namespace = Some(settings.operator_namespace.clone());
+    context.memo = memo;
     // Asks connectors which configuration they run, beside the reconciler; a changed
     // answer reconciles that tunnel.
     let (remote_changed, remote_changed_rx) = futures::channel::mpsc::unbounded();

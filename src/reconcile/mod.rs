@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cache;
 pub mod context;
 pub mod dereference;
+pub mod memo;
 pub mod remote;
 pub mod update_status;
 
@@ -41,6 +42,7 @@ use crate::validate::{ValidatedSpec, ValidationErrors};
 use crate::{Error, Result};
 use apply::Applied;
 use dereference::TokenProblem;
+use memo::RenderSummary;
 
 /// Shared state of the reconciler.
 pub struct Context {
@@ -50,6 +52,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Each tunnel's spec, validated once per change (fed by the SecureTunnel watch).
     pub index: Arc<TunnelIndex>,
+    /// The last render of each tunnel, by a fingerprint of its inputs.
+    pub memo: Arc<memo::RenderMemo>,
     /// What connectors said of the configuration they run; `None`: never asked.
     pub remote: Option<Arc<remote::RemoteConfigChecks>>,
     /// The operator's namespace, whose pods the connectors' sandbox admits on the metrics
@@ -84,6 +88,7 @@ impl Context {
             stores,
             metrics,
             index,
+            memo: Arc::default(),
             remote: None,
             operator_namespace: None,
             backoff: Backoff::default(),
@@ -152,11 +157,7 @@ pub fn decide<'a>(
 }
 
 /// The verdict for the status and the next action, after an apply.
-pub fn outcome(
-    applied: &Applied,
-    tunnel_id: &str,
-    children: &render::Children,
-) -> (Verdict, Action) {
+pub fn outcome(applied: &Applied, tunnel_id: &str, rendered: &RenderSummary) -> (Verdict, Action) {
     match applied {
         Applied::Conflict(message) => (
             Verdict::Blocked {
@@ -166,9 +167,10 @@ pub fn outcome(
             Action::requeue(BLOCKED_RECHECK),
         ),
         Applied::Written { held_back } => {
-            let integrations: Vec<IntegrationOutcome> = children
-                .integration_summaries()
-                .into_iter()
+            let integrations: Vec<IntegrationOutcome> = rendered
+                .integrations
+                .iter()
+                .cloned()
                 .map(|(kind, object, summary)| IntegrationOutcome {
                     kind,
                     availability: held_back
@@ -191,12 +193,8 @@ pub fn outcome(
             (
                 Verdict::Applied {
                     tunnel_id: tunnel_id.to_string(),
-                    config_hash: children.config_hash.clone(),
-                    unresolved: children
-                        .unresolved
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
+                    config_hash: rendered.config_hash.clone(),
+                    unresolved: rendered.unresolved.clone(),
                     integrations,
                     remote_version: None,
                 },
@@ -301,9 +299,44 @@ async fn apply_spec(
                 ));
             }
         };
+    let services = dereference::read_services(&ctx.stores.services, spec, namespace);
+    // Nothing render reads has changed, and every child still holds what it asked for:
+    // the steady state's no-op, without rendering.
+    let fingerprint = memo::fingerprint(&memo::Inputs {
+        uid,
+        generation: tunnel.metadata.generation,
+        token_hash: token.hash(),
+        services: spec
+            .referenced_services(namespace)
+            .iter()
+            .map(|r| {
+                let version = services
+                    .get(r)
+                    .and_then(|s| s.metadata.resource_version.clone());
+                (format!("{}/{}", r.namespace, r.name), version)
+            })
+            .collect(),
+        ca_bundles: &ca_bundles,
+        operator_namespace: ctx.operator_namespace.as_deref(),
+        integrations: ChildKind::ALL
+            .iter()
+            .filter(|k| k.integration().is_some())
+            .map(|k| ctx.stores.children.availability(*k))
+            .collect(),
+    });
+    if let Some(last) = ctx.memo.get(namespace, name, &fingerprint) {
+        if last.still_applied(&ctx.stores.children, namespace, uid, &child_name(name)) {
+            ctx.memo.hit();
+            let applied = Applied::Written {
+                held_back: last.held_back.clone(),
+            };
+            return Ok(outcome(&applied, token.tunnel_id(), &last.summary));
+        }
+    }
+
     let deref = Dereferenced {
         token: Some(token.clone()),
-        services: dereference::read_services(&ctx.stores.services, spec, namespace),
+        services,
         ca_bundles,
         operator_namespace: ctx.operator_namespace.clone(),
     };
@@ -311,16 +344,26 @@ async fn apply_spec(
     for origin in &children.unresolved {
         warn!(%origin, "origin not opened in the sandbox");
     }
+    let objects = children.objects()?;
     let applied = apply::apply_children(
         &ctx.client,
         &ctx.stores.children,
         name,
         namespace,
         uid,
-        &children.objects()?,
+        &objects,
     )
     .await?;
-    Ok(outcome(&applied, token.tunnel_id(), &children))
+    let summary = RenderSummary::of(&children);
+    match &applied {
+        Applied::Written { held_back } => ctx.memo.put(
+            namespace,
+            name,
+            memo::Rendered::of(fingerprint, summary.clone(), &objects, held_back),
+        ),
+        Applied::Conflict(_) => ctx.memo.forget(namespace, name),
+    }
+    Ok(outcome(&applied, token.tunnel_id(), &summary))
 }
 
 /// Backoff for transient errors; spec and token problems never get here. An API server

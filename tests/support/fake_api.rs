@@ -248,6 +248,17 @@ impl FakeApi {
         self.store(plural, &namespace, &name, obj, "ADDED");
     }
 
+    /// Changes an object's metadata only (an annotation), as `kubectl annotate` would: a
+    /// watch event, a new resourceVersion, the same generation.
+    pub fn touch(&self, plural: &str, namespace: &str, name: &str, value: &str) {
+        let Some(current) = self.get(plural, namespace, name) else {
+            return;
+        };
+        let mut obj = (*current).clone();
+        obj["metadata"]["annotations"]["bench.securetunnel.dev/touched"] = json!(value);
+        self.store(plural, namespace, name, obj, "MODIFIED");
+    }
+
     fn stamp_new(&self, obj: &mut Value) {
         let uid = self.uid.fetch_add(1, Ordering::SeqCst);
         obj["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{uid:012}"));

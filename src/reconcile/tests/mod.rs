@@ -734,6 +734,7 @@ mod ca;
 mod faults;
 mod integrations;
 mod lifecycle;
+mod memo;
 mod remote;
 mod sandbox;
 mod tokens;

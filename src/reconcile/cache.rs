@@ -309,16 +309,28 @@ impl ChildCache {
 
     /// The child as last written by us or seen by the watch.
     pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<ChildSummary> {
-        let (_, cache, _) = self.kind(kind)?;
-        let cache = cache.read().ok()?;
+        self.with(kind, namespace, name, |summary| summary.cloned())
+    }
+
+    /// `f` of the child as [`ChildCache::get`] would return it, without copying it.
+    pub fn with<T>(
+        &self,
+        kind: ChildKind,
+        namespace: &str,
+        name: &str,
+        f: impl FnOnce(Option<&ChildSummary>) -> T,
+    ) -> T {
+        let Some(Ok(cache)) = self.kind(kind).map(|(_, c, _)| c.read()) else {
+            return f(None);
+        };
         let key = key(namespace, name);
-        cache
+        let summary = cache
             .written
             .get(&key)
             .filter(|(at, _)| at.elapsed() < WRITTEN_TTL)
             .map(|(_, summary)| summary)
-            .or_else(|| cache.objects.get(&key))
-            .cloned()
+            .or_else(|| cache.objects.get(&key));
+        f(summary)
     }
 }
 

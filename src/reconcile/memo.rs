@@ -52,7 +52,7 @@ pub fn fingerprint(inputs: &Inputs<'_>) -> Fingerprint {
     }
     part(inputs.operator_namespace.unwrap_or("-").as_bytes());
     for availability in &inputs.integrations {
-        part(format!("{availability:?}").as_bytes());
+        part(&[*availability as u8]);
     }
     h.finalize().into()
 }
@@ -160,11 +160,19 @@ pub struct RenderMemo {
 }
 
 impl RenderMemo {
-    pub fn get(&self, namespace: &str, name: &str, fingerprint: &Fingerprint) -> Option<Rendered> {
+    /// When the last render of the tunnel had this fingerprint and `still` holds of it:
+    /// what it held back and gave the status (the children are not copied).
+    pub fn reuse(
+        &self,
+        namespace: &str,
+        name: &str,
+        fingerprint: &Fingerprint,
+        still: impl FnOnce(&Rendered) -> bool,
+    ) -> Option<(Vec<(ChildKind, Availability)>, RenderSummary)> {
         let memo = self.renders.lock().ok()?;
         memo.get(&(namespace.to_string(), name.to_string()))
-            .filter(|r| &r.fingerprint == fingerprint)
-            .cloned()
+            .filter(|r| &r.fingerprint == fingerprint && still(r))
+            .map(|r| (r.held_back.clone(), r.summary.clone()))
     }
 
     /// Counts a reconcile that needed no render.

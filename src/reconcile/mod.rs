@@ -324,14 +324,16 @@ async fn apply_spec(
             .map(|k| ctx.stores.children.availability(*k))
             .collect(),
     });
-    if let Some(last) = ctx.memo.get(namespace, name, &fingerprint) {
-        if last.still_applied(&ctx.stores.children, namespace, uid, &child_name(name)) {
-            ctx.memo.hit();
-            let applied = Applied::Written {
-                held_back: last.held_back.clone(),
-            };
-            return Ok(outcome(&applied, token.tunnel_id(), &last.summary));
-        }
+    let child = child_name(name);
+    if let Some((held_back, summary)) = ctx.memo.reuse(namespace, name, &fingerprint, |last| {
+        last.still_applied(&ctx.stores.children, namespace, uid, &child)
+    }) {
+        ctx.memo.hit();
+        return Ok(outcome(
+            &Applied::Written { held_back },
+            token.tunnel_id(),
+            &summary,
+        ));
     }
 
     let deref = Dereferenced {

@@ -15,6 +15,7 @@ use securetunnel_operator::controller::{self, Settings};
 use securetunnel_operator::http::{self, Health};
 use securetunnel_operator::leader::{LeaderElection, LeaseSettings};
 use securetunnel_operator::metrics::Metrics;
+use securetunnel_operator::reconcile::remote;
 use securetunnel_operator::telemetry::{self, LogFormat};
 use securetunnel_operator::{offline, rbac, Error};
 
@@ -94,7 +95,7 @@ struct RunArgs {
     integrations: Vec<Integration>,
     /// How often, in seconds, each Ready tunnel's connector is asked which configuration
     /// it runs (a remotely-managed tunnel is reported Degraded); 0: never.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = remote::CHECK_INTERVAL.as_secs())]
     config_check_interval_seconds: u64,
 }
 

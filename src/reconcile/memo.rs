@@ -20,7 +20,7 @@ pub type Fingerprint = [u8; 32];
 /// Render's inputs, for [`fingerprint`].
 pub struct Inputs<'a> {
     pub uid: &'a str,
-    pub generation: Option<i64>,
+    pub generation: i64,
     pub token_hash: &'a str,
     /// The resourceVersion of each referenced Service (`None`: absent).
     pub services: Vec<(String, Option<String>)>,
@@ -38,7 +38,7 @@ pub fn fingerprint(inputs: &Inputs<'_>) -> Fingerprint {
         h.update(bytes);
     };
     part(inputs.uid.as_bytes());
-    part(&inputs.generation.unwrap_or(-1).to_be_bytes());
+    part(&inputs.generation.to_be_bytes());
     part(inputs.token_hash.as_bytes());
     for (name, version) in &inputs.services {
         part(name.as_bytes());

@@ -302,31 +302,36 @@ async fn apply_spec(
     let services = dereference::read_services(&ctx.stores.services, spec, namespace);
     // Nothing render reads has changed, and every child still holds what it asked for:
     // the steady state's no-op, without rendering.
-    let fingerprint = memo::fingerprint(&memo::Inputs {
-        uid,
-        generation: tunnel.metadata.generation,
-        token_hash: token.hash(),
-        services: spec
-            .referenced_services(namespace)
-            .iter()
-            .map(|r| {
-                let version = services
-                    .get(r)
-                    .and_then(|s| s.metadata.resource_version.clone());
-                (format!("{}/{}", r.namespace, r.name), version)
-            })
-            .collect(),
-        ca_bundles: &ca_bundles,
-        operator_namespace: ctx.operator_namespace.as_deref(),
-        integrations: ChildKind::ALL
-            .iter()
-            .filter(|k| k.integration().is_some())
-            .map(|k| ctx.stores.children.availability(*k))
-            .collect(),
+    // Without a generation (never from an API server) a spec change could not be told.
+    let fingerprint = tunnel.metadata.generation.map(|generation| {
+        memo::fingerprint(&memo::Inputs {
+            uid,
+            generation,
+            token_hash: token.hash(),
+            services: spec
+                .referenced_services(namespace)
+                .iter()
+                .map(|r| {
+                    let version = services
+                        .get(r)
+                        .and_then(|s| s.metadata.resource_version.clone());
+                    (format!("{}/{}", r.namespace, r.name), version)
+                })
+                .collect(),
+            ca_bundles: &ca_bundles,
+            operator_namespace: ctx.operator_namespace.as_deref(),
+            integrations: ChildKind::ALL
+                .iter()
+                .filter(|k| k.integration().is_some())
+                .map(|k| ctx.stores.children.availability(*k))
+                .collect(),
+        })
     });
     let child = child_name(name);
-    if let Some((held_back, summary)) = ctx.memo.reuse(namespace, name, &fingerprint, |last| {
-        last.still_applied(&ctx.stores.children, namespace, uid, &child)
+    if let Some((held_back, summary)) = fingerprint.as_ref().and_then(|fingerprint| {
+        ctx.memo.reuse(namespace, name, fingerprint, |last| {
+            last.still_applied(&ctx.stores.children, namespace, uid, &child)
+        })
     }) {
         ctx.memo.hit();
         return Ok(outcome(
@@ -358,11 +363,14 @@ async fn apply_spec(
     .await?;
     let summary = RenderSummary::of(&children);
     match &applied {
-        Applied::Written { held_back } => ctx.memo.put(
-            namespace,
-            name,
-            memo::Rendered::of(fingerprint, summary.clone(), &objects, held_back),
-        ),
+        Applied::Written { held_back } => match fingerprint {
+            Some(fingerprint) => ctx.memo.put(
+                namespace,
+                name,
+                memo::Rendered::of(fingerprint, summary.clone(), &objects, held_back),
+            ),
+            None => ctx.memo.forget(namespace, name),
+        },
         Applied::Conflict(_) => ctx.memo.forget(namespace, name),
     }
     Ok(outcome(&applied, token.tunnel_id(), &summary))

@@ -16,16 +16,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc::UnboundedSender;
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 use tracing::debug;
-
-use futures::channel::mpsc::UnboundedSender;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
 
 use crate::api::{conditions, SecureTunnel};
 use crate::names::{selector_labels, METRICS_PORT};

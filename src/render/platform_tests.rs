@@ -1,9 +1,10 @@
 //! The platform settings: cloudflared's flags, the pod's pull secrets and spread, the
 //! DNSEndpoint and the PodMonitor.
 
-use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::{LocalObjectReference, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::tests::{pod_spec, render_with_token};
 use super::*;
 use crate::api::{
     Connector, Dns, EdgeIpVersion, IngressRule, LogLevel, PodMonitorSettings, Region,
@@ -13,27 +14,11 @@ use crate::test_support::{test_token, TUNNEL_ID};
 use crate::validate::CaKind;
 
 fn render(tunnel: &SecureTunnel) -> Children {
-    desired_children(
-        tunnel,
-        &Dereferenced {
-            token: Some(test_token("c2VjcmV0")),
-            ..Default::default()
-        },
-    )
-    .expect("renders")
-}
-
-fn pod(children: &Children) -> &PodSpec {
-    children
-        .deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("pod spec")
+    render_with_token(tunnel, "c2VjcmV0")
 }
 
 fn args(children: &Children) -> Vec<String> {
-    pod(children).containers[0].args.clone().expect("args")
+    pod_spec(children).containers[0].args.clone().expect("args")
 }
 
 #[test]
@@ -88,7 +73,7 @@ fn the_pod_outlives_the_grace_period() {
     let grace = |value: Option<&str>| {
         let mut tunnel = SecureTunnel::test();
         tunnel.spec.connector.grace_period = value.map(String::from);
-        pod(&render(&tunnel)).termination_grace_period_seconds
+        pod_spec(&render(&tunnel)).termination_grace_period_seconds
     };
     assert_eq!(grace(None), Some(45));
     assert_eq!(grace(Some("1m30s")), Some(105));
@@ -99,13 +84,13 @@ fn the_pod_outlives_the_grace_period() {
 #[test]
 fn pull_secrets_and_a_spread_of_the_users_own() {
     let mut tunnel = SecureTunnel::test();
-    let default = pod(&render(&tunnel))
+    let default = pod_spec(&render(&tunnel))
         .topology_spread_constraints
         .clone()
         .expect("default spread");
     assert_eq!(default.len(), 1);
     assert_eq!(default[0].topology_key, "kubernetes.io/hostname");
-    assert_eq!(pod(&render(&tunnel)).image_pull_secrets, None);
+    assert_eq!(pod_spec(&render(&tunnel)).image_pull_secrets, None);
 
     let own_selector = LabelSelector {
         match_labels: Some([("tier".to_string(), "edge".to_string())].into()),
@@ -130,7 +115,7 @@ fn pull_secrets_and_a_spread_of_the_users_own() {
         },
     ];
     let children = render(&tunnel);
-    let spread = pod(&children)
+    let spread = pod_spec(&children)
         .topology_spread_constraints
         .clone()
         .expect("spread");
@@ -146,7 +131,7 @@ fn pull_secrets_and_a_spread_of_the_users_own() {
     );
     assert_eq!(spread[1].label_selector, Some(own_selector));
     assert_eq!(
-        pod(&children).image_pull_secrets,
+        pod_spec(&children).image_pull_secrets,
         Some(vec![LocalObjectReference {
             name: "corp-mirror".into()
         }])
@@ -298,7 +283,7 @@ fn a_pod_monitor_scrapes_the_connectors_metrics_port_by_name() {
         Some(selector_labels("home"))
     );
     let endpoint = &monitor.spec.pod_metrics_endpoints[0];
-    let port_name = pod(&children).containers[0]
+    let port_name = pod_spec(&children).containers[0]
         .ports
         .as_ref()
         .and_then(|p| p[0].name.clone());
@@ -380,7 +365,7 @@ fn a_private_ca_is_mounted_read_only_named_in_the_config_and_hashed_into_the_pod
     );
     assert_eq!(ca_pool(2).as_deref(), Some("/etc/cloudflared/ca/1/tls.crt"));
 
-    let pod = pod(&children);
+    let pod = pod_spec(&children);
     let volumes = pod.volumes.clone().unwrap_or_default();
     let ca0 = volumes.iter().find(|v| v.name == "ca-0").expect("ca-0");
     let cm = ca0.config_map.as_ref().expect("a ConfigMap volume");

@@ -12,7 +12,7 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/render")
 }
 
-fn render_with_token(tunnel: &SecureTunnel, secret: &str) -> Children {
+pub(super) fn render_with_token(tunnel: &SecureTunnel, secret: &str) -> Children {
     desired_children(
         tunnel,
         &Dereferenced {
@@ -23,7 +23,7 @@ fn render_with_token(tunnel: &SecureTunnel, secret: &str) -> Children {
     .expect("renders")
 }
 
-fn pod_spec(children: &Children) -> &PodSpec {
+pub(super) fn pod_spec(children: &Children) -> &PodSpec {
     children
         .deployment
         .spec

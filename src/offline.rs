@@ -9,9 +9,10 @@ use serde::Deserialize;
 
 use crate::api::SecureTunnel;
 use crate::origin::ServiceRef;
-use crate::render::{desired_children, workload::TOKEN_KEY, Dereferenced};
+use crate::reconcile::dereference::{config_map_value, secret_value};
+use crate::render::{render, workload::TOKEN_KEY, Dereferenced};
 use crate::token::TunnelToken;
-use crate::validate::{CaKey, CaKind};
+use crate::validate::{validate, CaKey, CaKind, ValidatedSpec};
 use crate::{Error, Result};
 
 /// The namespace assumed for objects in the file that name none.
@@ -112,24 +113,28 @@ pub fn render_file(args: RenderInput<'_>) -> Result<Rendered> {
                 "{label}: has no uid yet, so its children carry no ownerReference (the cluster adds it)"
             ));
         }
-        let ca_bundles = ca_bundles(tunnel, &objects, &label, &mut out.notes);
+        // The controller's path: validate once, then render from the validated spec.
+        let name = tunnel.metadata.name.as_deref().unwrap_or_default();
+        let validated = match validate(name, &tunnel.spec) {
+            Ok(validated) => validated,
+            Err(errors) => {
+                invalid.push(format!("{label}:\n{errors}"));
+                continue;
+            }
+        };
+        let ca_bundles = ca_bundles(tunnel, &validated, &objects, &label, &mut out.notes);
         let deref = Dereferenced {
             token,
             services: objects.services.clone(),
             ca_bundles,
             operator_namespace: Some(args.operator_namespace.to_string()),
         };
-        match desired_children(tunnel, &deref) {
-            Ok(children) => {
-                for origin in &children.unresolved {
-                    out.notes
-                        .push(format!("{label}: not opened in the sandbox: {origin}"));
-                }
-                documents.extend(children.to_values()?);
-            }
-            Err(Error::InvalidSpec(errors)) => invalid.push(format!("{label}:\n{errors}")),
-            Err(e) => return Err(e),
+        let children = render(tunnel, &validated, &deref)?;
+        for origin in &children.unresolved {
+            out.notes
+                .push(format!("{label}: not opened in the sandbox: {origin}"));
         }
+        documents.extend(children.to_values()?);
     }
     if !invalid.is_empty() {
         return Err(Error::Input {
@@ -215,63 +220,26 @@ fn typed<T: serde::de::DeserializeOwned>(at: &str, value: serde_norway::Value) -
 /// one missing is noted (the pod annotation then hashes what is known).
 fn ca_bundles(
     tunnel: &SecureTunnel,
+    validated: &ValidatedSpec,
     objects: &Objects,
     label: &str,
     notes: &mut Vec<String>,
 ) -> BTreeMap<CaKey, Vec<u8>> {
-    let Ok(validated) = crate::validate::validate(
-        tunnel.metadata.name.as_deref().unwrap_or_default(),
-        &tunnel.spec,
-    ) else {
-        return BTreeMap::new();
-    };
     let namespace = tunnel
         .metadata
         .namespace
         .as_deref()
         .unwrap_or(DEFAULT_NAMESPACE);
-    let same = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, name: &str| {
-        meta.name.as_deref() == Some(name)
-            && meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE) == namespace
-    };
     let mut out = BTreeMap::new();
     for key in validated.ca_sources.keys() {
         let (kind, name, item) = &key;
         let content = match kind {
-            CaKind::ConfigMap => objects
-                .config_maps
-                .iter()
-                .find(|c| same(&c.metadata, name))
-                .and_then(|c| {
-                    let text = c
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get(item))
-                        .map(|v| v.as_bytes().to_vec());
-                    text.or_else(|| {
-                        c.binary_data
-                            .as_ref()
-                            .and_then(|d| d.get(item))
-                            .map(|v| v.0.clone())
-                    })
-                }),
-            CaKind::Secret => objects
-                .secrets
-                .iter()
-                .find(|s| same(&s.metadata, name))
-                .and_then(|s| {
-                    let text = s
-                        .string_data
-                        .as_ref()
-                        .and_then(|d| d.get(item))
-                        .map(|v| v.as_bytes().to_vec());
-                    text.or_else(|| {
-                        s.data
-                            .as_ref()
-                            .and_then(|d| d.get(item))
-                            .map(|v| v.0.clone())
-                    })
-                }),
+            CaKind::ConfigMap => {
+                named(&objects.config_maps, namespace, name).and_then(|c| config_map_value(c, item))
+            }
+            CaKind::Secret => {
+                named(&objects.secrets, namespace, name).and_then(|s| secret_value(s, item))
+            }
         };
         match content {
             Some(content) => {
@@ -294,26 +262,21 @@ fn token_from_secrets(tunnel: &SecureTunnel, secrets: &[Secret]) -> Result<Optio
         .namespace
         .as_deref()
         .unwrap_or(DEFAULT_NAMESPACE);
-    let Some(secret) = secrets.iter().find(|s| {
-        s.metadata.name.as_deref() == Some(reference.name.as_str())
-            && s.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE) == namespace
-    }) else {
+    let Some(raw) = named(secrets, namespace, &reference.name)
+        .and_then(|secret| secret_value(secret, &reference.key))
+    else {
         return Ok(None);
     };
-    let from_data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&reference.key))
-        .map(|b| b.0.clone());
-    let from_string_data = secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(&reference.key))
-        .map(|s| s.as_bytes().to_vec());
-    match from_string_data.or(from_data) {
-        Some(raw) => Ok(Some(TunnelToken::parse(&raw)?)),
-        None => Ok(None),
-    }
+    Ok(Some(TunnelToken::parse(&raw)?))
+}
+
+/// The object of the file with this name in this namespace (no namespace: the default).
+fn named<'a, K: kube::Resource>(objects: &'a [K], namespace: &str, name: &str) -> Option<&'a K> {
+    objects.iter().find(|o| {
+        let meta = o.meta();
+        meta.name.as_deref() == Some(name)
+            && meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE) == namespace
+    })
 }
 
 /// Replaces the token in a rendered Secret. Returns whether it did.

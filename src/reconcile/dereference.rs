@@ -109,7 +109,7 @@ pub async fn read_token(
             message: format!("Secret {namespace}/{} not found", reference.name),
         }));
     };
-    let token = match secret.data.as_ref().and_then(|d| d.get(&reference.key)) {
+    let token = match secret_value(&secret, &reference.key) {
         None => Err(TokenProblem {
             reason: conditions::REASON_TOKEN_SECRET_MISSING,
             message: format!(
@@ -117,7 +117,7 @@ pub async fn read_token(
                 reference.name, reference.key
             ),
         }),
-        Some(raw) => TunnelToken::parse(&raw.0).map_err(|e| TokenProblem {
+        Some(raw) => TunnelToken::parse(&raw).map_err(|e| TokenProblem {
             reason: conditions::REASON_TOKEN_INVALID,
             message: format!(
                 "Secret {namespace}/{} key {:?}: {e}",
@@ -129,6 +129,39 @@ pub async fn read_token(
         cache.put(key, version, token.clone());
     }
     Ok(token)
+}
+
+/// A ConfigMap's or a Secret's value of `key`: a ConfigMap's `data`, else `binaryData`; a
+/// Secret's `stringData` (only in a file not yet stored, where the API server would merge
+/// it over `data`), else `data`.
+pub fn config_map_value(config_map: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+    let text = config_map.data.as_ref().and_then(|d| d.get(key));
+    let binary = config_map.binary_data.as_ref().and_then(|d| d.get(key));
+    text.map(|v| v.as_bytes().to_vec())
+        .or_else(|| binary.map(|v| v.0.clone()))
+}
+
+/// See [`config_map_value`].
+pub fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
+    let text = secret.string_data.as_ref().and_then(|d| d.get(key));
+    let binary = secret.data.as_ref().and_then(|d| d.get(key));
+    text.map(|v| v.as_bytes().to_vec())
+        .or_else(|| binary.map(|v| v.0.clone()))
+}
+
+/// A ConfigMap or a Secret that holds a CA bundle.
+enum KeyHolder {
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+}
+
+impl KeyHolder {
+    fn value(&self, key: &str) -> Option<Vec<u8>> {
+        match self {
+            KeyHolder::ConfigMap(config_map) => config_map_value(config_map, key),
+            KeyHolder::Secret(secret) => secret_value(secret, key),
+        }
+    }
 }
 
 /// Reads the CA bundles the rules' `caPool`s name (each source once). A missing object or
@@ -146,39 +179,26 @@ pub async fn read_ca_bundles(
             object: object.clone(),
             source,
         };
-        let data: Option<BTreeMap<String, Vec<u8>>> = match source.kind {
+        let found = match source.kind {
             CaKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
                 .get_opt(&source.name)
                 .await
                 .map_err(dereference_error)?
-                .map(|cm| {
-                    let text = cm.data.unwrap_or_default().into_iter();
-                    let binary = cm.binary_data.unwrap_or_default().into_iter();
-                    text.map(|(k, v)| (k, v.into_bytes()))
-                        .chain(binary.map(|(k, v)| (k, v.0)))
-                        .collect()
-                }),
+                .map(KeyHolder::ConfigMap),
             CaKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
                 .get_opt(&source.name)
                 .await
                 .map_err(dereference_error)?
-                .map(|secret| {
-                    secret
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect()
-                }),
+                .map(KeyHolder::Secret),
         };
-        let Some(mut data) = data else {
+        let Some(holder) = found else {
             return Ok(Err(TokenProblem {
                 reason: conditions::REASON_CA_POOL_MISSING,
                 message: format!("{object} (a caPool) not found"),
             }));
         };
         for key in &source.keys {
-            let Some(content) = data.remove(key) else {
+            let Some(content) = holder.value(key) else {
                 return Ok(Err(TokenProblem {
                     reason: conditions::REASON_CA_POOL_MISSING,
                     message: format!("{object} (a caPool) has no key {key:?}"),

@@ -1,6 +1,6 @@
 //! Pure rendering: a SecureTunnel plus what the dereference step found
 //! becomes the desired child objects. No I/O; the reconciler and the
-//! offline `render` command both call [`desired_children`].
+//! offline `render` command both validate once and call [`render`].
 
 pub mod config;
 pub mod integrations;
@@ -186,7 +186,7 @@ fn to_json<T: Serialize>(obj: &T) -> Result<serde_json::Value> {
     })
 }
 
-/// The one path from a SecureTunnel to its children: validate, then render.
+/// Validate, then render: for callers that hold no validated spec (tests, the fuzzer).
 pub fn desired_children(tunnel: &SecureTunnel, deref: &Dereferenced) -> Result<Children> {
     let validated =
         validate::validate(&tunnel.name_any(), &tunnel.spec).map_err(Error::InvalidSpec)?;

@@ -8,16 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kube::api::DeleteParams;
-use kube::{Api, Client};
+use kube::Client;
 use serde_json::Value;
 
-use securetunnel_operator::api::SecureTunnel;
 use securetunnel_operator::children::ChildKind;
 use securetunnel_operator::names::RECORD_OWNER_LABEL;
 
 use crate::lifecycle::{
-    child, wait_condition, wait_condition_within, NAMESPACE, TOKEN_SECRET, WAIT,
+    child, delete_and_collect, wait_condition, wait_condition_within, NAMESPACE, TOKEN_SECRET, WAIT,
 };
 use crate::support::{dynamic_api, free_port, wait_for, Env, Outcome, TUNNEL_ID};
 
@@ -56,22 +54,13 @@ spec:
     .map(|_| ())
 }
 
-async fn delete_tunnel(client: &Client) -> Outcome {
-    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
-        .delete(NAME, &DeleteParams::default())
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 /// Where the integration is not enabled (the kustomize install), the tunnel says how to
 /// enable it, and its connectors run.
 pub async fn not_enabled_is_reported(env: &Env, client: &Client) -> Outcome {
     apply(env, &["www.e2e.example.com"])?;
     wait_condition(client, NAME, "DNSRecords", "False", "IntegrationNotEnabled").await?;
     wait_condition(client, NAME, "Ready", "True", "ConnectorsReady").await?;
-    delete_tunnel(client).await?;
-    crate::lifecycle::children_collected(client, NAME).await
+    delete_and_collect(client, NAME, &[]).await
 }
 
 /// With the integration enabled and no CRD, the tunnel says the CRD is missing, and its
@@ -289,14 +278,5 @@ pub async fn observed_by_external_dns(client: &Client) -> Outcome {
 
 /// Deleting the tunnel lets the garbage collector remove its DNSEndpoint.
 pub async fn deleted_with_the_tunnel(client: &Client) -> Outcome {
-    delete_tunnel(client).await?;
-    let api = dynamic_api(client, NAMESPACE, &ChildKind::DnsEndpoint.api_resource());
-    wait_for(WAIT, "the DNSEndpoint to be garbage-collected", || async {
-        match api.get_opt(&child(NAME)).await.map_err(|e| e.to_string())? {
-            None => Ok(()),
-            Some(_) => Err("still there".to_string()),
-        }
-    })
-    .await?;
-    crate::lifecycle::children_collected(client, NAME).await
+    delete_and_collect(client, NAME, &[ChildKind::DnsEndpoint]).await
 }

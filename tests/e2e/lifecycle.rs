@@ -12,6 +12,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 
 use securetunnel_operator::api::SecureTunnel;
+use securetunnel_operator::children::ChildKind;
 
 use crate::support::{child_kinds, describe, dynamic_api, wait_for, Env, Outcome};
 
@@ -404,14 +405,11 @@ data: {{ owner: someone-else }}
             child(name)
         ));
     }
-    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
-        .delete(name, &DeleteParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    // The foreign ConfigMap first: the garbage collector leaves it alone.
     api.delete(&child(name), &DeleteParams::default())
         .await
         .map_err(|e| e.to_string())?;
-    children_collected(client, name).await
+    delete_and_collect(client, name, &[]).await
 }
 
 /// The user's token Secret carries no trace of the operator: no field manager, no owner,
@@ -460,11 +458,7 @@ pub async fn token_secret_untouched(env: &Env, client: &Client, operator_user: &
 }
 
 pub async fn garbage_collected(client: &Client, name: &str) -> Outcome {
-    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
-        .delete(name, &DeleteParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    children_collected(client, name).await?;
+    delete_and_collect(client, name, &[]).await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     if secrets
         .get_opt(TOKEN_SECRET)
@@ -479,10 +473,22 @@ pub async fn garbage_collected(client: &Client, name: &str) -> Outcome {
     Ok(())
 }
 
-/// Waits until the garbage collector has removed every child of the deleted tunnel
-/// `name`: later checks count writes, and must not count the collector's.
-pub async fn children_collected(client: &Client, name: &str) -> Outcome {
-    for (kind, resource) in child_kinds() {
+/// Deletes the tunnel `name`.
+pub async fn delete_tunnel(client: &Client, name: &str) -> Outcome {
+    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
+        .delete(name, &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Deletes the tunnel `name` and waits until the garbage collector has removed every child
+/// of it, those of the integrations' kinds in `also` included: later checks count writes,
+/// and must not count the collector's.
+pub async fn delete_and_collect(client: &Client, name: &str, also: &[ChildKind]) -> Outcome {
+    delete_tunnel(client, name).await?;
+    let extra = also.iter().map(|k| (k.kind(), k.api_resource()));
+    for (kind, resource) in child_kinds().into_iter().chain(extra) {
         let api = dynamic_api(client, NAMESPACE, &resource);
         wait_for(
             WAIT,
@@ -568,11 +574,7 @@ spec:
     if fields["t"] != TUNNEL_ID {
         return Err(format!("the token's tunnel ID is {}", fields["t"]));
     }
-    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
-        .delete(name, &DeleteParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    children_collected(client, name).await?;
+    delete_and_collect(client, name, &[]).await?;
     env.kubectl(&["-n", NAMESPACE, "delete", "secret", "creds-file"])
         .map(|_| ())
 }

@@ -1,16 +1,14 @@
 //! The PodMonitor of a tunnel with `spec.metrics.podMonitor`, on the real API server with
 //! the Prometheus Operator's own CRD (its schema checks what the operator writes).
 
-use kube::api::DeleteParams;
-use kube::{Api, Client};
+use kube::Client;
 
-use securetunnel_operator::api::SecureTunnel;
 use securetunnel_operator::children::ChildKind;
 use securetunnel_operator::names::{selector_labels, METRICS_PORT_NAME};
 
 use crate::dns::CRD_PICKUP;
 use crate::lifecycle::{
-    child, wait_condition, wait_condition_within, NAMESPACE, TOKEN_SECRET, WAIT,
+    child, delete_and_collect, wait_condition, wait_condition_within, NAMESPACE, TOKEN_SECRET,
 };
 use crate::support::{dynamic_api, wait_for, Env, Outcome};
 
@@ -80,17 +78,5 @@ pub async fn pod_monitor_applied(env: &Env, client: &Client) -> Outcome {
 pub async fn unscrapable_is_reported(env: &Env, client: &Client) -> Outcome {
     apply(env, false)?;
     wait_condition(client, NAME, "Monitoring", "False", "MetricsNotAllowed").await?;
-    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
-        .delete(NAME, &DeleteParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let api = dynamic_api(client, NAMESPACE, &ChildKind::PodMonitor.api_resource());
-    wait_for(WAIT, "the PodMonitor to be garbage-collected", || async {
-        match api.get_opt(&child(NAME)).await.map_err(|e| e.to_string())? {
-            None => Ok(()),
-            Some(_) => Err("still there".to_string()),
-        }
-    })
-    .await?;
-    crate::lifecycle::children_collected(client, NAME).await
+    delete_and_collect(client, NAME, &[ChildKind::PodMonitor]).await
 }

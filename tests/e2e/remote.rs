@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
-use securetunnel_operator::api::SecureTunnel;
 use securetunnel_operator::names::METRICS_PORT;
 
 use crate::lifecycle::{
-    apply_tunnel, children_collected, wait_condition, wait_condition_within, NAMESPACE, WAIT,
+    apply_tunnel, delete_and_collect, wait_condition, wait_condition_within, NAMESPACE, WAIT,
 };
 use crate::support::{wait_for, Env, Outcome};
 
@@ -88,9 +87,5 @@ pub async fn reported(env: &Env, client: &Client) -> Outcome {
     // Back to the local configuration: the condition clears.
     version.store(-1, Ordering::SeqCst);
     wait_condition_within(client, NAME, "Degraded", "False", "AsExpected", WAIT).await?;
-    Api::<SecureTunnel>::namespaced(client.clone(), NAMESPACE)
-        .delete(NAME, &DeleteParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    children_collected(client, NAME).await
+    delete_and_collect(client, NAME, &[]).await
 }

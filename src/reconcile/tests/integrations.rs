@@ -34,25 +34,6 @@ fn status_with_dns(children: &Children, status: &str, reason: &str, message: &st
     s
 }
 
-/// Caches watching `kinds`, holding the core children of `children` (rolled out).
-fn caches_with(kinds: &[ChildKind], children: &Children) -> Caches {
-    let mut caches = Caches {
-        children: listed_kinds(kinds),
-        ..Caches::empty()
-    };
-    for (kind, obj) in children.objects().expect("objects") {
-        match kind {
-            ChildKind::Deployment => {
-                let live = to_json(&rolled_out(children.deployment.clone(), 2));
-                caches.put(kind, &applied_as(live, &obj));
-            }
-            k if k.integration().is_some() => {}
-            k => caches.put(k, &obj),
-        }
-    }
-    caches
-}
-
 fn dns_endpoint_json(children: &Children) -> Value {
     children
         .objects()
@@ -69,7 +50,7 @@ async fn without_the_integration_the_tunnel_says_how_to_enable_it_and_works_on()
     let children = children_for(&dns_tunnel(), &token);
     assert!(children.dns_endpoint.is_some());
     // The default caches: core kinds only, as `run` without --integration.
-    let caches = caches_with(&ChildKind::core().collect::<Vec<_>>(), &children);
+    let caches = Caches::holding(&children);
     let script = vec![
         token_lookup(&token),
         apply_status(status_with_dns(
@@ -89,7 +70,7 @@ async fn without_the_integration_the_tunnel_says_how_to_enable_it_and_works_on()
 async fn with_the_integration_the_records_are_created_after_the_connectors() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&dns_tunnel(), &token);
-    let caches = caches_with(&ChildKind::enabled(&[Integration::DnsEndpoints]), &children);
+    let caches = Caches::holding_with(&children, &ChildKind::enabled(&[Integration::DnsEndpoints]));
     let applied = format!(
         "DNSEndpoint apps/home-cloudflared: 1 CNAME record to {TUNNEL_ID}.cfargotunnel.com"
     );
@@ -123,7 +104,7 @@ async fn with_the_integration_the_records_are_created_after_the_connectors() {
 async fn a_missing_crd_is_reported_and_nothing_is_sent_for_it() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&dns_tunnel(), &token);
-    let caches = caches_with(&ChildKind::enabled(&[Integration::DnsEndpoints]), &children);
+    let caches = Caches::holding_with(&children, &ChildKind::enabled(&[Integration::DnsEndpoints]));
     let not_found: kube::core::Status = serde_json::from_value(json!({
         "status": "Failure", "message": "the server could not find the requested resource",
         "reason": "NotFound", "code": 404
@@ -153,7 +134,8 @@ async fn records_no_longer_wanted_are_deleted_by_uid() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let with_dns = children_for(&dns_tunnel(), &token);
     let children = children_for(&tunnel(), &token);
-    let mut caches = caches_with(&ChildKind::enabled(&[Integration::DnsEndpoints]), &children);
+    let mut caches =
+        Caches::holding_with(&children, &ChildKind::enabled(&[Integration::DnsEndpoints]));
     let mut live = dns_endpoint_json(&with_dns);
     live["metadata"]["uid"] = json!("dns-uid");
     caches.put(ChildKind::DnsEndpoint, &live);

@@ -4,28 +4,15 @@
 
 use super::*;
 
-/// One reconcile over the steady state, so that the memo holds this tunnel's render.
-async fn remembered(cluster: &mut MockCluster, children: &Children, token: &str) {
-    cluster
-        .reconcile(tunnel_in_steady_state(children), vec![token_lookup(token)])
-        .await
-        .expect("reconciles");
-}
-
 #[tokio::test]
 async fn an_unchanged_tunnel_is_not_rendered_again_and_writes_nothing() {
     let token = token_string("Zmlyc3Qtc2VjcmV0");
     let children = children_for(&tunnel(), &token);
     let mut cluster = MockCluster::new(&Caches::holding(&children));
-    remembered(&mut cluster, &children, &token).await;
+    // The memo now holds this tunnel's render.
+    cluster.reconcile_steady(&children, &token).await;
     for _ in 0..3 {
-        cluster
-            .reconcile(
-                tunnel_in_steady_state(&children),
-                vec![token_lookup(&token)],
-            )
-            .await
-            .expect("reconciles");
+        cluster.reconcile_steady(&children, &token).await;
     }
     cluster.finish().await;
 }
@@ -36,7 +23,8 @@ async fn a_hand_edit_after_the_memo_is_still_reverted() {
     let children = children_for(&tunnel(), &token);
     let mut caches = Caches::holding(&children);
     let mut cluster = MockCluster::new(&caches);
-    remembered(&mut cluster, &children, &token).await;
+    // The memo now holds this tunnel's render.
+    cluster.reconcile_steady(&children, &token).await;
 
     let mut edited = rolled_out(children.deployment.clone(), 2);
     if let Some(spec) = edited.spec.as_mut() {
@@ -69,7 +57,8 @@ async fn a_changed_service_renders_again() {
     let children = children_for(&tunnel(), &token);
     let mut caches = Caches::holding(&children);
     let mut cluster = MockCluster::new(&caches);
-    remembered(&mut cluster, &children, &token).await;
+    // The memo now holds this tunnel's render.
+    cluster.reconcile_steady(&children, &token).await;
 
     // The Service now selects other pods: a new NetworkPolicy.
     let mut moved = web_service("api");

@@ -534,6 +534,14 @@ impl MockCluster {
         crate::reconcile::error_policy(Arc::new(tunnel.clone()), error, self.ctx.clone())
     }
 
+    /// One reconcile of the tunnel in its steady state over `children`: the token is read,
+    /// and nothing else is sent.
+    async fn reconcile_steady(&mut self, children: &Children, token: &str) {
+        self.reconcile(tunnel_in_steady_state(children), vec![token_lookup(token)])
+            .await
+            .expect("reconciles");
+    }
+
     async fn finish(self) {
         let MockCluster {
             ctx, mut handle, ..
@@ -627,13 +635,24 @@ impl Caches {
 
     /// Caches holding exactly `children`, with the Deployment fully rolled out.
     fn holding(children: &Children) -> Self {
-        let mut caches = Caches::empty();
+        Caches::holding_with(children, &ChildKind::core().collect::<Vec<_>>())
+    }
+
+    /// Caches watching `kinds`, holding the core children of `children` (the Deployment
+    /// rolled out); the integrations' children are not there yet.
+    fn holding_with(children: &Children, kinds: &[ChildKind]) -> Self {
+        let mut caches = Caches {
+            children: listed_kinds(kinds),
+            ..Caches::empty()
+        };
         for (kind, obj) in children.objects().expect("objects") {
-            if kind == ChildKind::Deployment {
-                let live = to_json(&rolled_out(children.deployment.clone(), 2));
-                caches.put(kind, &applied_as(live, &obj));
-            } else {
-                caches.put(kind, &obj);
+            match kind {
+                ChildKind::Deployment => {
+                    let live = to_json(&rolled_out(children.deployment.clone(), 2));
+                    caches.put(kind, &applied_as(live, &obj));
+                }
+                k if k.integration().is_some() => {}
+                k => caches.put(k, &obj),
             }
         }
         caches

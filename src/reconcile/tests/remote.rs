@@ -111,13 +111,7 @@ async fn a_locally_managed_connector_changes_nothing() {
     observed(&mut cluster, &checks).await;
     assert_eq!(checks.known("apps", "home"), Some(-1));
     // The steady state stays steady: no write.
-    cluster
-        .reconcile(
-            tunnel_in_steady_state(&children),
-            vec![token_lookup(&token)],
-        )
-        .await
-        .expect("reconciles");
+    cluster.reconcile_steady(&children, &token).await;
     cluster.finish().await;
 }
 

@@ -2,7 +2,7 @@
 //! the Secret's resourceVersion changed), and the Services its rules name (from the
 //! cache, which has listed them all).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -14,7 +14,7 @@ use crate::api::conditions;
 use crate::api::TokenSecretRef;
 use crate::origin::ServiceRef;
 use crate::token::TunnelToken;
-use crate::validate::{CaKey, CaKind, CaSources, ValidatedSpec};
+use crate::validate::{CaKey, CaKind, CaSources};
 use crate::{Error, Result};
 
 /// Why the token could not be used; becomes the Ready condition.
@@ -213,14 +213,13 @@ pub async fn read_ca_bundles(
 /// The Services the rules name, from the cache (which has listed them all).
 pub fn read_services(
     store: &Store<Service>,
-    spec: &ValidatedSpec,
-    namespace: &str,
+    referenced: &BTreeSet<ServiceRef>,
 ) -> BTreeMap<ServiceRef, Service> {
-    spec.referenced_services(namespace)
-        .into_iter()
+    referenced
+        .iter()
         .filter_map(|r| {
             let service = store.get(&ObjectRef::new(&r.name).within(&r.namespace))?;
-            Some((r, service.as_ref().clone()))
+            Some((r.clone(), service.as_ref().clone()))
         })
         .collect()
 }

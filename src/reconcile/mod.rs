@@ -299,7 +299,9 @@ async fn apply_spec(
                 ));
             }
         };
-    let services = dereference::read_services(&ctx.stores.services, spec, namespace);
+    // The Services the rules name (under the pods' DNS search path), and those that exist.
+    let referenced = spec.referenced_services(namespace);
+    let services = dereference::read_services(&ctx.stores.services, &referenced);
     // Nothing render reads has changed, and every child still holds what it asked for:
     // the steady state's no-op, without rendering.
     // Without a generation (never from an API server) a spec change could not be told.

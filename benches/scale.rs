@@ -62,7 +62,20 @@ fn spawn_operator(kubeconfig: &std::path::Path, concurrency: u16) -> Child {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    Command::new(env!("CARGO_BIN_EXE_securetunnel-operator"))
+    // BENCH_OPERATOR_WRAPPER runs the operator under a profiler ("heaptrack -o FILE",
+    // say); the RSS and CPU figures are then the wrapper's.
+    let wrapper = std::env::var("BENCH_OPERATOR_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let binary = env!("CARGO_BIN_EXE_securetunnel-operator");
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
+    command
         .args([
             "run",
             "--concurrency",
@@ -276,7 +289,7 @@ fn render_256_rules_micros() -> f64 {
             }))
             .expect("service");
             (
-                securetunnel_operator::origin::ServiceRef {
+                securetunnel_operator::validate::origin::ServiceRef {
                     namespace: "apps".into(),
                     name: format!("web-{s}"),
                 },

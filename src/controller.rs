@@ -22,11 +22,11 @@ use crate::children::{ChildKind, Integration};
 use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::{managed_selector, unmanaged_selector, MANAGED_BY};
-use crate::origin::ServiceRef;
 use crate::reconcile::cache::ChildCache;
 use crate::reconcile::memo::RenderMemo;
 use crate::reconcile::remote::RemoteConfigChecks;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
+use crate::validate::origin::ServiceRef;
 use crate::validate::CaKind;
 
 /// Every resource the controller lists and watches with these integrations, as (group,

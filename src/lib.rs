@@ -17,7 +17,6 @@ pub mod managed_fields;
 pub mod metrics;
 pub mod names;
 pub mod offline;
-pub mod origin;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;

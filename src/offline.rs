@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use serde::Deserialize;
 
 use crate::api::SecureTunnel;
-use crate::origin::ServiceRef;
 use crate::reconcile::dereference::{config_map_value, secret_value};
 use crate::render::{render, workload::TOKEN_KEY, Dereferenced};
 use crate::token::TunnelToken;
+use crate::validate::origin::ServiceRef;
 use crate::validate::{validate, CaKey, CaKind, ValidatedSpec};
 use crate::{Error, Result};
 

@@ -12,10 +12,11 @@ use crate::api::{IngressRule, Region, SecureTunnelSpec};
 use crate::names::{
     CHILD_SUFFIX, MAX_INGRESS_RULES, MAX_REPLICAS, MAX_TUNNEL_NAME_LEN, MIN_REPLICAS,
 };
-use crate::origin::{parse_service, service_name, Host, Origin, ServiceName, ServiceRef};
+use origin::{parse_service, service_name, Host, Origin, ServiceName, ServiceRef};
 
 mod ca;
 mod fields;
+pub mod origin;
 mod platform;
 mod rules;
 pub use ca::{CaKey, CaKind, CaSource, CaSources, CA_DIR};

@@ -392,7 +392,7 @@ fn default_ports_follow_the_scheme() {
         parse_service("http://[2001:db8::1]:8080"),
         Ok(Origin::Url {
             scheme: "http".into(),
-            host: crate::origin::Host::Ip("2001:db8::1".parse().expect("ip")),
+            host: crate::validate::origin::Host::Ip("2001:db8::1".parse().expect("ip")),
             port: Some(8080)
         })
     );

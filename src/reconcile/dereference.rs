@@ -12,8 +12,8 @@ use kube::{Api, Client};
 
 use crate::api::conditions;
 use crate::api::TokenSecretRef;
-use crate::origin::ServiceRef;
 use crate::token::TunnelToken;
+use crate::validate::origin::ServiceRef;
 use crate::validate::{CaKey, CaKind, CaSources};
 use crate::{Error, Result};
 

@@ -13,6 +13,7 @@ pub mod update_status;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ use crate::names::child_name;
 use crate::render::{self, Dereferenced};
 use crate::status::{desired_status, IntegrationOutcome, Verdict};
 use crate::token::TunnelToken;
+use crate::validate::origin::ServiceRef;
 use crate::validate::{ValidatedSpec, ValidationErrors};
 use crate::{Error, Result};
 use apply::Applied;
@@ -232,9 +234,9 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
         &tunnel.spec.token_secret_ref,
     )
     .await?;
-    let spec = ctx.index.verdict(&tunnel);
+    let checked = ctx.index.verdict(&tunnel);
 
-    let (mut verdict, action) = match decide(&spec, &token) {
+    let (mut verdict, action) = match decide(&checked.spec, &token) {
         Decision::Block {
             reason,
             message,
@@ -245,7 +247,12 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
             (Verdict::Blocked { reason, message }, action)
         }
         Decision::Apply { spec, token } => {
-            apply_spec(ctx, &tunnel, spec, token, &name, &namespace, &uid).await?
+            let names = Names {
+                name: &name,
+                namespace: &namespace,
+                uid: &uid,
+            };
+            apply_spec(ctx, &tunnel, spec, &checked.services, token, names).await?
         }
     };
 
@@ -275,16 +282,28 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     Ok(action)
 }
 
+/// The tunnel's name, namespace and uid, read once from its metadata.
+struct Names<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    uid: &'a str,
+}
+
 /// Dereferences the rest of what the spec names (Services, CA bundles), renders, applies.
+/// `referenced`: the Services the rules name, as the index listed them with the spec.
 async fn apply_spec(
     ctx: &Context,
     tunnel: &SecureTunnel,
     spec: &ValidatedSpec,
+    referenced: &BTreeSet<ServiceRef>,
     token: &TunnelToken,
-    name: &str,
-    namespace: &str,
-    uid: &str,
+    names: Names<'_>,
 ) -> Result<(Verdict, Action)> {
+    let Names {
+        name,
+        namespace,
+        uid,
+    } = names;
     let ca_bundles =
         match dereference::read_ca_bundles(&ctx.client, namespace, &spec.ca_sources).await? {
             Ok(bundles) => bundles,
@@ -299,9 +318,8 @@ async fn apply_spec(
                 ));
             }
         };
-    // The Services the rules name (under the pods' DNS search path), and those that exist.
-    let referenced = spec.referenced_services(namespace);
-    let services = dereference::read_services(&ctx.stores.services, &referenced);
+    // Those of the Services the rules name that exist.
+    let services = dereference::read_services(&ctx.stores.services, referenced);
     // Nothing render reads has changed, and every child still holds what it asked for:
     // the steady state's no-op, without rendering.
     // Without a generation (never from an API server) a spec change could not be told.
@@ -310,8 +328,7 @@ async fn apply_spec(
             uid,
             generation,
             token_hash: token.hash(),
-            services: spec
-                .referenced_services(namespace)
+            services: referenced
                 .iter()
                 .map(|r| {
                     let version = services

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::SecureTunnelSpec;
-use crate::origin::{service_name, Host, Origin, ServiceName, ServiceRef};
+use crate::validate::origin::{service_name, Host, Origin, ServiceName, ServiceRef};
 use crate::validate::ValidatedSpec;
 
 /// A port on a destination pod: a number, or a container port name (a

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::origins::{resolve, TargetPort};
 use super::*;
 use crate::api::SecureTunnel;
-use crate::origin::{service_name, ServiceName, ServiceRef};
+use crate::validate::origin::{service_name, ServiceName, ServiceRef};
 
 fn tunnel(rules: &[&str]) -> SecureTunnel {
     SecureTunnel::test()

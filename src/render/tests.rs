@@ -56,7 +56,7 @@ fn tunnel_and_services(
     text: &str,
 ) -> (
     SecureTunnel,
-    BTreeMap<crate::origin::ServiceRef, k8s_openapi::api::core::v1::Service>,
+    BTreeMap<crate::validate::origin::ServiceRef, k8s_openapi::api::core::v1::Service>,
 ) {
     let mut docs = serde_norway::Deserializer::from_str(text).map(|d| {
         <serde_norway::Value as serde::Deserialize>::deserialize(d).expect("fixture is YAML")
@@ -68,7 +68,7 @@ fn tunnel_and_services(
         .map(|d| {
             let s: k8s_openapi::api::core::v1::Service =
                 serde_norway::from_value(d).expect("service parses");
-            let key = crate::origin::ServiceRef {
+            let key = crate::validate::origin::ServiceRef {
                 namespace: s.metadata.namespace.clone().expect("service namespace"),
                 name: s.metadata.name.clone().expect("service name"),
             };

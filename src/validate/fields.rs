@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::origin::check_dns_name;
 use crate::names::{DNS_LABEL_MAX, MAX_IMAGE_LEN};
-use crate::origin::check_dns_name;
 
 /// cloudflared >= 2025.4.0 is the first release with `--token-file`.
 const MIN_CLOUDFLARED_VERSION: (u32, u32, u32) = (2025, 4, 0);

@@ -2,10 +2,10 @@
 //! cloudflared checks them.
 
 use super::fields::{check_duration, check_hostname};
+use super::origin::{check_dns_name, parse_service, Origin};
 use super::{is_catch_all, ValidationErrors};
 use crate::api::{IngressRule, OriginRequest};
 use crate::names::MAX_PATH_LEN;
-use crate::origin::{check_dns_name, parse_service, Origin};
 
 /// A regular expression larger than this (compiled) is refused; cloudflared
 /// evaluates it on every request.

@@ -31,7 +31,7 @@ async fn the_bundle_is_read_and_its_hash_rolls_the_pods() {
         &Dereferenced {
             token: Some(TunnelToken::parse(token.as_bytes()).expect("token")),
             services: [(
-                crate::origin::ServiceRef {
+                crate::validate::origin::ServiceRef {
                     namespace: "apps".into(),
                     name: "web".into(),
                 },

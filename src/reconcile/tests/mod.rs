@@ -65,7 +65,7 @@ fn children_with(tunnel: &SecureTunnel, token: &str, services: &[Service]) -> Ch
     let services = services
         .iter()
         .map(|s| {
-            let key = crate::origin::ServiceRef {
+            let key = crate::validate::origin::ServiceRef {
                 namespace: s.metadata.namespace.clone().expect("namespace"),
                 name: s.metadata.name.clone().expect("name"),
             };

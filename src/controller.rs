@@ -8,10 +8,9 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::ApiResource;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -23,6 +22,8 @@ use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
 use crate::names::{managed_selector, unmanaged_selector, MANAGED_BY};
 use crate::reconcile::cache::ChildCache;
+use crate::reconcile::events::EventPublisher;
+use crate::reconcile::live::LiveObject;
 use crate::reconcile::memo::RenderMemo;
 use crate::reconcile::remote::RemoteConfigChecks;
 use crate::reconcile::{error_policy, reconcile, Context, Stores};
@@ -83,7 +84,7 @@ fn child_watches(
     recovered: &futures::channel::mpsc::UnboundedSender<()>,
 ) -> Vec<(
     ApiResource,
-    BoxStream<'static, Result<DynamicObject, watcher::Error>>,
+    BoxStream<'static, Result<LiveObject, watcher::Error>>,
 )> {
     cache
         .kinds()
@@ -217,13 +218,7 @@ async fn run_scope(
         token_secrets,
     };
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGED_BY.to_string(),
-            instance: settings.instance.clone(),
-        },
-    );
+    let events = EventPublisher::new(client.clone(), MANAGED_BY, settings.instance.clone());
     // The SecureTunnel watch feeds the index (each spec validated once per change)
     // before the reflector and the controller see the event.
     let index = Arc::new(TunnelIndex::default());
@@ -251,7 +246,7 @@ async fn run_scope(
     .applied_objects();
     let mut context = Context::with_metrics(
         client.clone(),
-        recorder,
+        events,
         stores,
         metrics.clone(),
         index.clone(),

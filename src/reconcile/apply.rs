@@ -9,12 +9,13 @@
 //! Deployment last, so a name conflict found on the way starts no connector.
 
 use json_patch::Patch as JsonPatch;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use super::cache::{ChildCache, ChildSummary, CreateEntry};
+use super::live::LiveObject;
 use crate::children::{Availability, ChildKind};
 use crate::names::{child_name, APPLIED_HASH_ANNOTATION, FIELD_MANAGER};
 use crate::{Error, Result};
@@ -25,7 +26,7 @@ fn text<'a>(obj: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn api(client: &Client, kind: ChildKind, namespace: &str) -> Api<DynamicObject> {
+fn api(client: &Client, kind: ChildKind, namespace: &str) -> Api<LiveObject> {
     Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
 }
 
@@ -68,9 +69,9 @@ impl Child<'_> {
     }
 
     /// Creates the child; `None` when an object with its name already exists.
-    async fn create(&self, client: &Client) -> Result<Option<DynamicObject>> {
-        let obj: DynamicObject =
-            serde_json::from_value(self.desired.clone()).map_err(|source| Error::Serialize {
+    async fn create(&self, client: &Client) -> Result<Option<LiveObject>> {
+        let obj =
+            LiveObject::from_json(self.desired.clone()).map_err(|source| Error::Serialize {
                 what: "child object",
                 source,
             })?;
@@ -122,7 +123,7 @@ impl Child<'_> {
         &self,
         client: &Client,
         create_entry: Option<CreateEntry>,
-    ) -> Result<DynamicObject> {
+    ) -> Result<LiveObject> {
         if let Some(entry) = create_entry {
             self.adopt_create_entry(client, entry).await?;
         }

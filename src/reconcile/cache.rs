@@ -9,11 +9,10 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::DynamicObject;
 use kube::runtime::watcher;
 use serde::Deserialize;
-use serde_json::Value;
 
+use super::live::LiveObject;
 use crate::children::{Availability, ChildKind};
 use crate::managed_fields;
 use crate::names::{APPLIED_HASH_ANNOTATION, FIELD_MANAGER, INSTANCE_LABEL};
@@ -54,9 +53,9 @@ fn boxed(s: Option<&str>) -> Option<Box<str>> {
 
 impl ChildSummary {
     /// The summary of a live object of kind `kind`, as the API server sent it.
-    pub fn of(kind: ChildKind, obj: &DynamicObject) -> ChildSummary {
+    pub fn of(kind: ChildKind, obj: &LiveObject) -> ChildSummary {
         let meta = &obj.metadata;
-        let json = serde_json::to_value(obj).unwrap_or(Value::Null);
+        let json = &obj.json;
         let applied_hash = meta
             .annotations
             .as_ref()
@@ -65,7 +64,7 @@ impl ChildSummary {
         let entries = meta.managed_fields.as_deref().unwrap_or_default();
         let intact = applied_hash.is_some_and(|hash| {
             let sets = managed_fields::sets_of(entries, FIELD_MANAGER);
-            managed_fields::content_hash(&managed_fields::owned(&json, &sets)) == hash
+            managed_fields::content_hash(&managed_fields::owned(json, &sets)) == hash
         });
         let ours = |op: &str| {
             entries.iter().position(|e| {
@@ -77,7 +76,7 @@ impl ChildSummary {
             beside_apply: ours("Apply").is_some(),
         });
         let rollout = (kind == ChildKind::Deployment)
-            .then(|| Deployment::deserialize(&json).ok())
+            .then(|| Deployment::deserialize(json).ok())
             .flatten()
             .map(|d| Rollout::of(&d));
         ChildSummary {
@@ -159,7 +158,7 @@ impl Default for ChildCache {
     }
 }
 
-fn name_of(obj: &DynamicObject) -> Key {
+fn name_of(obj: &LiveObject) -> Key {
     key(
         obj.metadata.namespace.as_deref().unwrap_or_default(),
         obj.metadata.name.as_deref().unwrap_or_default(),
@@ -222,7 +221,7 @@ impl ChildCache {
     /// delivers it (or anything after it: a delete, a relist). True when the event ends
     /// the first listing after a failure: the kind is available again (its CRD was
     /// installed, its RBAC granted), and tunnels waiting for it can go on.
-    pub fn apply_event(&self, kind: ChildKind, event: &watcher::Event<DynamicObject>) -> bool {
+    pub fn apply_event(&self, kind: ChildKind, event: &watcher::Event<LiveObject>) -> bool {
         let Some((_, cache, ready)) = self.kind(kind) else {
             return false;
         };
@@ -339,7 +338,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn child(rv: &str, replicas: i64) -> DynamicObject {
+    fn child(rv: &str, replicas: i64) -> LiveObject {
         let mut desired = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": { "name": "t-cloudflared", "namespace": "n", "labels": { INSTANCE_LABEL: "t" },

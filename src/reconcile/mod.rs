@@ -6,6 +6,8 @@ pub mod apply;
 pub mod cache;
 pub mod context;
 pub mod dereference;
+pub mod events;
+pub mod live;
 pub mod memo;
 pub mod remote;
 pub mod update_status;
@@ -19,7 +21,6 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use tracing::{instrument, warn};
@@ -49,7 +50,7 @@ use memo::RenderSummary;
 /// Shared state of the reconciler.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: events::EventPublisher,
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
     /// Each tunnel's spec, validated once per change (fed by the SecureTunnel watch).
@@ -67,10 +68,10 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, stores: Stores) -> Self {
+    pub fn new(client: Client, events: events::EventPublisher, stores: Stores) -> Self {
         Context::with_metrics(
             client,
-            recorder,
+            events,
             stores,
             Arc::new(Metrics::new()),
             Arc::default(),
@@ -79,14 +80,14 @@ impl Context {
 
     pub fn with_metrics(
         client: Client,
-        recorder: Recorder,
+        events: events::EventPublisher,
         stores: Stores,
         metrics: Arc<Metrics>,
         index: Arc<TunnelIndex>,
     ) -> Self {
         Context {
             client,
-            recorder,
+            events,
             stores,
             metrics,
             index,
@@ -271,7 +272,7 @@ async fn reconcile_once(tunnel: Arc<SecureTunnel>, ctx: &Arc<Context>) -> Result
     let status = desired_status(&tunnel, &verdict, rollout, Timestamp::now());
     update_status::write_status(
         &ctx.client,
-        &ctx.recorder,
+        &ctx.events,
         &ctx.written_status,
         &tunnel,
         &namespace,

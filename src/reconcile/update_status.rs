@@ -6,10 +6,10 @@ use std::sync::Mutex;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, warn};
 
+use super::events::{EventPublisher, EventType, TunnelEvent};
 use crate::api::conditions::{self, READY};
 use crate::api::{SecureTunnel, SecureTunnelStatus};
 use crate::names::FIELD_MANAGER;
@@ -37,7 +37,7 @@ fn status_digest(status: &SecureTunnelStatus) -> [u8; 32] {
 /// Writes the status when it changed, and an Event when Ready changed.
 pub async fn write_status(
     client: &Client,
-    recorder: &Recorder,
+    events: &EventPublisher,
     written: &WrittenStatus,
     tunnel: &SecureTunnel,
     namespace: &str,
@@ -86,19 +86,18 @@ pub async fn write_status(
             let was_ready = old_ready.is_some_and(|old| old.status == conditions::TRUE);
             let warning = ready.status != conditions::TRUE
                 && (was_ready || ready.reason != conditions::REASON_CONNECTORS_NOT_READY);
-            let event = Event {
+            let event = TunnelEvent {
                 type_: if warning {
                     EventType::Warning
                 } else {
                     EventType::Normal
                 },
                 reason: ready.reason.clone(),
-                note: Some(truncate(&ready.message, 1024)),
-                action: "Reconcile".to_string(),
-                secondary: None,
+                note: truncate(&ready.message, 1024),
+                action: "Reconcile",
             };
             // An Event is a courtesy; failing to send one must not fail the reconcile.
-            if let Err(e) = recorder.publish(&event, &tunnel.object_ref(&())).await {
+            if let Err(e) = events.publish(tunnel, &event).await {
                 warn!(error = %e, "could not publish event");
             }
         }

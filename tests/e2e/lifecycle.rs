@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -233,6 +234,47 @@ pub async fn connectors_ready(
     )
     .await?;
     wait_condition(client, name, "Ready", "True", "ConnectorsReady").await
+}
+
+/// The tunnel's Events, as the API server stored them: one per change of Ready (from
+/// `ConnectorsNotReady` to `ConnectorsReady` at least), each naming the tunnel and this
+/// operator as its reporting controller.
+pub async fn events_recorded(client: &Client, name: &str) -> Outcome {
+    let api: Api<Event> = Api::namespaced(client.clone(), NAMESPACE);
+    let events = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mine: Vec<&Event> = events
+        .items
+        .iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("SecureTunnel") && r.name.as_deref() == Some(name)
+            })
+        })
+        .collect();
+    let reasons: BTreeSet<&str> = mine.iter().filter_map(|e| e.reason.as_deref()).collect();
+    if !reasons.contains("ConnectorsReady") {
+        return Err(format!(
+            "no Event with reason ConnectorsReady about SecureTunnel {NAMESPACE}/{name}; reasons: {reasons:?}"
+        ));
+    }
+    for e in &mine {
+        let controller = e.reporting_controller.as_deref();
+        if controller != Some(securetunnel_operator::names::MANAGED_BY)
+            || e.event_time.is_none()
+            || e.action.as_deref() != Some("Reconcile")
+        {
+            return Err(format!(
+                "Event {} has reportingController {controller:?}, eventTime {:?}, action {:?}",
+                e.name_any(),
+                e.event_time,
+                e.action
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn replica_sets(client: &Client, name: &str) -> Result<BTreeSet<String>, String> {

@@ -176,6 +176,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         "lifecycle: connector pods become Ready (kwok), then the tunnel is Ready=True",
         lifecycle::connectors_ready(&client, "e2e", 2, lifecycle::WAIT).await,
     )?;
+    suite.record(
+        "lifecycle: the changes of Ready are Events (events.k8s.io/v1) about the tunnel, from the operator",
+        lifecycle::events_recorded(&client, "e2e").await,
+    );
 
     if method == Method::Helm {
         suite.record(

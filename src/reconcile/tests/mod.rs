@@ -15,7 +15,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::ByteString;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
@@ -25,6 +24,7 @@ use crate::api::SecureTunnel;
 use crate::children::ChildKind;
 use crate::names::FIELD_MANAGER;
 use crate::reconcile::cache::ChildCache;
+use crate::reconcile::events::EventPublisher;
 use crate::reconcile::{reconcile, Context, Stores, BLOCKED_RECHECK, RESYNC_INTERVAL};
 use crate::render::{self, Children, Dereferenced};
 use crate::test_support::{token_string, TUNNEL_ID, TUNNEL_UID};
@@ -467,13 +467,7 @@ impl MockCluster {
     ) -> Self {
         let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(mock, "default");
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "securetunnel-operator".into(),
-                instance: None,
-            },
-        );
+        let events = EventPublisher::new(client.clone(), "securetunnel-operator", None);
         let mut granted = crate::rbac::controller();
         let mut integrations: Vec<_> = caches
             .children
@@ -484,7 +478,7 @@ impl MockCluster {
         for integration in integrations {
             granted.extend(crate::rbac::integration(integration));
         }
-        let mut ctx = Context::new(client, recorder, caches.stores());
+        let mut ctx = Context::new(client, events, caches.stores());
         ctx.remote = remote;
         MockCluster {
             ctx: Arc::new(ctx),

@@ -20,7 +20,9 @@ use crate::api::SecureTunnel;
 use crate::children::{ChildKind, Integration};
 use crate::index::TunnelIndex;
 use crate::metrics::Metrics;
-use crate::names::{managed_selector, unmanaged_selector, MANAGED_BY};
+use crate::names::{
+    managed_selector, unmanaged_selector, KUBECTL_LAST_APPLIED_ANNOTATION, MANAGED_BY,
+};
 use crate::reconcile::cache::ChildCache;
 use crate::reconcile::events::EventPublisher;
 use crate::reconcile::live::LiveObject;
@@ -232,7 +234,12 @@ async fn run_scope(
             api_for::<SecureTunnel>(&client, namespace),
             watcher::Config::default().any_semantic(),
         )
-        .modify(|tunnel| tunnel.managed_fields_mut().clear())
+        .modify(|tunnel| {
+            tunnel.managed_fields_mut().clear();
+            tunnel
+                .annotations_mut()
+                .remove(KUBECTL_LAST_APPLIED_ANNOTATION);
+        })
         .default_backoff()
         .inspect(move |event| {
             if let Ok(event) = event {

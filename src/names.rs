@@ -65,6 +65,11 @@ pub fn child_labels(tunnel_name: &str) -> BTreeMap<String, String> {
 
 // ---- annotations -------------------------------------------------------------------
 
+/// kubectl's copy of the object as last applied client-side: as large as the spec, and
+/// never read by the operator, so the cached SecureTunnels drop it.
+pub const KUBECTL_LAST_APPLIED_ANNOTATION: &str =
+    "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Annotations under this prefix belong to the operator; users may not set them.
 pub const ANNOTATION_PREFIX: &str = "securetunnel.dev/";
 

@@ -242,18 +242,18 @@ fn origin_request_values_have_cloudflared_types() {
         "30s", "1m30s", "1.5h", "500ms", "10us", "10µs", "0", "2h45m",
     ] {
         let mut spec = base();
-        spec.ingress[0].origin_request = Some(OriginRequest {
+        spec.ingress[0].origin_request = Some(Box::new(OriginRequest {
             connect_timeout: Some(good.to_string()),
             ..Default::default()
-        });
+        }));
         assert_eq!(errors_of(&spec), vec![], "duration {good}");
     }
     for bad in ["30", "thirty", "30 s", "-5s", "5d", "", "1.2.3s"] {
         let mut spec = base();
-        spec.ingress[0].origin_request = Some(OriginRequest {
+        spec.ingress[0].origin_request = Some(Box::new(OriginRequest {
             tls_timeout: Some(bad.to_string()),
             ..Default::default()
-        });
+        }));
         assert_one_error(
             &spec,
             "spec.ingress[0].originRequest.tlsTimeout",
@@ -262,14 +262,14 @@ fn origin_request_values_have_cloudflared_types() {
     }
 
     let mut spec = base();
-    spec.ingress[0].origin_request = Some(OriginRequest {
+    spec.ingress[0].origin_request = Some(Box::new(OriginRequest {
         access: Some(crate::api::AccessSettings {
             required: Some(true),
             team_name: None,
             aud_tag: vec!["abc".to_string()],
         }),
         ..Default::default()
-    });
+    }));
     assert_one_error(
         &spec,
         "spec.ingress[0].originRequest.access.teamName",
@@ -277,10 +277,10 @@ fn origin_request_values_have_cloudflared_types() {
     );
 
     let mut spec = base();
-    spec.ingress[0].origin_request = Some(OriginRequest {
+    spec.ingress[0].origin_request = Some(Box::new(OriginRequest {
         keep_alive_connections: Some(-1),
         ..Default::default()
-    });
+    }));
     assert_one_error(
         &spec,
         "spec.ingress[0].originRequest.keepAliveConnections",

@@ -169,8 +169,9 @@ pub struct IngressRule {
     #[x_kube(validation = Rule::new(cel::HTTP_STATUS_RANGE).message(cel::HTTP_STATUS_RANGE_MESSAGE))]
     #[x_kube(validation = cel::service_port_needed())]
     pub service: String,
+    // Boxed: most rules set none, and every cached tunnel holds all its rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin_request: Option<OriginRequest>,
+    pub origin_request: Option<Box<OriginRequest>>,
 }
 
 /// The egress allow-list of the connector.

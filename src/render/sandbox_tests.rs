@@ -461,14 +461,14 @@ fn only_a_tunnel_that_requires_access_may_reach_cloudflare_on_443() {
     assert_eq!(egress_on(&np, 443), vec![], "no Access, no 443 at all");
 
     // Access configured but not required: cloudflared builds no validator, fetches nothing.
-    t.spec.ingress[0].origin_request = Some(crate::api::OriginRequest {
+    t.spec.ingress[0].origin_request = Some(Box::new(crate::api::OriginRequest {
         access: Some(crate::api::AccessSettings {
             required: Some(false),
             team_name: Some("example".into()),
             aud_tag: vec!["aud".into()],
         }),
         ..Default::default()
-    });
+    }));
     let (np, _) = policy(&t, &[web()]);
     assert_eq!(egress_on(&np, 443), vec![]);
 
@@ -503,14 +503,14 @@ fn only_a_tunnel_that_requires_access_may_reach_cloudflare_on_443() {
 #[test]
 fn the_config_has_no_top_level_origin_request_which_cloudflared_would_not_enforce() {
     let mut t = tunnel(&["http://web.apps.svc:80"]);
-    t.spec.ingress[0].origin_request = Some(crate::api::OriginRequest {
+    t.spec.ingress[0].origin_request = Some(Box::new(crate::api::OriginRequest {
         access: Some(crate::api::AccessSettings {
             required: Some(true),
             team_name: Some("example".into()),
             aud_tag: vec!["aud".into()],
         }),
         ..Default::default()
-    });
+    }));
     let validated = crate::validate::validate("home", &t.spec).expect("valid");
     let yaml = config::render_config(&t.spec, &validated).expect("config");
     let doc: serde_json::Value = serde_norway::from_str(&yaml).expect("yaml");

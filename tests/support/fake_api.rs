@@ -40,6 +40,16 @@ pub struct WatchEvent {
 struct Data {
     objects: HashMap<Key, Arc<Value>>,
     log: Vec<WatchEvent>,
+    /// SecureTunnels with `Ready=True`, kept on each write: polling it must not scan
+    /// every object under the lock the request handlers need.
+    ready_tunnels: usize,
+}
+
+fn is_ready(tunnel: &Value) -> bool {
+    tunnel["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 pub struct FakeApi {
@@ -281,10 +291,15 @@ impl FakeApi {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         let obj = Arc::new(obj);
         let key = (plural.to_string(), namespace.to_string(), name.to_string());
-        if kind == "DELETED" {
-            data.objects.remove(&key);
+        let previous = if kind == "DELETED" {
+            data.objects.remove(&key)
         } else {
-            data.objects.insert(key, obj.clone());
+            data.objects.insert(key, obj.clone())
+        };
+        if plural == "securetunnels" {
+            let was = previous.is_some_and(|p| is_ready(&p));
+            let is = kind != "DELETED" && is_ready(&obj);
+            data.ready_tunnels = data.ready_tunnels + usize::from(is) - usize::from(was);
         }
         let event = WatchEvent {
             rv,
@@ -707,16 +722,9 @@ pub fn load(api: &FakeApi, n: usize) {
     }
 }
 
+/// The SecureTunnels with `Ready=True`.
 pub fn ready_count(api: &FakeApi) -> usize {
-    api.all("securetunnels")
-        .iter()
-        .filter(|t| {
-            t["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        })
-        .count()
+    api.data.lock().map(|d| d.ready_tunnels).unwrap_or(0)
 }
 
 /// A kubeconfig pointing at the stand-in (plain HTTP, no credentials).

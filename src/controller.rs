@@ -74,6 +74,12 @@ where
     }
 }
 
+/// Children per page of a child watch's initial listing. Every kind is listed at once
+/// when the operator starts, and each page is decoded whole before it is summarised: with
+/// kube's default of 500 a fresh process at 1,000 tunnels peaked at about 100 MiB while
+/// listing, against 40 MiB once converged. 100 costs 600 list requests at 10,000 tunnels.
+const CHILD_LIST_PAGE: u32 = 100;
+
 /// One label-filtered watch per child kind. Each event updates the child summaries;
 /// each touched child triggers its tunnel's reconcile. The objects themselves are
 /// dropped once summarised.
@@ -98,6 +104,7 @@ fn child_watches(
             };
             let config = watcher::Config::default()
                 .labels(&managed_selector())
+                .page_size(CHILD_LIST_PAGE)
                 .any_semantic();
             let cache = cache.clone();
             let recovered = recovered.clone();

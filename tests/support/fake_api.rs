@@ -38,7 +38,8 @@ pub struct WatchEvent {
 
 #[derive(Default)]
 struct Data {
-    objects: HashMap<Key, Arc<Value>>,
+    /// In key order, so that a list page starts where the last one ended (as etcd does).
+    objects: BTreeMap<Key, Arc<Value>>,
     log: Vec<WatchEvent>,
     /// SecureTunnels with `Ready=True`, kept on each write: polling it must not scan
     /// every object under the lock the request handlers need.
@@ -419,28 +420,44 @@ impl FakeApi {
                 .is_none_or(|s| field_selector_matches(s, obj))
     }
 
-    /// Lists in pages of `limit` (as the watcher asks), with `continue` tokens.
+    /// Lists in pages of `limit` (as the watcher asks), with `continue` tokens: the
+    /// namespace and name of the page's last object, after which the next page starts.
     fn list(&self, req: &Request, meta_only: bool) -> Response {
+        use std::ops::Bound;
         let data = self.data.lock().expect("data lock");
-        let mut matching: Vec<(&Key, &Arc<Value>)> = data
-            .objects
-            .iter()
-            .filter(|((p, ns, _), obj)| Self::matches(req, p, ns, obj))
-            .collect();
-        matching.sort_by(|a, b| a.0.cmp(b.0));
-        let start: usize = req
-            .query
-            .get("continue")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let from = match req.query.get("continue").and_then(|c| c.split_once('/')) {
+            Some((ns, name)) => {
+                Bound::Excluded((req.plural.clone(), ns.to_string(), name.to_string()))
+            }
+            None => Bound::Included((req.plural.clone(), String::new(), String::new())),
+        };
         let limit: usize = req
             .query
             .get("limit")
             .and_then(|l| l.parse().ok())
             .filter(|l| *l > 0)
             .unwrap_or(usize::MAX);
-        let end = start.saturating_add(limit).min(matching.len());
-        let items: Vec<Value> = matching[start.min(end)..end]
+        let mut page: Vec<(&Key, &Arc<Value>)> = Vec::new();
+        let mut more = false;
+        for (key, obj) in data.objects.range((from, Bound::Unbounded)) {
+            let (p, ns, _) = key;
+            if *p != req.plural {
+                break;
+            }
+            if !Self::matches(req, p, ns, obj) {
+                continue;
+            }
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push((key, obj));
+        }
+        let next = page
+            .last()
+            .filter(|_| more)
+            .map(|((_, ns, name), _)| format!("{ns}/{name}"));
+        let items: Vec<Value> = page
             .iter()
             .map(|(_, obj)| {
                 if meta_only {
@@ -468,8 +485,8 @@ impl FakeApi {
             req.api_version.clone()
         };
         let mut metadata = json!({ "resourceVersion": rv.to_string() });
-        if end < matching.len() {
-            metadata["continue"] = json!(end.to_string());
+        if let Some(next) = next {
+            metadata["continue"] = json!(next);
         }
         axum::Json(json!({ "apiVersion": api_version, "kind": kind, "metadata": metadata, "items": items })).into_response()
     }

@@ -235,9 +235,19 @@ impl ChildCache {
         match event {
             watcher::Event::Apply(obj) => {
                 let key = name_of(obj);
-                // Our write, or something after it: the watch has caught up.
-                cache.written.remove(&key);
-                cache.objects.insert(key, ChildSummary::of(kind, obj));
+                // Our write, or something after it: the watch has caught up. Our write
+                // itself (same uid and resourceVersion) is summarised already.
+                let summary = match cache.written.remove(&key) {
+                    Some((_, ours))
+                        if obj.metadata.uid.as_deref() == Some(&*ours.uid)
+                            && obj.metadata.resource_version.as_deref()
+                                == Some(&*ours.resource_version) =>
+                    {
+                        ours
+                    }
+                    _ => ChildSummary::of(kind, obj),
+                };
+                cache.objects.insert(key, summary);
             }
             watcher::Event::Delete(obj) => {
                 let key = name_of(obj);
@@ -373,6 +383,27 @@ mod tests {
         assert_eq!(s.instance.as_deref(), Some("t"));
         assert_eq!(s.create_entry, None);
         assert!(!ChildSummary::of(ChildKind::ConfigMap, &child("6", 7)).intact);
+    }
+
+    #[test]
+    fn the_watch_event_of_our_own_write_keeps_the_summary_of_the_answer() {
+        let cache = listed();
+        let kind = ChildKind::ConfigMap;
+        let name = "t-cloudflared";
+        cache.apply_event(kind, &watcher::Event::Apply(child("5", 2)));
+        // What the API server answered to our write (marked, to be told apart).
+        let mut answered = ChildSummary::of(kind, &child("6", 2));
+        answered.instance = Some("as answered".into());
+        cache.wrote(kind, "n", name, Some("5".into()), answered.clone());
+        // The watch delivers that very version: the answer's summary stays.
+        cache.apply_event(kind, &watcher::Event::Apply(child("6", 2)));
+        assert_eq!(cache.get(kind, "n", name), Some(answered));
+        // A later version is summarised from the event.
+        cache.apply_event(kind, &watcher::Event::Apply(child("7", 2)));
+        assert_eq!(
+            cache.get(kind, "n", name),
+            Some(ChildSummary::of(kind, &child("7", 2)))
+        );
     }
 
     #[test]

@@ -520,12 +520,18 @@ impl FakeApi {
             if !Self::matches(&filter, &e.plural, &e.namespace, &e.object) {
                 return None;
             }
+            let meta;
             let object = if meta_only {
-                metadata_only(&e.object)
+                meta = metadata_only(&e.object);
+                &meta
             } else {
-                e.object.as_ref().clone()
+                e.object.as_ref()
             };
-            let mut text = serde_json::to_vec(&json!({ "type": e.kind, "object": object })).ok()?;
+            let mut text = serde_json::to_vec(&WatchLine {
+                kind: e.kind,
+                object,
+            })
+            .ok()?;
             text.push(b'\n');
             Some(Bytes::from(text))
         };
@@ -737,6 +743,14 @@ pub fn load(api: &FakeApi, n: usize) {
                     "spec": { "tokenSecretRef": { "name": format!("tunnel-{i}-token"), "key": "token" }, "ingress": rules } }),
         );
     }
+}
+
+/// One line of a watch response, serialized from the stored object without copying it.
+#[derive(serde::Serialize)]
+struct WatchLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a Value,
 }
 
 /// The SecureTunnels with `Ready=True`.

@@ -301,9 +301,9 @@ fn token_reference_must_name_a_secret_and_key() {
 #[test]
 fn egress_values_are_checked() {
     let mut spec = base();
-    spec.egress.cloudflare_edge = vec!["198.41.192.0/33".to_string()];
+    spec.egress.cloudflare_edge = vec!["198.41.192.0/33".to_string()].into();
     assert_one_error(&spec, "spec.egress.cloudflareEdge[0]", "is not a CIDR");
-    spec.egress.cloudflare_edge.clear();
+    spec.egress.cloudflare_edge = Vec::new().into();
     assert_one_error(&spec, "spec.egress.cloudflareEdge", "at least one CIDR");
 
     let mut spec = base();

@@ -2,11 +2,13 @@
 //! status and the conditions the operator reports.
 
 pub mod cel;
+mod cidrs;
 pub mod conditions;
 mod origin_request;
 mod platform;
 mod tunnel;
 
+pub use cidrs::*;
 pub use origin_request::*;
 pub use platform::*;
 pub use tunnel::*;

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cel;
+use super::cidrs::{default_cloudflare_access, default_cloudflare_edge, Cidrs};
 use super::origin_request::OriginRequest;
 use super::platform::{Connector, Dns, PodMonitorSettings, PodOverrides, Sandbox};
 use crate::names::{
@@ -182,7 +183,7 @@ pub struct Egress {
     #[serde(default = "default_cloudflare_edge")]
     #[schemars(length(min = 1, max = 64), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR such as 198.41.192.0/24"))]
-    pub cloudflare_edge: Vec<String>,
+    pub cloudflare_edge: Cidrs,
     /// Where cluster DNS runs (port 53, UDP and TCP).
     #[serde(default)]
     pub dns: DnsPeer,
@@ -196,7 +197,7 @@ pub struct Egress {
     #[serde(default = "default_cloudflare_access")]
     #[schemars(length(max = 64), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR such as 104.16.0.0/13"))]
-    pub cloudflare_access: Vec<String>,
+    pub cloudflare_access: Cidrs,
 }
 
 impl Default for Egress {
@@ -208,49 +209,6 @@ impl Default for Egress {
             cloudflare_access: default_cloudflare_access(),
         }
     }
-}
-
-/// Cloudflare's published IP ranges (cloudflare.com/ips-v4 and ips-v6), where
-/// `<team>.cloudflareaccess.com` answers.
-pub fn default_cloudflare_access() -> Vec<String> {
-    [
-        "173.245.48.0/20",
-        "103.21.244.0/22",
-        "103.22.200.0/22",
-        "103.31.4.0/22",
-        "141.101.64.0/18",
-        "108.162.192.0/18",
-        "190.93.240.0/20",
-        "188.114.96.0/20",
-        "197.234.240.0/22",
-        "198.41.128.0/17",
-        "162.158.0.0/15",
-        "104.16.0.0/13",
-        "104.24.0.0/14",
-        "172.64.0.0/13",
-        "131.0.72.0/22",
-        "2400:cb00::/32",
-        "2606:4700::/32",
-        "2803:f800::/32",
-        "2405:b500::/32",
-        "2405:8100::/32",
-        "2a06:98c0::/29",
-        "2c0f:f248::/32",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-/// The documented region1/region2 ranges of the Cloudflare edge.
-pub fn default_cloudflare_edge() -> Vec<String> {
-    [
-        "198.41.192.0/24",
-        "198.41.200.0/24",
-        "2606:4700:a0::/48",
-        "2606:4700:a8::/48",
-    ]
-    .map(String::from)
-    .to_vec()
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

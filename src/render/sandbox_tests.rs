@@ -482,7 +482,10 @@ fn only_a_tunnel_that_requires_access_may_reach_cloudflare_on_443() {
     let (np, _) = policy(&t, &[web()]);
     assert_eq!(
         egress_on(&np, 443),
-        vec![("TCP".to_string(), crate::api::default_cloudflare_access())],
+        vec![(
+            "TCP".to_string(),
+            crate::api::default_cloudflare_access().to_vec()
+        )],
         "TCP 443 to Cloudflare's published ranges, and nowhere else"
     );
     assert!(
@@ -492,7 +495,7 @@ fn only_a_tunnel_that_requires_access_may_reach_cloudflare_on_443() {
         "IPv6 too"
     );
 
-    t.spec.egress.cloudflare_access = vec!["104.16.0.0/13".into()];
+    t.spec.egress.cloudflare_access = vec!["104.16.0.0/13".to_string()].into();
     let (np, _) = policy(&t, &[web()]);
     assert_eq!(
         egress_on(&np, 443),

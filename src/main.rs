@@ -21,6 +21,7 @@ use securetunnel_operator::{offline, rbac, Error};
 
 /// jemalloc: less CPU and a lower peak than the C library's allocator at scale (see
 /// BENCHMARKS.md); the container image is built against musl, whose allocator is slower.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

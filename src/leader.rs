@@ -251,35 +251,48 @@ impl LeaderElection {
         }
     }
 
-    /// Runs `work` while renewing; `Ok` when it ends, `Err(LostLeadership)` when the
-    /// Lease is lost (and `work` dropped).
+    /// Runs `work` and the renewals side by side; `Ok` when `work` ends, and
+    /// `Err(LostLeadership)` when the Lease is lost (and `work` dropped). A renewal that
+    /// hangs (an API server waiting on etcd holds requests rather than failing them)
+    /// neither stops `work` nor outlives the Lease it would renew.
     async fn lead<F>(&self, work: F) -> Result<()>
     where
         F: Future<Output = ()>,
     {
-        tokio::pin!(work);
-        let mut last_renewal = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                () = &mut work => {
-                    if let Err(e) = self.release().await {
-                        warn!(error = %e, "could not release the leader Lease");
+        let renewing = async {
+            let period = self.settings.retry_period;
+            let mut last_renewal = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(period).await;
+                // A slow answer still counts while the Lease it renews is fresh.
+                let left = self
+                    .settings
+                    .lease_duration
+                    .saturating_sub(last_renewal.elapsed())
+                    .max(period);
+                let error = match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                    Ok(Ok(true)) => {
+                        last_renewal = tokio::time::Instant::now();
+                        continue;
                     }
-                    return Ok(());
-                }
-                () = tokio::time::sleep(self.settings.retry_period) => {
-                    match self.try_acquire_or_renew().await {
-                        Ok(true) => last_renewal = tokio::time::Instant::now(),
-                        Ok(false) => return Err(Error::LostLeadership),
-                        Err(e) => {
-                            warn!(error = %e, "could not renew the leader Lease");
-                            if last_renewal.elapsed() >= self.settings.lease_duration {
-                                return Err(Error::LostLeadership);
-                            }
-                        }
-                    }
+                    Ok(Ok(false)) => return Error::LostLeadership,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {} ms", left.as_millis()),
+                };
+                warn!(error, "could not renew the leader Lease");
+                if last_renewal.elapsed() >= self.settings.lease_duration {
+                    return Error::LostLeadership;
                 }
             }
+        };
+        tokio::select! {
+            () = work => {
+                if let Err(e) = self.release().await {
+                    warn!(error = %e, "could not release the leader Lease");
+                }
+                Ok(())
+            }
+            lost = renewing => Err(lost),
         }
     }
 }
@@ -406,6 +419,33 @@ mod tests {
         json!({ "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": { "name": "securetunnel-operator", "namespace": "ops", "resourceVersion": "7" },
                 "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renewed, "leaseTransitions": 2 } })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_goes_on_while_a_renewal_hangs_and_stops_once_the_lease_expires() {
+        // An API server that never answers (etcd down behind it).
+        let (mock, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let election = LeaderElection::new(
+            Client::new(mock, "ops"),
+            LeaseSettings::new("ops".into(), "securetunnel-operator".into(), "pod-a".into()),
+        );
+        let ticks = std::sync::atomic::AtomicU32::new(0);
+        let work = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let led = tokio::time::timeout(Duration::from_secs(60), election.lead(work)).await;
+        assert!(
+            matches!(led, Ok(Err(Error::LostLeadership))),
+            "the Lease, not renewed for its duration, is given up: {led:?}"
+        );
+        let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            ticks >= 13,
+            "the work went on while the renewal hung: {ticks} ticks"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! Events about tunnels, as events.k8s.io/v1 Events. A repeat of an event (same tunnel,
-//! type, reason and action) within [`SERIES_WINDOW`] updates the first one's series
+//! Events about tunnels, as events.k8s.io/v1 Events, from kube's own [`TunnelEvent`]
+//! (`kube::runtime::events::Event`). A repeat of an event (same tunnel, type, reason and
+//! action) within [`SERIES_WINDOW`] updates the first one's series
 //! instead of creating another, as kube's `Recorder` does. Kept per recent event: its
 //! name, count and time, not the Event itself; old entries are dropped at most once per
 //! [`SWEEP_INTERVAL`], not at every publish. (kube's `Recorder` keeps each whole Event
@@ -13,6 +14,7 @@ use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as TunnelEvent, EventType};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::api::SecureTunnel;
@@ -22,38 +24,13 @@ pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_secs(6 * 60);
 /// How often entries older than the window are dropped.
 const SWEEP_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
 
-/// Normal or Warning.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
-
-impl EventType {
-    fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
-    }
-}
-
-/// One event about a tunnel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TunnelEvent {
-    pub type_: EventType,
-    pub reason: String,
-    pub note: String,
-    pub action: &'static str,
-}
-
 #[derive(Hash, PartialEq, Eq)]
 struct Key {
     /// The tunnel's uid (namespace/name when it has none).
     regarding: Box<str>,
     type_: EventType,
     reason: Box<str>,
-    action: &'static str,
+    action: Box<str>,
 }
 
 struct Series {
@@ -124,7 +101,7 @@ impl EventPublisher {
                 .into(),
             type_: event.type_,
             reason: event.reason.as_str().into(),
-            action: event.action,
+            action: event.action.as_str().into(),
         };
         let repeat = self.recent.lock().ok().and_then(|mut recent| {
             recent.sweep(now);
@@ -168,10 +145,16 @@ impl EventPublisher {
         now: Timestamp,
     ) -> Event {
         Event {
-            action: Some(event.action.to_string()),
+            action: Some(event.action.clone()),
             reason: Some(event.reason.clone()),
-            note: Some(event.note.clone()),
-            type_: Some(event.type_.as_str().to_string()),
+            note: event.note.clone(),
+            type_: Some(
+                match event.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_string(),
+            ),
             event_time: Some(MicroTime(now)),
             regarding: Some(tunnel.object_ref(&())),
             metadata: ObjectMeta {
@@ -181,6 +164,7 @@ impl EventPublisher {
             },
             reporting_controller: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
+            related: event.secondary.clone(),
             ..Event::default()
         }
     }
@@ -195,7 +179,7 @@ mod tests {
             regarding: "uid-1".into(),
             type_: EventType::Warning,
             reason: reason.into(),
-            action: "Reconcile",
+            action: "Reconcile".into(),
         }
     }
 

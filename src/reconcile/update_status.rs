@@ -6,10 +6,11 @@ use std::sync::Mutex;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, warn};
 
-use super::events::{EventPublisher, EventType, TunnelEvent};
+use super::events::EventPublisher;
 use crate::api::conditions::{self, READY};
 use crate::api::{SecureTunnel, SecureTunnelStatus};
 use crate::names::FIELD_MANAGER;
@@ -86,15 +87,16 @@ pub async fn write_status(
             let was_ready = old_ready.is_some_and(|old| old.status == conditions::TRUE);
             let warning = ready.status != conditions::TRUE
                 && (was_ready || ready.reason != conditions::REASON_CONNECTORS_NOT_READY);
-            let event = TunnelEvent {
+            let event = Event {
                 type_: if warning {
                     EventType::Warning
                 } else {
                     EventType::Normal
                 },
                 reason: ready.reason.clone(),
-                note: truncate(&ready.message, 1024),
-                action: "Reconcile",
+                note: Some(truncate(&ready.message, 1024)),
+                action: "Reconcile".to_string(),
+                secondary: None,
             };
             // An Event is a courtesy; failing to send one must not fail the reconcile.
             if let Err(e) = events.publish(tunnel, &event).await {

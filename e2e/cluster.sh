@@ -8,7 +8,8 @@
 #   e2e/cluster.sh env            print `export KUBECONFIG=…` for the running control plane
 #   e2e/cluster.sh down           stop exactly the processes `up` started (by pid), remove the state
 #   e2e/cluster.sh stop NAME      stop one component (etcd, kube-apiserver, …), for fault tests
-#   e2e/cluster.sh start NAME     start it again with the same flags
+#   e2e/cluster.sh start NAME     start it again with the same flags (after kube-apiserver, the
+#                                 controller-manager and scheduler restart too, see below)
 #   e2e/cluster.sh bin TOOL       print the path of a built tool (helm, cloudflared, fakeedge,
 #                                 external-dns, …), building it first
 #   e2e/cluster.sh src NAME       print the source directory of e2e/cluster/NAME's module (for
@@ -279,6 +280,21 @@ stop() { # stop NAME: TERM, then KILL after 15 s
 
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
+# After an API server restart, the controller-manager and the scheduler start again too.
+# A real control plane runs them with leader election: an outage longer than their renew
+# deadline (10 s) makes them give up the lease and exit, and the kubelet starts them again
+# on fresh watches. Here they run without leader election and without a supervisor, and a
+# controller-manager that lived through a restart was seen to keep Deployment status stale
+# for minutes ("read version … is not as new as written version …": its informers stopped
+# catching up), which reads as the operator not converging.
+restart_controllers() {
+  local c
+  for c in kube-controller-manager kube-scheduler; do
+    stop "$c"
+    start "$c"
+  done
+}
+
 wait_until() { # wait_until SECONDS WHAT COMMAND...
   local deadline=$((SECONDS + $1)) what=$2
   shift 2
@@ -412,7 +428,10 @@ case ${1:-} in
   start)
     [ -n "${2:-}" ] || die "start NAME"
     start "$2"
-    if [ "$2" = kube-apiserver ]; then wait_until 120 "kube-apiserver /readyz" api_ready; fi
+    if [ "$2" = kube-apiserver ]; then
+      wait_until 120 "kube-apiserver /readyz" api_ready
+      restart_controllers
+    fi
     ;;
   bin) [ -n "${2:-}" ] || die "bin TOOL"; echo "$(build_tool "$2")" ;;
   src) [ -n "${2:-}" ] || die "src TOOL"; tool_source "$2" ;;

@@ -64,8 +64,9 @@ impl Child<'_> {
     /// (nobody edited them). Fields others added (defaults, other managers) do not count.
     fn up_to_date(&self, current: &ChildSummary) -> bool {
         current.intact
-            && current.applied_hash.as_deref()
-                == self.desired["metadata"]["annotations"][APPLIED_HASH_ANNOTATION].as_str()
+            && current.has_applied_hash(
+                self.desired["metadata"]["annotations"][APPLIED_HASH_ANNOTATION].as_str(),
+            )
     }
 
     /// Creates the child; `None` when an object with its name already exists.
@@ -266,7 +267,7 @@ async fn remove_unwanted(
     let Some(stale) = cache.get(kind, namespace, &name) else {
         return Ok(());
     };
-    if stale.instance.as_deref() != Some(tunnel_name) || !stale.is_controlled_by(uid) {
+    if !stale.is_instance_of(tunnel_name) || !stale.is_controlled_by(uid) {
         return Ok(());
     }
     let what = format!("{} {namespace}/{name}", kind.kind());

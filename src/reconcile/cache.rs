@@ -1,7 +1,9 @@
 //! What the reconciler remembers of each child: not the object, but the few facts that
 //! deciding "nothing to write" needs (identity, owner, the applied hash, whether the
 //! fields our manager owns still hash to it), kept from every watch event, plus the
-//! children this process just wrote and the watch has not delivered yet.
+//! children this process just wrote and the watch has not delivered yet. Strings that
+//! are only compared (uids, versions, hashes, the child's namespace and name) are kept
+//! in the compact forms of [`super::compact`]: about 100 bytes per child.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::watcher;
 use serde::Deserialize;
 
+use super::compact::{ShortHash, Uid};
 use super::live::LiveObject;
 use crate::children::{Availability, ChildKind};
 use crate::managed_fields;
@@ -24,7 +27,7 @@ use crate::status::Rollout;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreateEntry {
     /// Its index in `managedFields`.
-    pub index: usize,
+    pub index: u32,
     /// Whether an apply entry of ours exists beside it (then it is removed, not converted).
     pub beside_apply: bool,
 }
@@ -32,23 +35,19 @@ pub struct CreateEntry {
 /// One child as last seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChildSummary {
-    pub uid: Box<str>,
-    pub resource_version: Box<str>,
+    pub uid: Uid,
+    pub resource_version: ShortHash,
     /// The uid of its controller (ownerReference with `controller: true`), if any.
-    pub controller: Option<Box<str>>,
+    controller: Option<ShortHash>,
     /// The value of its instance label.
-    pub instance: Option<Box<str>>,
+    instance: Option<ShortHash>,
     /// The applied-hash annotation.
-    pub applied_hash: Option<Box<str>>,
+    applied_hash: Option<ShortHash>,
     /// The fields our manager owns hash to the applied hash: nobody changed them.
     pub intact: bool,
     pub create_entry: Option<CreateEntry>,
     /// The Deployment's rollout (Deployments only).
     pub rollout: Option<Rollout>,
-}
-
-fn boxed(s: Option<&str>) -> Option<Box<str>> {
-    s.map(Box::from)
 }
 
 impl ChildSummary {
@@ -71,31 +70,31 @@ impl ChildSummary {
                 e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some(op)
             })
         };
-        let create_entry = ours("Update").map(|index| CreateEntry {
-            index,
-            beside_apply: ours("Apply").is_some(),
-        });
+        let create_entry = ours("Update")
+            .and_then(|index| u32::try_from(index).ok())
+            .map(|index| CreateEntry {
+                index,
+                beside_apply: ours("Apply").is_some(),
+            });
         let rollout = (kind == ChildKind::Deployment)
             .then(|| Deployment::deserialize(json).ok())
             .flatten()
             .map(|d| Rollout::of(&d));
         ChildSummary {
-            uid: meta.uid.as_deref().unwrap_or_default().into(),
-            resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
-            controller: boxed(
-                meta.owner_references
-                    .iter()
-                    .flatten()
-                    .find(|r| r.controller == Some(true))
-                    .map(|r| r.uid.as_str()),
-            ),
-            instance: boxed(
-                meta.labels
-                    .as_ref()
-                    .and_then(|l| l.get(INSTANCE_LABEL))
-                    .map(String::as_str),
-            ),
-            applied_hash: boxed(applied_hash),
+            uid: Uid::of(meta.uid.as_deref().unwrap_or_default()),
+            resource_version: version_of(obj),
+            controller: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.controller == Some(true))
+                .map(|r| ShortHash::of(&r.uid)),
+            instance: meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(INSTANCE_LABEL))
+                .map(|v| ShortHash::of(v)),
+            applied_hash: applied_hash.map(ShortHash::of),
             intact,
             create_entry,
             rollout,
@@ -103,18 +102,39 @@ impl ChildSummary {
     }
 
     pub fn is_controlled_by(&self, uid: &str) -> bool {
-        self.controller.as_deref() == Some(uid)
+        self.controller == Some(ShortHash::of(uid))
+    }
+
+    /// Whether its instance label is `tunnel_name`.
+    pub fn is_instance_of(&self, tunnel_name: &str) -> bool {
+        self.instance == Some(ShortHash::of(tunnel_name))
+    }
+
+    /// Its applied-hash annotation.
+    pub fn applied_hash(&self) -> Option<ShortHash> {
+        self.applied_hash
+    }
+
+    /// Whether its applied-hash annotation is `hash` (`None`: it has none).
+    pub fn has_applied_hash(&self, hash: Option<&str>) -> bool {
+        self.applied_hash == hash.map(ShortHash::of)
     }
 }
 
-type Key = (Box<str>, Box<str>);
+/// A child's resourceVersion, as the cache keeps it.
+fn version_of(obj: &LiveObject) -> ShortHash {
+    ShortHash::of(obj.metadata.resource_version.as_deref().unwrap_or_default())
+}
+
+/// A child's namespace and name.
+type Key = ShortHash;
 
 /// How long a write of ours stands in for a watch that has not delivered it: far longer
 /// than a watch lags, short enough that a missed event cannot hide a child for long.
 const WRITTEN_TTL: Duration = Duration::from_secs(30);
 
 fn key(namespace: &str, name: &str) -> Key {
-    (namespace.into(), name.into())
+    ShortHash::of_parts(&[namespace, name])
 }
 
 /// The availability a failed watch shows, if the failure says anything about it.
@@ -239,9 +259,8 @@ impl ChildCache {
                 // itself (same uid and resourceVersion) is summarised already.
                 let summary = match cache.written.remove(&key) {
                     Some((_, ours))
-                        if obj.metadata.uid.as_deref() == Some(&*ours.uid)
-                            && obj.metadata.resource_version.as_deref()
-                                == Some(&*ours.resource_version) =>
+                        if Uid::of(obj.metadata.uid.as_deref().unwrap_or_default()) == ours.uid
+                            && version_of(obj) == ours.resource_version =>
                     {
                         ours
                     }
@@ -283,13 +302,13 @@ impl ChildCache {
         kind: ChildKind,
         namespace: &str,
         name: &str,
-    ) -> Option<Box<str>> {
+    ) -> Option<ShortHash> {
         let (_, cache, _) = self.kind(kind)?;
         let cache = cache.read().ok()?;
         cache
             .objects
             .get(&key(namespace, name))
-            .map(|seen| seen.resource_version.clone())
+            .map(|seen| seen.resource_version)
     }
 
     /// Remembers what the API server answered to a write of ours, until the watch
@@ -304,13 +323,13 @@ impl ChildCache {
         kind: ChildKind,
         namespace: &str,
         name: &str,
-        before: Option<Box<str>>,
+        before: Option<ShortHash>,
         summary: ChildSummary,
     ) {
         if let Some(Ok(mut cache)) = self.kind(kind).map(|(_, c, _)| c.write()) {
             let key = key(namespace, name);
-            let since = cache.objects.get(&key).map(|seen| &seen.resource_version);
-            if since == before.as_ref() {
+            let since = cache.objects.get(&key).map(|seen| seen.resource_version);
+            if since == before {
                 cache.written.insert(key, (Instant::now(), summary));
             }
         }
@@ -380,7 +399,13 @@ mod tests {
         let s = ChildSummary::of(ChildKind::ConfigMap, &child("5", 2));
         assert!(s.intact);
         assert!(s.is_controlled_by("tunnel-uid"));
-        assert_eq!(s.instance.as_deref(), Some("t"));
+        assert!(s.is_instance_of("t"));
+        assert!(!s.is_instance_of("u"));
+        assert_eq!(s.uid.to_string(), "u1");
+        let annotated = child("5", 2).metadata.annotations.unwrap_or_default();
+        assert!(s.has_applied_hash(annotated.get(APPLIED_HASH_ANNOTATION).map(String::as_str)));
+        assert!(!s.has_applied_hash(Some("another")));
+        assert!(!s.has_applied_hash(None));
         assert_eq!(s.create_entry, None);
         assert!(!ChildSummary::of(ChildKind::ConfigMap, &child("6", 7)).intact);
     }
@@ -393,8 +418,8 @@ mod tests {
         cache.apply_event(kind, &watcher::Event::Apply(child("5", 2)));
         // What the API server answered to our write (marked, to be told apart).
         let mut answered = ChildSummary::of(kind, &child("6", 2));
-        answered.instance = Some("as answered".into());
-        cache.wrote(kind, "n", name, Some("5".into()), answered.clone());
+        answered.instance = Some(ShortHash::of("as answered"));
+        cache.wrote(kind, "n", name, Some(ShortHash::of("5")), answered.clone());
         // The watch delivers that very version: the answer's summary stays.
         cache.apply_event(kind, &watcher::Event::Apply(child("6", 2)));
         assert_eq!(cache.get(kind, "n", name), Some(answered));
@@ -418,16 +443,16 @@ mod tests {
 
         // A write sent while the watch showed version 5 stands in for it…
         let before = cache.watched_version(kind, "n", name);
-        assert_eq!(before.as_deref(), Some("5"));
+        assert_eq!(before, Some(ShortHash::of("5")));
         cache.wrote(kind, "n", name, before, summary("6", 3));
         assert_eq!(cache.get(kind, "n", name), Some(summary("6", 3)));
         // …until the watch delivers it…
         cache.apply_event(kind, &watcher::Event::Apply(child("6", 3)));
-        assert_eq!(version(&cache).as_deref(), Some("6"));
+        assert_eq!(version(&cache), Some(ShortHash::of("6")));
         // …or anything after it.
-        cache.wrote(kind, "n", name, Some("6".into()), summary("7", 4));
+        cache.wrote(kind, "n", name, Some(ShortHash::of("6")), summary("7", 4));
         cache.apply_event(kind, &watcher::Event::Apply(child("8", 9)));
-        assert_eq!(version(&cache).as_deref(), Some("8"));
+        assert_eq!(version(&cache), Some(ShortHash::of("8")));
 
         // The watch delivered our write and something newer before the answer came
         // back: nothing is remembered, and the newer state stands.
@@ -435,7 +460,7 @@ mod tests {
         cache.apply_event(kind, &watcher::Event::Apply(child("9", 2)));
         cache.apply_event(kind, &watcher::Event::Apply(child("10", 7)));
         cache.wrote(kind, "n", name, before, summary("9", 2));
-        assert_eq!(version(&cache).as_deref(), Some("10"));
+        assert_eq!(version(&cache), Some(ShortHash::of("10")));
 
         // A delete after a write is seen.
         let before = cache.watched_version(kind, "n", name);

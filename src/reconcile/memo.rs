@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use super::cache::ChildCache;
+use super::compact::ShortHash;
 use crate::children::{Availability, ChildKind};
 use crate::names::APPLIED_HASH_ANNOTATION;
 use crate::render::Children;
@@ -81,12 +82,12 @@ impl RenderSummary {
     }
 }
 
-/// What one render and apply came to: each child written with its applied hash, what was
-/// held back, and what the status needs.
+/// What one render and apply came to: each child written with its applied hash (every
+/// child bears the tunnel's child name), what was held back, and what the status needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
     pub fingerprint: Fingerprint,
-    pub children: Vec<(ChildKind, Box<str>, Box<str>)>,
+    pub children: Vec<(ChildKind, Option<ShortHash>)>,
     pub held_back: Vec<(ChildKind, Availability)>,
     pub summary: RenderSummary,
 }
@@ -106,20 +107,8 @@ impl Rendered {
                 .iter()
                 .filter(|(kind, _)| !held_back.iter().any(|(k, _)| k == kind))
                 .map(|(kind, obj)| {
-                    let text = |pointer: &str| -> Box<str> {
-                        obj.pointer(pointer)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .into()
-                    };
-                    (
-                        *kind,
-                        text("/metadata/name"),
-                        text(&format!(
-                            "/metadata/annotations/{}",
-                            APPLIED_HASH_ANNOTATION.replace('/', "~1")
-                        )),
-                    )
+                    let hash = obj["metadata"]["annotations"][APPLIED_HASH_ANNOTATION].as_str();
+                    (*kind, hash.map(ShortHash::of))
                 })
                 .collect(),
         }
@@ -134,27 +123,37 @@ impl Rendered {
         uid: &str,
         child_name: &str,
     ) -> bool {
-        let wanted = self.children.iter().all(|(kind, name, hash)| {
-            cache.get(*kind, namespace, name).is_some_and(|c| {
-                c.is_controlled_by(uid) && c.intact && c.applied_hash.as_deref() == Some(hash)
+        let wanted = self.children.iter().all(|(kind, hash)| {
+            cache.with(*kind, namespace, child_name, |c| {
+                c.is_some_and(|c| {
+                    c.is_controlled_by(uid)
+                        && c.intact
+                        && hash.is_some()
+                        && c.applied_hash() == *hash
+                })
             })
         });
         let nothing_unwanted = cache
             .kinds()
-            .filter(|k| k.optional() && !self.children.iter().any(|(c, _, _)| c == k))
+            .filter(|k| k.optional() && !self.children.iter().any(|(c, _)| c == k))
             .all(|k| {
-                cache
-                    .get(k, namespace, child_name)
-                    .is_none_or(|c| !c.is_controlled_by(uid))
+                cache.with(k, namespace, child_name, |c| {
+                    c.is_none_or(|c| !c.is_controlled_by(uid))
+                })
             });
         wanted && nothing_unwanted
     }
 }
 
-/// The last render per tunnel (namespace, name).
+/// A tunnel's namespace and name.
+fn key(namespace: &str, name: &str) -> ShortHash {
+    ShortHash::of_parts(&[namespace, name])
+}
+
+/// The last render per tunnel (by namespace and name).
 #[derive(Default)]
 pub struct RenderMemo {
-    renders: Mutex<HashMap<(String, String), Rendered>>,
+    renders: Mutex<HashMap<ShortHash, Rendered>>,
     /// Reconciles that found their render here.
     hits: AtomicU64,
 }
@@ -170,7 +169,7 @@ impl RenderMemo {
         still: impl FnOnce(&Rendered) -> bool,
     ) -> Option<(Vec<(ChildKind, Availability)>, RenderSummary)> {
         let memo = self.renders.lock().ok()?;
-        memo.get(&(namespace.to_string(), name.to_string()))
+        memo.get(&key(namespace, name))
             .filter(|r| &r.fingerprint == fingerprint && still(r))
             .map(|r| (r.held_back.clone(), r.summary.clone()))
     }
@@ -187,13 +186,13 @@ impl RenderMemo {
 
     pub fn put(&self, namespace: &str, name: &str, rendered: Rendered) {
         if let Ok(mut memo) = self.renders.lock() {
-            memo.insert((namespace.to_string(), name.to_string()), rendered);
+            memo.insert(key(namespace, name), rendered);
         }
     }
 
     pub fn forget(&self, namespace: &str, name: &str) {
         if let Ok(mut memo) = self.renders.lock() {
-            memo.remove(&(namespace.to_string(), name.to_string()));
+            memo.remove(&key(namespace, name));
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod cache;
+pub mod compact;
 pub mod context;
 pub mod dereference;
 pub mod events;

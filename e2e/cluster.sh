@@ -18,13 +18,16 @@
 #
 # Variables: K8S_VERSION (default: the version pinned in e2e/cluster/kubernetes/go.mod),
 # SECURETUNNEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operator),
-# E2E_STATE (default $SECURETUNNEL_CACHE/cluster), E2E_PORT_BASE (default 16000).
+# E2E_CLUSTER (a name, default "cluster"), E2E_STATE (default $SECURETUNNEL_CACHE/$E2E_CLUSTER),
+# E2E_PORT_BASE (default 16000). e2e/run.sh uses a cluster of its own (E2E_CLUSTER=e2e-run, ports
+# from 17000), so a control plane started by hand for a benchmark or a debugging session does not
+# stand in its way.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 modules="$here/cluster"
 cache=${SECURETUNNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operator}
-state=${E2E_STATE:-$cache/cluster}
+state=${E2E_STATE:-$cache/${E2E_CLUSTER:-cluster}}
 base=${E2E_PORT_BASE:-16000}
 
 # Ports, all on 127.0.0.1.
@@ -314,9 +317,13 @@ api_ready() {
 }
 
 cmd_up() {
-  if [ -d "$state/pids" ] && [ -n "$(ls -A "$state/pids" 2>/dev/null)" ]; then
-    die "a control plane is already up in $state (e2e/cluster.sh down first)"
-  fi
+  local c
+  for c in "${components[@]}"; do
+    if [ -f "$state/cmd/$c" ] && pid_of "$c" >/dev/null; then
+      die "a control plane is already up in $state (e2e/cluster.sh down first)"
+    fi
+  done
+  # Pid files whose processes are gone (a reboot, a killed shell) are left-overs, not a cluster.
   local k8s etcd kwok
   etcd=$(build_tool etcd)
   k8s=$(build_tool kubernetes)

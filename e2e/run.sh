@@ -14,6 +14,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cluster="$root/e2e/cluster.sh"
+# A control plane of the suite's own, apart from the default one a person may have left up.
+export E2E_CLUSTER=${E2E_CLUSTER:-e2e-run} E2E_PORT_BASE=${E2E_PORT_BASE:-17000}
 ci=${CI:-false}
 
 fail() { echo "e2e: FAILED ($*)"; exit 1; }

@@ -2,7 +2,7 @@
 //! change: the reconciler reads the validated spec from here, and a Service event finds
 //! the tunnels whose rules name that Service without parsing any rule again.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use kube::runtime::reflector::ObjectRef;
@@ -10,21 +10,23 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use crate::api::SecureTunnel;
+use crate::compact::Uid;
 use crate::validate::origin::ServiceRef;
 use crate::validate::{validate, ValidatedSpec, ValidationErrors};
 
 /// A spec, checked once: validated (or every problem found), and the Services its rules
-/// name (under the pods' DNS search path; none when the spec is invalid).
+/// name (under the pods' DNS search path, sorted, each once; none when the spec is
+/// invalid).
 pub struct Checked {
     pub spec: Result<ValidatedSpec, ValidationErrors>,
-    pub services: BTreeSet<ServiceRef>,
+    pub services: Box<[ServiceRef]>,
 }
 
 /// A spec's verdict, shared between the index and the reconciles that read it.
 pub type Verdict = Arc<Checked>;
 
 struct Entry {
-    uid: Option<String>,
+    uid: Option<Uid>,
     generation: Option<i64>,
     verdict: Verdict,
 }
@@ -32,22 +34,36 @@ struct Entry {
 impl Entry {
     /// Whether this entry was made from this object at this generation.
     fn is_for(&self, tunnel: &SecureTunnel) -> bool {
-        self.uid == tunnel.uid()
+        self.uid == tunnel.metadata.uid.as_deref().map(Uid::of)
             && self.generation.is_some()
             && self.generation == tunnel.metadata.generation
     }
 }
 
+/// A tunnel's namespace and name, shared by the tunnel's entry and every Service's set
+/// that holds it.
+type Key = Arc<ObjectRef<SecureTunnel>>;
+
+/// The key of a tunnel: its namespace and name only (an `ObjectRef` made from the
+/// object would also carry its uid and resourceVersion, which the key does not compare).
+fn key_of(tunnel: &SecureTunnel) -> Key {
+    let key = ObjectRef::new(&tunnel.name_any());
+    Arc::new(match tunnel.metadata.namespace.as_deref() {
+        Some(namespace) => key.within(namespace),
+        None => key,
+    })
+}
+
 #[derive(Default)]
 struct Inner {
-    tunnels: HashMap<ObjectRef<SecureTunnel>, Entry>,
-    by_service: HashMap<ServiceRef, HashSet<ObjectRef<SecureTunnel>>>,
+    tunnels: HashMap<Key, Entry>,
+    by_service: HashMap<ServiceRef, HashSet<Key>>,
     /// During a relist: the tunnels not seen again yet.
-    stale: Option<HashSet<ObjectRef<SecureTunnel>>>,
+    stale: Option<HashSet<Key>>,
 }
 
 impl Inner {
-    fn remove(&mut self, key: &ObjectRef<SecureTunnel>) {
+    fn remove(&mut self, key: &Key) {
         if let Some(old) = self.tunnels.remove(key) {
             for service in &old.verdict.services {
                 if let Some(set) = self.by_service.get_mut(service) {
@@ -60,7 +76,7 @@ impl Inner {
         }
     }
 
-    fn insert(&mut self, key: ObjectRef<SecureTunnel>, entry: Entry) {
+    fn insert(&mut self, key: Key, entry: Entry) {
         self.remove(&key);
         for service in &entry.verdict.services {
             self.by_service
@@ -82,8 +98,8 @@ fn check(tunnel: &SecureTunnel) -> Verdict {
     let spec = validate(&tunnel.name_any(), &tunnel.spec);
     let namespace = tunnel.namespace().unwrap_or_default();
     let services = match &spec {
-        Ok(spec) => spec.referenced_services(&namespace),
-        Err(_) => BTreeSet::new(),
+        Ok(spec) => spec.referenced_services(&namespace).into_iter().collect(),
+        Err(_) => Box::default(),
     };
     Arc::new(Checked { spec, services })
 }
@@ -96,20 +112,20 @@ impl TunnelIndex {
         };
         match event {
             watcher::Event::Apply(t) | watcher::Event::InitApply(t) => {
-                let key = ObjectRef::from_obj(t);
+                let key = key_of(t);
                 if let Some(stale) = inner.stale.as_mut() {
                     stale.remove(&key);
                 }
                 if !inner.tunnels.get(&key).is_some_and(|e| e.is_for(t)) {
                     let entry = Entry {
-                        uid: t.uid(),
+                        uid: t.metadata.uid.as_deref().map(Uid::of),
                         generation: t.metadata.generation,
                         verdict: check(t),
                     };
                     inner.insert(key, entry);
                 }
             }
-            watcher::Event::Delete(t) => inner.remove(&ObjectRef::from_obj(t)),
+            watcher::Event::Delete(t) => inner.remove(&key_of(t)),
             watcher::Event::Init => {
                 inner.stale = Some(inner.tunnels.keys().cloned().collect());
             }
@@ -126,7 +142,7 @@ impl TunnelIndex {
     /// and not kept (a tunnel the watch has not reported, as in tests that reconcile
     /// without one, or an older generation than the index holds).
     pub fn verdict(&self, tunnel: &SecureTunnel) -> Verdict {
-        let key = ObjectRef::from_obj(tunnel);
+        let key = key_of(tunnel);
         if let Ok(inner) = self.inner.read() {
             if let Some(e) = inner.tunnels.get(&key) {
                 if e.is_for(tunnel) {
@@ -145,7 +161,7 @@ impl TunnelIndex {
                 inner
                     .by_service
                     .get(service)
-                    .map(|set| set.iter().cloned().collect())
+                    .map(|set| set.iter().map(|key| key.as_ref().clone()).collect())
                     .unwrap_or_default()
             })
             .unwrap_or_default()
@@ -220,8 +236,8 @@ mod tests {
             "same generation: same verdict"
         );
         assert_eq!(
-            first.services,
-            BTreeSet::from([service("apps", "web")]),
+            *first.services,
+            [service("apps", "web")],
             "the Services the rules name"
         );
         let changed = tunnel("a", 2, "bastion");

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod children;
+pub mod compact;
 pub mod controller;
 pub mod external;
 pub mod http;

@@ -3,7 +3,7 @@
 //! fields our manager owns still hash to it), kept from every watch event, plus the
 //! children this process just wrote and the watch has not delivered yet. Strings that
 //! are only compared (uids, versions, hashes, the child's namespace and name) are kept
-//! in the compact forms of [`super::compact`]: about 100 bytes per child.
+//! in the compact forms of [`crate::compact`]: about 100 bytes per child.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +14,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::watcher;
 use serde::Deserialize;
 
-use super::compact::{ShortHash, Uid};
 use super::live::LiveObject;
 use crate::children::{Availability, ChildKind};
+use crate::compact::{ShortHash, Uid};
 use crate::managed_fields;
 use crate::names::{APPLIED_HASH_ANNOTATION, FIELD_MANAGER, INSTANCE_LABEL};
 use crate::status::Rollout;

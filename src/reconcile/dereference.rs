@@ -2,7 +2,7 @@
 //! the Secret's resourceVersion changed), and the Services its rules name (from the
 //! cache, which has listed them all).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -213,7 +213,7 @@ pub async fn read_ca_bundles(
 /// The Services the rules name, from the cache (which has listed them all).
 pub fn read_services(
     store: &Store<Service>,
-    referenced: &BTreeSet<ServiceRef>,
+    referenced: &[ServiceRef],
 ) -> BTreeMap<ServiceRef, Service> {
     referenced
         .iter()

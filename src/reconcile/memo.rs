@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use super::cache::ChildCache;
-use super::compact::ShortHash;
 use crate::children::{Availability, ChildKind};
+use crate::compact::ShortHash;
 use crate::names::APPLIED_HASH_ANNOTATION;
 use crate::render::Children;
 use crate::validate::CaKey;

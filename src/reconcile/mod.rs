@@ -4,7 +4,6 @@
 
 pub mod apply;
 pub mod cache;
-pub mod compact;
 pub mod context;
 pub mod dereference;
 pub mod events;
@@ -16,7 +15,6 @@ pub mod update_status;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -297,7 +295,7 @@ async fn apply_spec(
     ctx: &Context,
     tunnel: &SecureTunnel,
     spec: &ValidatedSpec,
-    referenced: &BTreeSet<ServiceRef>,
+    referenced: &[ServiceRef],
     token: &TunnelToken,
     names: Names<'_>,
 ) -> Result<(Verdict, Action)> {

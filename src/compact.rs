@@ -1,4 +1,4 @@
-//! Compact forms of the strings the reconciler's caches keep for every child: a
+//! Compact forms of the strings the caches keep for every tunnel and child: a
 //! [`ShortHash`] of a string that is only ever compared, and a [`Uid`] that is sent back
 //! (a delete's precondition). Each is 16 or 24 bytes in place, instead of a pointer, a
 //! length and a heap allocation.

@@ -14,9 +14,10 @@ use kube::Client;
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
-use super::cache::{ChildCache, ChildSummary, CreateEntry};
+use super::cache::{version_of, ChildCache, ChildSummary, CreateEntry};
 use super::live::LiveObject;
 use crate::children::{Availability, ChildKind};
+use crate::compact::ShortHash;
 use crate::names::{child_name, APPLIED_HASH_ANNOTATION, FIELD_MANAGER};
 use crate::{Error, Result};
 
@@ -92,8 +93,12 @@ impl Child<'_> {
 
     /// Turns our create entry in `managedFields` into an apply entry (or drops it beside
     /// one), so that the apply that follows removes the fields it no longer sets. The
-    /// test operations make it a no-op failure if the list changed meanwhile.
-    async fn adopt_create_entry(&self, client: &Client, entry: CreateEntry) -> Result<()> {
+    /// test operations make it a no-op failure (422) if the list changed meanwhile.
+    async fn adopt_create_entry(
+        &self,
+        client: &Client,
+        entry: CreateEntry,
+    ) -> Result<std::result::Result<LiveObject, kube::Error>> {
         let at = format!("/metadata/managedFields/{}", entry.index);
         let change = if entry.beside_apply {
             json!({ "op": "remove", "path": at })
@@ -109,32 +114,58 @@ impl Child<'_> {
             what: "managedFields patch",
             source,
         })?;
-        api(client, self.kind, self.namespace)
+        Ok(api(client, self.kind, self.namespace)
             .patch(
                 self.name,
                 &PatchParams::default(),
                 &Patch::<()>::Json(patch),
             )
-            .await
-            .map_err(|source| self.error(source))?;
-        Ok(())
+            .await)
     }
 
+    /// Adopts our create entry, if there is one: from the cached summary, or, when another
+    /// manager's write moved the entry since (a Deployment's status, written by its
+    /// controller at once), from the object read again. The version the adopting patch
+    /// made, if one was sent.
+    async fn adopt(&self, client: &Client, entry: CreateEntry) -> Result<Option<ShortHash>> {
+        match self.adopt_create_entry(client, entry).await? {
+            Ok(adopted) => return Ok(Some(version_of(&adopted))),
+            Err(kube::Error::Api(e)) if e.code == 422 => {
+                debug!(object = %self.describe(), "managedFields changed; reading it again");
+            }
+            Err(source) => return Err(self.error(source)),
+        }
+        let current = api(client, self.kind, self.namespace)
+            .get(self.name)
+            .await
+            .map_err(|source| self.error(source))?;
+        let Some(entry) = ChildSummary::of(self.kind, &current).create_entry else {
+            return Ok(None);
+        };
+        match self.adopt_create_entry(client, entry).await? {
+            Ok(adopted) => Ok(Some(version_of(&adopted))),
+            Err(source) => Err(self.error(source)),
+        }
+    }
+
+    /// Applies the child, after adopting our create entry; with the version of the
+    /// adopting patch, if one was sent.
     async fn apply(
         &self,
         client: &Client,
         create_entry: Option<CreateEntry>,
-    ) -> Result<LiveObject> {
-        if let Some(entry) = create_entry {
-            self.adopt_create_entry(client, entry).await?;
-        }
+    ) -> Result<(LiveObject, Option<ShortHash>)> {
+        let adopted = match create_entry {
+            Some(entry) => self.adopt(client, entry).await?,
+            None => None,
+        };
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let stored = api(client, self.kind, self.namespace)
             .patch(self.name, &params, &Patch::Apply(self.desired))
             .await
             .map_err(|source| self.error(source))?;
         info!(object = %self.describe(), "applied");
-        Ok(stored)
+        Ok((stored, adopted))
     }
 
     /// Writes the child unless it is up to date.
@@ -149,7 +180,7 @@ impl Child<'_> {
             None => match self.create(client).await? {
                 Some(created) => {
                     info!(object = %self.describe(), "created");
-                    return Ok(Write::Stored(ChildSummary::of(self.kind, &created)));
+                    return Ok(Write::Stored(ChildSummary::of(self.kind, &created), None));
                 }
                 // Someone else's, or ours and not yet seen by the watch: read it once.
                 None => {
@@ -168,15 +199,16 @@ impl Child<'_> {
             debug!(object = %self.describe(), "up to date");
             return Ok(Write::UpToDate);
         }
-        let stored = self.apply(client, current.create_entry).await?;
-        Ok(Write::Stored(ChildSummary::of(self.kind, &stored)))
+        let (stored, adopted) = self.apply(client, current.create_entry).await?;
+        Ok(Write::Stored(ChildSummary::of(self.kind, &stored), adopted))
     }
 }
 
 /// What writing one child came to.
 enum Write {
-    /// What the API server answered to our create or apply, summarised.
-    Stored(ChildSummary),
+    /// What the API server answered to our create or apply, summarised; with the version
+    /// of the patch that adopted our create entry just before, if one was sent.
+    Stored(ChildSummary, Option<ShortHash>),
     UpToDate,
     /// The name is taken ([`Applied::Conflict`]).
     Taken(Applied),
@@ -234,9 +266,12 @@ pub async fn apply_children(
         children.push((child, current));
     }
     for (child, current) in children {
-        let before = cache.watched_version(child.kind, namespace, child.name);
+        let before = cache.before_write(child.kind, namespace, child.name);
         match child.write(client, current, uid).await? {
-            Write::Stored(stored) => cache.wrote(child.kind, namespace, child.name, before, stored),
+            Write::Stored(stored, adopted) => {
+                let before = before.and_ours(adopted);
+                cache.wrote(child.kind, namespace, child.name, before, stored)
+            }
             Write::UpToDate => {}
             Write::Taken(conflict) => return Ok(conflict),
         }

@@ -122,7 +122,8 @@ impl ChildSummary {
 }
 
 /// A child's resourceVersion, as the cache keeps it.
-fn version_of(obj: &LiveObject) -> ShortHash {
+/// An object's resourceVersion, compact.
+pub fn version_of(obj: &LiveObject) -> ShortHash {
     ShortHash::of(obj.metadata.resource_version.as_deref().unwrap_or_default())
 }
 
@@ -162,8 +163,36 @@ struct KindCache {
     objects: HashMap<Key, ChildSummary>,
     /// Filled during a (re)list, swapped in when it is done.
     relisting: Option<HashMap<Key, ChildSummary>>,
-    /// What this process wrote and the watch has not delivered yet, and when.
-    written: HashMap<Key, (Instant, ChildSummary)>,
+    /// What this process wrote and the watch has not delivered yet.
+    written: HashMap<Key, Written>,
+}
+
+/// A write of ours the watch has not delivered yet.
+struct Written {
+    at: Instant,
+    /// What the API server answered.
+    summary: ChildSummary,
+    /// The versions of our earlier writes of that child that may still come before it (a
+    /// create, the patch that adopts its entry in `managedFields`): their events are ours,
+    /// not news, and keep the record.
+    earlier: Vec<ShortHash>,
+}
+
+/// What the cache knew of a child when a write of ours was sent, for [`ChildCache::wrote`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Before {
+    /// The resourceVersion the watch last delivered, if it has.
+    watched: Option<ShortHash>,
+    /// Versions of our own writes the watch may still deliver.
+    ours: Vec<ShortHash>,
+}
+
+impl Before {
+    /// Adds a write of ours made since (the adopting patch before an apply).
+    pub fn and_ours(mut self, version: Option<ShortHash>) -> Self {
+        self.ours.extend(version);
+        self
+    }
 }
 
 /// The summaries of every child, by kind, fed by the controller's watches.
@@ -238,7 +267,8 @@ impl ChildCache {
     }
 
     /// Takes one watch event of `kind`. A write of ours is forgotten once the watch
-    /// delivers it (or anything after it: a delete, a relist). True when the event ends
+    /// delivers it (or anything else but an earlier write of ours: a change by someone
+    /// else, a delete, a relist). True when the event ends
     /// the first listing after a failure: the kind is available again (its CRD was
     /// installed, its RBAC granted), and tunnels waiting for it can go on.
     pub fn apply_event(&self, kind: ChildKind, event: &watcher::Event<LiveObject>) -> bool {
@@ -257,12 +287,19 @@ impl ChildCache {
                 let key = name_of(obj);
                 // Our write, or something after it: the watch has caught up. Our write
                 // itself (same uid and resourceVersion) is summarised already.
+                let version = version_of(obj);
                 let summary = match cache.written.remove(&key) {
-                    Some((_, ours))
-                        if Uid::of(obj.metadata.uid.as_deref().unwrap_or_default()) == ours.uid
-                            && version_of(obj) == ours.resource_version =>
+                    Some(ours)
+                        if Uid::of(obj.metadata.uid.as_deref().unwrap_or_default())
+                            == ours.summary.uid
+                            && version == ours.summary.resource_version =>
                     {
-                        ours
+                        ours.summary
+                    }
+                    // An earlier write of ours: the record of the later one stays.
+                    Some(ours) if ours.earlier.contains(&version) => {
+                        cache.written.insert(key, ours);
+                        ChildSummary::of(kind, obj)
                     }
                     _ => ChildSummary::of(kind, obj),
                 };
@@ -295,42 +332,54 @@ impl ChildCache {
         false
     }
 
-    /// The resourceVersion of the child as the watch last delivered it, if it has:
-    /// taken before a write, for [`ChildCache::wrote`].
-    pub fn watched_version(
-        &self,
-        kind: ChildKind,
-        namespace: &str,
-        name: &str,
-    ) -> Option<ShortHash> {
-        let (_, cache, _) = self.kind(kind)?;
-        let cache = cache.read().ok()?;
-        cache
-            .objects
-            .get(&key(namespace, name))
-            .map(|seen| seen.resource_version)
+    /// What the cache knows of the child before a write: the resourceVersion the watch
+    /// last delivered, and our writes still on their way. For [`ChildCache::wrote`].
+    pub fn before_write(&self, kind: ChildKind, namespace: &str, name: &str) -> Before {
+        let Some(Ok(cache)) = self.kind(kind).map(|(_, c, _)| c.read()) else {
+            return Before::default();
+        };
+        let key = key(namespace, name);
+        Before {
+            watched: cache.objects.get(&key).map(|seen| seen.resource_version),
+            ours: cache
+                .written
+                .get(&key)
+                .map(|w| {
+                    let mut ours = w.earlier.clone();
+                    ours.push(w.summary.resource_version);
+                    ours
+                })
+                .unwrap_or_default(),
+        }
     }
 
     /// Remembers what the API server answered to a write of ours, until the watch
     /// delivers it: a reconcile in between must not write the same object again.
-    /// `before` is [`ChildCache::watched_version`] as it was when the write was sent:
-    /// if the watch has delivered anything of that child since (our write, or something
-    /// newer), there is nothing to remember, and a record could only hide a newer
-    /// state. A record lives until the next event of that child, and at most
+    /// `before` is [`ChildCache::before_write`] as it was when the write was sent (with
+    /// the versions of any write of ours made since, [`Before::and_ours`]): if the watch
+    /// has delivered anything else of that child since (this write, or something newer),
+    /// there is nothing to remember, and a record could only hide a newer state. A record
+    /// lives until the watch delivers this write or anything not ours, and at most
     /// [`WRITTEN_TTL`].
     pub fn wrote(
         &self,
         kind: ChildKind,
         namespace: &str,
         name: &str,
-        before: Option<ShortHash>,
+        before: Before,
         summary: ChildSummary,
     ) {
         if let Some(Ok(mut cache)) = self.kind(kind).map(|(_, c, _)| c.write()) {
             let key = key(namespace, name);
             let since = cache.objects.get(&key).map(|seen| seen.resource_version);
-            if since == before {
-                cache.written.insert(key, (Instant::now(), summary));
+            let ours = |v: &ShortHash| before.ours.contains(v);
+            if since == before.watched || since.as_ref().is_some_and(ours) {
+                let written = Written {
+                    at: Instant::now(),
+                    summary,
+                    earlier: before.ours,
+                };
+                cache.written.insert(key, written);
             }
         }
     }
@@ -355,8 +404,8 @@ impl ChildCache {
         let summary = cache
             .written
             .get(&key)
-            .filter(|(at, _)| at.elapsed() < WRITTEN_TTL)
-            .map(|(_, summary)| summary)
+            .filter(|w| w.at.elapsed() < WRITTEN_TTL)
+            .map(|w| &w.summary)
             .or_else(|| cache.objects.get(&key));
         f(summary)
     }
@@ -419,7 +468,8 @@ mod tests {
         // What the API server answered to our write (marked, to be told apart).
         let mut answered = ChildSummary::of(kind, &child("6", 2));
         answered.instance = Some(ShortHash::of("as answered"));
-        cache.wrote(kind, "n", name, Some(ShortHash::of("5")), answered.clone());
+        let before = cache.before_write(kind, "n", name);
+        cache.wrote(kind, "n", name, before, answered.clone());
         // The watch delivers that very version: the answer's summary stays.
         cache.apply_event(kind, &watcher::Event::Apply(child("6", 2)));
         assert_eq!(cache.get(kind, "n", name), Some(answered));
@@ -429,6 +479,53 @@ mod tests {
             cache.get(kind, "n", name),
             Some(ChildSummary::of(kind, &child("7", 2)))
         );
+    }
+
+    #[test]
+    fn the_events_of_our_earlier_writes_do_not_end_the_record_of_a_later_one() {
+        let cache = listed();
+        let kind = ChildKind::ConfigMap;
+        let name = "t-cloudflared";
+        let summary = |rv: &str, replicas: i64| ChildSummary::of(kind, &child(rv, replicas));
+        let version = |c: &ChildCache| c.get(kind, "n", name).map(|s| s.resource_version);
+
+        // Created (version 5), not yet seen by the watch.
+        let before = cache.before_write(kind, "n", name);
+        cache.wrote(kind, "n", name, before, summary("5", 2));
+        // The next write adopts the create entry (version 6) and applies (version 7);
+        // meanwhile the watch delivers the create.
+        let before = cache.before_write(kind, "n", name);
+        assert_eq!(before.ours, [ShortHash::of("5")]);
+        cache.apply_event(kind, &watcher::Event::Apply(child("5", 2)));
+        cache.wrote(
+            kind,
+            "n",
+            name,
+            before.and_ours(Some(ShortHash::of("6"))),
+            summary("7", 3),
+        );
+        assert_eq!(version(&cache), Some(ShortHash::of("7")));
+        // The adopting patch's event is ours: the apply's answer still stands…
+        cache.apply_event(kind, &watcher::Event::Apply(child("6", 2)));
+        assert_eq!(cache.get(kind, "n", name), Some(summary("7", 3)));
+        // …until the watch delivers it.
+        cache.apply_event(kind, &watcher::Event::Apply(child("7", 3)));
+        assert_eq!(version(&cache), Some(ShortHash::of("7")));
+        assert!(cache
+            .kind(kind)
+            .is_some_and(|(_, c, _)| c.read().is_ok_and(|c| c.written.is_empty())));
+
+        // A change by someone else between our writes ends the record: it is news.
+        let before = cache.before_write(kind, "n", name);
+        cache.wrote(
+            kind,
+            "n",
+            name,
+            before.and_ours(Some(ShortHash::of("8"))),
+            summary("9", 4),
+        );
+        cache.apply_event(kind, &watcher::Event::Apply(child("10", 1)));
+        assert_eq!(cache.get(kind, "n", name), Some(summary("10", 1)));
     }
 
     #[test]
@@ -442,28 +539,29 @@ mod tests {
         cache.apply_event(kind, &watcher::Event::Apply(child("5", 2)));
 
         // A write sent while the watch showed version 5 stands in for it…
-        let before = cache.watched_version(kind, "n", name);
-        assert_eq!(before, Some(ShortHash::of("5")));
+        let before = cache.before_write(kind, "n", name);
+        assert_eq!(before.watched, Some(ShortHash::of("5")));
         cache.wrote(kind, "n", name, before, summary("6", 3));
         assert_eq!(cache.get(kind, "n", name), Some(summary("6", 3)));
         // …until the watch delivers it…
         cache.apply_event(kind, &watcher::Event::Apply(child("6", 3)));
         assert_eq!(version(&cache), Some(ShortHash::of("6")));
         // …or anything after it.
-        cache.wrote(kind, "n", name, Some(ShortHash::of("6")), summary("7", 4));
+        let before = cache.before_write(kind, "n", name);
+        cache.wrote(kind, "n", name, before, summary("7", 4));
         cache.apply_event(kind, &watcher::Event::Apply(child("8", 9)));
         assert_eq!(version(&cache), Some(ShortHash::of("8")));
 
         // The watch delivered our write and something newer before the answer came
         // back: nothing is remembered, and the newer state stands.
-        let before = cache.watched_version(kind, "n", name);
+        let before = cache.before_write(kind, "n", name);
         cache.apply_event(kind, &watcher::Event::Apply(child("9", 2)));
         cache.apply_event(kind, &watcher::Event::Apply(child("10", 7)));
         cache.wrote(kind, "n", name, before, summary("9", 2));
         assert_eq!(version(&cache), Some(ShortHash::of("10")));
 
         // A delete after a write is seen.
-        let before = cache.watched_version(kind, "n", name);
+        let before = cache.before_write(kind, "n", name);
         cache.wrote(kind, "n", name, before, summary("11", 1));
         cache.apply_event(kind, &watcher::Event::Delete(child("11", 1)));
         assert_eq!(cache.get(kind, "n", name), None);

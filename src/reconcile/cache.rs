@@ -122,7 +122,6 @@ impl ChildSummary {
 }
 
 /// A child's resourceVersion, as the cache keeps it.
-/// An object's resourceVersion, compact.
 pub fn version_of(obj: &LiveObject) -> ShortHash {
     ShortHash::of(obj.metadata.resource_version.as_deref().unwrap_or_default())
 }

@@ -172,7 +172,19 @@ def main():
     n = a.tunnels
 
     kubectl("apply", "--server-side", "-f", os.path.join(ROOT, "crds/securetunnel.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/securetunnels.securetunnel.dev", "--timeout=60s")
+    # Right after the apply the CRD may have no conditions yet, which `kubectl wait` takes
+    # for an error rather than for "not yet".
+    for _ in range(30):
+        waited = subprocess.run(
+            ["kubectl", "wait", "--for=condition=Established",
+             "crd/securetunnels.securetunnel.dev", "--timeout=60s"],
+            capture_output=True, text=True, check=False,
+        )
+        if waited.returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        sys.exit(f"the SecureTunnel CRD is not established: {waited.stderr}")
     t0 = time.monotonic()
     kubectl("apply", "--server-side", "-f", "-", stdin=objects(n))
     print(f"created {n} tunnels and their token Secrets in {time.monotonic() - t0:.1f} s", flush=True)

@@ -85,14 +85,23 @@ pub fn deployment(
         pod_annotations.insert(CA_HASH_ANNOTATION.to_string(), ca.to_string());
     }
 
+    // The Deployment spells out every field the API server would default in it (the
+    // scheme, thresholds and timeouts here; terminationMessage*, dnsPolicy, restartPolicy,
+    // schedulerName, serviceAccount, progressDeadlineSeconds, a volume's defaultMode below),
+    // with the API server's own values. A create (POST) records the defaulted fields as the
+    // creator's: spelled out, they are part of the applied hash, so a created Deployment is
+    // intact as it is, without the adopting patch and apply that would follow otherwise.
     let probe = |failure_threshold: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some("/ready".to_string()),
             port: IntOrString::Int(i32::from(METRICS_PORT)),
+            scheme: Some("HTTP".to_string()),
             ..Default::default()
         }),
         initial_delay_seconds: Some(10),
         period_seconds: Some(10),
+        timeout_seconds: Some(1),
+        success_threshold: Some(1),
         failure_threshold: Some(failure_threshold),
         ..Default::default()
     };
@@ -128,6 +137,8 @@ pub fn deployment(
         }]),
         liveness_probe: Some(probe(1)),
         readiness_probe: Some(probe(3)),
+        termination_message_path: Some("/dev/termination-log".to_string()),
+        termination_message_policy: Some("File".to_string()),
         resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -178,7 +189,12 @@ pub fn deployment(
 
     let pod_spec = PodSpec {
         service_account_name: Some(child.clone()),
+        // The deprecated alias of serviceAccountName, which the API server fills in.
+        service_account: Some(child.clone()),
         automount_service_account_token: Some(false),
+        dns_policy: Some("ClusterFirst".to_string()),
+        restart_policy: Some("Always".to_string()),
+        scheduler_name: Some("default-scheduler".to_string()),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(termination_grace_seconds(validated.grace_period)),
         image_pull_secrets: (!spec.pod.image_pull_secrets.is_empty()).then(|| {
@@ -216,6 +232,7 @@ pub fn deployment(
                     name: "config".to_string(),
                     config_map: Some(ConfigMapVolumeSource {
                         name: child.clone(),
+                        default_mode: Some(0o644),
                         items: Some(vec![KeyToPath {
                             key: CONFIG_KEY.to_string(),
                             path: CONFIG_KEY.to_string(),
@@ -253,6 +270,7 @@ pub fn deployment(
         spec: Some(DeploymentSpec {
             replicas: Some(spec.replicas),
             revision_history_limit: Some(3),
+            progress_deadline_seconds: Some(600),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(tunnel_name)),
                 ..Default::default()

@@ -14,6 +14,7 @@ use kube::{Api, Client, ResourceExt};
 
 use securetunnel_operator::api::SecureTunnel;
 use securetunnel_operator::children::ChildKind;
+use securetunnel_operator::names::FIELD_MANAGER;
 
 use crate::support::{child_kinds, describe, dynamic_api, wait_for, Env, Outcome};
 
@@ -197,6 +198,36 @@ pub async fn every_child_owned(
                     "{what}: controller ownerReference is {other:?}, expected SecureTunnel {name} uid {uid}"
                 ))
             }
+        }
+    }
+    Ok(())
+}
+
+/// Each child was written once, by its create: the operator's only entry in its
+/// `managedFields` is the create's (`Update`). A rendered object that left out a field the
+/// API server defaults would have its create entry own that field too, not hash to the
+/// applied hash, and be adopted and applied again: an `Apply` entry.
+pub async fn every_child_written_once(client: &Client, name: &str, replicas: i32) -> Outcome {
+    for (kind, resource) in child_kinds() {
+        if kind == "PodDisruptionBudget" && replicas < 2 {
+            continue;
+        }
+        let api = dynamic_api(client, NAMESPACE, &resource);
+        let what = describe(kind, NAMESPACE, &child(name));
+        let obj = api
+            .get(&child(name))
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        let ours: Vec<(Option<&str>, Option<&str>)> = obj
+            .managed_fields()
+            .iter()
+            .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+            .map(|e| (e.operation.as_deref(), e.subresource.as_deref()))
+            .collect();
+        if ours != [(Some("Update"), None)] {
+            return Err(format!(
+                "{what}: the operator's managedFields entries are {ours:?}, expected its create's alone"
+            ));
         }
     }
     Ok(())

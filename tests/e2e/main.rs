@@ -180,6 +180,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         "lifecycle: the changes of Ready are Events (events.k8s.io/v1) about the tunnel, from the operator",
         lifecycle::events_recorded(&client, "e2e").await,
     );
+    suite.record(
+        "lifecycle: each child was written once, by its create (the rendered objects hold every field the API server defaults)",
+        lifecycle::every_child_written_once(&client, "e2e", 2).await,
+    );
 
     if method == Method::Helm {
         suite.record(

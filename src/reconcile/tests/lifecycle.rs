@@ -331,104 +331,85 @@ async fn a_spec_that_becomes_invalid_leaves_the_running_connector_alone() {
     );
 }
 
-#[tokio::test]
-async fn a_child_we_created_becomes_ours_by_apply_before_it_changes() {
+/// The JSON patch that turns our create entry at `index` of the Secret child's
+/// `managedFields` into an apply entry.
+fn adopt_secret_entry(index: usize, reply: Reply) -> Exchange {
+    let at = format!("/metadata/managedFields/{index}");
+    Exchange {
+        method: Method::PATCH,
+        path: path(ChildKind::Secret),
+        query: vec![],
+        body: Some(json!([
+            { "op": "test", "path": format!("{at}/manager"), "value": "securetunnel-operator" },
+            { "op": "test", "path": format!("{at}/operation"), "value": "Update" },
+            { "op": "replace", "path": format!("{at}/operation"), "value": "Apply" },
+        ])),
+        normalize: no_normalize,
+        reply,
+    }
+}
+
+/// A token rotation over a steady tunnel whose Secret child was created (POST) and not
+/// applied since: our manager's entry in its managedFields is an Update entry, which would
+/// keep any field the next apply stops setting, so the Secret is adopted before it is
+/// applied. `adoption` gives the exchanges that adopt it, from the Secret as created and
+/// the answer to a successful adopting patch.
+async fn rotate_token_over_a_created_secret(adoption: fn(&Value, Value) -> Vec<Exchange>) {
     let old_token = token_string("b2xkLXNlY3JldA==");
     let new_token = token_string("bmV3LXNlY3JldA==");
     let old_children = children_for(&tunnel(), &old_token);
     let new_children = children_for(&tunnel(), &new_token);
     let mut caches = Caches::holding(&old_children);
-    // The Secret was created (POST): our manager's entry in managedFields is an Update
-    // entry, which would keep any field the next apply stops setting.
     let secret = to_json(&old_children.secret);
     let mut created = applied_as(secret.clone(), &secret);
     created["metadata"]["managedFields"][0]["operation"] = json!("Update");
     caches.put(ChildKind::Secret, &created);
-
-    let at = "/metadata/managedFields/0";
-    let script = vec![
-        get(
+    let script = joined(vec![
+        vec![get(
             TOKEN_SECRET_PATH,
             Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token))),
-        ),
-        Exchange {
-            method: Method::PATCH,
-            path: path(ChildKind::Secret),
-            query: vec![],
-            body: Some(json!([
-                { "op": "test", "path": format!("{at}/manager"), "value": "securetunnel-operator" },
-                { "op": "test", "path": format!("{at}/operation"), "value": "Update" },
-                { "op": "replace", "path": format!("{at}/operation"), "value": "Apply" },
-            ])),
-            normalize: no_normalize,
-            reply: Reply::Json(StatusCode::OK, applied_as(secret.clone(), &secret)),
-        },
-        apply(&path(ChildKind::Secret), to_json(&new_children.secret)),
-        apply_existing_deployment(to_json(&new_children.deployment)),
-    ];
+        )],
+        adoption(&created, applied_as(secret.clone(), &secret)),
+        vec![
+            apply(&path(ChildKind::Secret), to_json(&new_children.secret)),
+            apply_existing_deployment(to_json(&new_children.deployment)),
+        ],
+    ]);
     reconcile_against(tunnel_in_steady_state(&old_children), &caches, script)
         .await
-        .expect("reconciles");
+        .expect("reconciles without an error");
+}
+
+#[tokio::test]
+async fn a_child_we_created_becomes_ours_by_apply_before_it_changes() {
+    rotate_token_over_a_created_secret(|_, adopted| {
+        vec![adopt_secret_entry(0, Reply::Json(StatusCode::OK, adopted))]
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_create_entry_moved_by_another_writer_is_read_again_and_adopted_where_it_is() {
-    let old_token = token_string("b2xkLXNlY3JldA==");
-    let new_token = token_string("bmV3LXNlY3JldA==");
-    let old_children = children_for(&tunnel(), &old_token);
-    let new_children = children_for(&tunnel(), &new_token);
-    let mut caches = Caches::holding(&old_children);
-    let secret = to_json(&old_children.secret);
-    let mut created = applied_as(secret.clone(), &secret);
-    created["metadata"]["managedFields"][0]["operation"] = json!("Update");
-    caches.put(ChildKind::Secret, &created);
-    // Meanwhile another manager's entry came first: ours is at index 1 now.
-    let mut moved = created.clone();
-    let ours = created["metadata"]["managedFields"][0].clone();
-    moved["metadata"]["managedFields"] = json!([
-        { "manager": "someone-else", "operation": "Update", "apiVersion": "v1",
-          "fieldsType": "FieldsV1", "fieldsV1": { "f:metadata": { "f:labels": { "f:team": {} } } } },
-        ours,
-    ]);
-    let adopt_at = |index: usize, reply: Reply| {
-        let at = format!("/metadata/managedFields/{index}");
-        Exchange {
-            method: Method::PATCH,
-            path: path(ChildKind::Secret),
-            query: vec![],
-            body: Some(json!([
-                { "op": "test", "path": format!("{at}/manager"), "value": "securetunnel-operator" },
-                { "op": "test", "path": format!("{at}/operation"), "value": "Update" },
-                { "op": "replace", "path": format!("{at}/operation"), "value": "Apply" },
-            ])),
-            normalize: no_normalize,
-            reply,
-        }
-    };
-    let test_failed = json!({
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "reason": "Invalid",
-        "message": "the server rejected our request due to an error in our request",
-    });
-    let script = vec![
-        get(
-            TOKEN_SECRET_PATH,
-            Reply::Json(StatusCode::OK, to_json(&user_secret(&new_token))),
-        ),
-        adopt_at(
-            0,
-            Reply::Json(StatusCode::UNPROCESSABLE_ENTITY, test_failed),
-        ),
-        get(&path(ChildKind::Secret), Reply::Json(StatusCode::OK, moved)),
-        adopt_at(
-            1,
-            Reply::Json(StatusCode::OK, applied_as(secret.clone(), &secret)),
-        ),
-        apply(&path(ChildKind::Secret), to_json(&new_children.secret)),
-        apply_existing_deployment(to_json(&new_children.deployment)),
-    ];
-    reconcile_against(tunnel_in_steady_state(&old_children), &caches, script)
-        .await
-        .expect("reconciles without an error");
+    rotate_token_over_a_created_secret(|created, adopted| {
+        // Meanwhile another manager's entry came first: ours is at index 1 now.
+        let mut moved = created.clone();
+        moved["metadata"]["managedFields"] = json!([
+            { "manager": "someone-else", "operation": "Update", "apiVersion": "v1",
+              "fieldsType": "FieldsV1", "fieldsV1": { "f:metadata": { "f:labels": { "f:team": {} } } } },
+            created["metadata"]["managedFields"][0],
+        ]);
+        let test_failed = json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+            "reason": "Invalid",
+            "message": "the server rejected our request due to an error in our request",
+        });
+        vec![
+            adopt_secret_entry(0, Reply::Json(StatusCode::UNPROCESSABLE_ENTITY, test_failed)),
+            get(&path(ChildKind::Secret), Reply::Json(StatusCode::OK, moved)),
+            adopt_secret_entry(1, Reply::Json(StatusCode::OK, adopted)),
+        ]
+    })
+    .await;
 }
 
 #[tokio::test]

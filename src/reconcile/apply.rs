@@ -139,13 +139,13 @@ impl Child<'_> {
             .get(self.name)
             .await
             .map_err(|source| self.error(source))?;
-        let Some(entry) = ChildSummary::of(self.kind, &current).create_entry else {
+        let Some(entry) = CreateEntry::of(&current) else {
             return Ok(None);
         };
-        match self.adopt_create_entry(client, entry).await? {
-            Ok(adopted) => Ok(Some(version_of(&adopted))),
-            Err(source) => Err(self.error(source)),
-        }
+        let adopted = self.adopt_create_entry(client, entry).await?;
+        adopted
+            .map(|adopted| Some(version_of(&adopted)))
+            .map_err(|source| self.error(source))
     }
 
     /// Applies the child, after adopting our create entry; with the version of the

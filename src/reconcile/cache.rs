@@ -32,6 +32,23 @@ pub struct CreateEntry {
     pub beside_apply: bool,
 }
 
+impl CreateEntry {
+    /// Our create entry among an object's `managedFields`, if there is one.
+    pub fn of(obj: &LiveObject) -> Option<CreateEntry> {
+        let entries = obj.metadata.managed_fields.as_deref().unwrap_or_default();
+        let ours = |op: &str| {
+            entries.iter().position(|e| {
+                e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some(op)
+            })
+        };
+        let index = u32::try_from(ours("Update")?).ok()?;
+        Some(CreateEntry {
+            index,
+            beside_apply: ours("Apply").is_some(),
+        })
+    }
+}
+
 /// One child as last seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChildSummary {
@@ -65,17 +82,7 @@ impl ChildSummary {
             let sets = managed_fields::sets_of(entries, FIELD_MANAGER);
             managed_fields::content_hash(&managed_fields::owned(json, &sets)) == hash
         });
-        let ours = |op: &str| {
-            entries.iter().position(|e| {
-                e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some(op)
-            })
-        };
-        let create_entry = ours("Update")
-            .and_then(|index| u32::try_from(index).ok())
-            .map(|index| CreateEntry {
-                index,
-                beside_apply: ours("Apply").is_some(),
-            });
+        let create_entry = CreateEntry::of(obj);
         let rollout = (kind == ChildKind::Deployment)
             .then(|| Deployment::deserialize(json).ok())
             .flatten()

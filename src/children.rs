@@ -85,6 +85,27 @@ macro_rules! with_child_kinds {
 
 with_child_kinds!(child_kinds);
 
+/// When a kind is written, relative to the others: the kinds the pods need (and their
+/// sandbox), then the Deployment, then what points at running connectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Wave {
+    BeforePods,
+    Pods,
+    AfterPods,
+}
+
+impl ChildKind {
+    /// Its [`Wave`]: the kinds of one wave are written at once, each wave after the one
+    /// before it has been written.
+    pub fn wave(self) -> Wave {
+        match self.cmp(&ChildKind::Deployment) {
+            std::cmp::Ordering::Less => Wave::BeforePods,
+            std::cmp::Ordering::Equal => Wave::Pods,
+            std::cmp::Ordering::Greater => Wave::AfterPods,
+        }
+    }
+}
+
 /// A child kind of another project's API, whose CRD a cluster may not have. The
 /// operator watches and writes it only when started with it (`run --integration`, which
 /// the chart and the kustomize components pass with the RBAC it needs). Where it is not

@@ -35,7 +35,7 @@ impl ShortHash {
 
 /// An object's uid: the API server's are UUIDs in canonical form (16 bytes here);
 /// anything else is kept as it came.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Uid {
     Uuid(u128),
     Other(Box<str>),

@@ -176,15 +176,17 @@ pub struct Sandbox {
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
     /// Replaces the default requests and limits.
+    // Boxed, like `affinity`: most tunnels set neither, and every cached tunnel holds
+    // both in place (the schema is the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+    pub resources: Option<Box<ResourceRequirements>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
     /// Pod anti-affinity and the rest of the scheduler's affinity rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
+    pub affinity: Option<Box<Affinity>>,
     /// Replaces the default spread (one connector per node where possible). A constraint
     /// without a `labelSelector` gets the one that selects this tunnel's pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -265,15 +265,25 @@ pub async fn apply_children(
         }
         children.push((child, current));
     }
-    for (child, current) in children {
-        let before = cache.before_write(child.kind, namespace, child.name);
-        match child.write(client, current, uid).await? {
-            Write::Stored(stored, adopted) => {
-                let before = before.and_ours(adopted);
-                cache.wrote(child.kind, namespace, child.name, before, stored)
-            }
-            Write::UpToDate => {}
-            Write::Taken(conflict) => return Ok(conflict),
+    // In waves (see [`ChildKind::wave`]), the writes of one wave at once: a create costs
+    // a round trip, and a tunnel's children were otherwise written one after another.
+    // A wave with a name taken stops the writes before the next.
+    for wave in children.chunk_by(|(a, _), (b, _)| a.kind.wave() == b.kind.wave()) {
+        let writes = wave.iter().map(|(child, current)| async move {
+            let before = cache.before_write(child.kind, namespace, child.name);
+            Ok::<_, Error>(match child.write(client, current.clone(), uid).await? {
+                Write::Stored(stored, adopted) => {
+                    let before = before.and_ours(adopted);
+                    cache.wrote(child.kind, namespace, child.name, before, stored);
+                    None
+                }
+                Write::UpToDate => None,
+                Write::Taken(conflict) => Some(conflict),
+            })
+        });
+        let taken = futures::future::try_join_all(writes).await?;
+        if let Some(conflict) = taken.into_iter().flatten().next() {
+            return Ok(conflict);
         }
     }
     let unwanted: Vec<ChildKind> = cache

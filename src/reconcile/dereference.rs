@@ -12,6 +12,7 @@ use kube::{Api, Client};
 
 use crate::api::conditions;
 use crate::api::TokenSecretRef;
+use crate::compact::ShortHash;
 use crate::token::TunnelToken;
 use crate::validate::origin::ServiceRef;
 use crate::validate::{CaKey, CaKind, CaSources};
@@ -27,33 +28,28 @@ pub struct TokenProblem {
 /// A token as read from a Secret at one resourceVersion.
 #[derive(Clone)]
 struct CachedToken {
-    resource_version: String,
+    resource_version: ShortHash,
     token: Result<TunnelToken, TokenProblem>,
 }
 
+/// A Secret's key: its namespace, name and the key within it, digested (only compared).
+type TokenKey = ShortHash;
+
 /// Parsed tokens by Secret (namespace, name, key), with the Secret's resourceVersion.
 #[derive(Default)]
-pub struct TokenCache(Mutex<HashMap<(String, String, String), CachedToken>>);
+pub struct TokenCache(Mutex<HashMap<TokenKey, CachedToken>>);
 
 impl TokenCache {
-    fn get(
-        &self,
-        key: &(String, String, String),
-        version: &str,
-    ) -> Option<Result<TunnelToken, TokenProblem>> {
+    fn get(&self, key: &TokenKey, version: &str) -> Option<Result<TunnelToken, TokenProblem>> {
         let tokens = self.0.lock().ok()?;
         tokens
             .get(key)
-            .filter(|c| c.resource_version == version)
+            .filter(|c| c.resource_version == ShortHash::of(version))
             .map(|c| c.token.clone())
     }
 
-    fn put(
-        &self,
-        key: (String, String, String),
-        resource_version: String,
-        token: Result<TunnelToken, TokenProblem>,
-    ) {
+    fn put(&self, key: TokenKey, resource_version: &str, token: Result<TunnelToken, TokenProblem>) {
+        let resource_version = ShortHash::of(resource_version);
         if let Ok(mut tokens) = self.0.lock() {
             tokens.insert(
                 key,
@@ -65,7 +61,7 @@ impl TokenCache {
         }
     }
 
-    fn forget(&self, key: &(String, String, String)) {
+    fn forget(&self, key: &TokenKey) {
         if let Ok(mut tokens) = self.0.lock() {
             tokens.remove(key);
         }
@@ -82,11 +78,7 @@ pub async fn read_token(
     namespace: &str,
     reference: &TokenSecretRef,
 ) -> Result<Result<TunnelToken, TokenProblem>> {
-    let key = (
-        namespace.to_string(),
-        reference.name.clone(),
-        reference.key.clone(),
-    );
+    let key = ShortHash::of_parts(&[namespace, &reference.name, &reference.key]);
     let cached_version = secrets_meta
         .get(&ObjectRef::new(&reference.name).within(namespace))
         .and_then(|meta| meta.metadata.resource_version.clone());
@@ -125,7 +117,7 @@ pub async fn read_token(
             ),
         }),
     };
-    if let Some(version) = secret.metadata.resource_version.clone() {
+    if let Some(version) = secret.metadata.resource_version.as_deref() {
         cache.put(key, version, token.clone());
     }
     Ok(token)

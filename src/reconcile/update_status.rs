@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 use super::events::EventPublisher;
 use crate::api::conditions::{self, READY};
 use crate::api::{SecureTunnel, SecureTunnelStatus};
+use crate::compact::{ShortHash, Uid};
 use crate::names::FIELD_MANAGER;
 use crate::{Error, Result};
 
@@ -21,18 +22,17 @@ use crate::{Error, Result};
 /// the same status again. Keyed by uid so that a tunnel deleted and created again under
 /// the same name starts afresh.
 #[derive(Default)]
-pub struct WrittenStatus(Mutex<HashMap<String, [u8; 32]>>);
+pub struct WrittenStatus(Mutex<HashMap<Uid, ShortHash>>);
 
 /// The status without condition times, digested.
-fn status_digest(status: &SecureTunnelStatus) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
+fn status_digest(status: &SecureTunnelStatus) -> ShortHash {
     let mut timeless = status.clone();
     for c in &mut timeless.conditions {
         c.last_transition_time =
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH);
     }
-    let bytes = serde_json::to_vec(&timeless).unwrap_or_default();
-    Sha256::digest(bytes).into()
+    let text = serde_json::to_string(&timeless).unwrap_or_default();
+    ShortHash::of(&text)
 }
 
 /// Writes the status when it changed, and an Event when Ready changed.
@@ -49,7 +49,7 @@ pub async fn write_status(
         debug!("status unchanged");
         return Ok(());
     }
-    let key = tunnel.uid().unwrap_or_default();
+    let key = Uid::of(tunnel.metadata.uid.as_deref().unwrap_or_default());
     let digest = status_digest(&status);
     let already_written = written
         .0

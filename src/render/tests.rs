@@ -498,7 +498,7 @@ fn default_resources_apply_unless_overridden() {
         )])),
         ..Default::default()
     };
-    tunnel.spec.pod.resources = Some(custom.clone());
+    tunnel.spec.pod.resources = Some(Box::new(custom.clone()));
     let children = render_with_token(&tunnel, "s");
     assert_eq!(pod_spec(&children).containers[0].resources, Some(custom));
 }

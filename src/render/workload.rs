@@ -139,7 +139,13 @@ pub fn deployment(
         readiness_probe: Some(probe(3)),
         termination_message_path: Some("/dev/termination-log".to_string()),
         termination_message_policy: Some("File".to_string()),
-        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
+        resources: Some(
+            spec.pod
+                .resources
+                .as_deref()
+                .cloned()
+                .unwrap_or_else(default_resources),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -214,7 +220,7 @@ pub fn deployment(
             .filter(|p| !p.is_empty()),
         node_selector: non_empty_map(spec.pod.node_selector.clone()),
         tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
-        affinity: spec.pod.affinity.clone(),
+        affinity: spec.pod.affinity.as_deref().cloned(),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(CONNECTOR_UID),

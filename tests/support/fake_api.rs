@@ -381,7 +381,7 @@ impl FakeApi {
                 &req.namespace,
                 req.name.as_deref().unwrap_or(""),
             ) {
-                Some(obj) => axum::Json(obj.as_ref().clone()).into_response(),
+                Some(obj) => axum::Json(obj.as_ref()).into_response(),
                 None => status(404, "NotFound", "not found"),
             },
             "create" => self.create(&req, &body),
@@ -577,7 +577,7 @@ impl FakeApi {
         self.stamp_new(&mut obj);
         roll_out(&req.plural, &mut obj);
         let stored = self.store(&req.plural, &req.namespace, &name, obj, "ADDED");
-        (StatusCode::CREATED, axum::Json(stored.as_ref().clone())).into_response()
+        (StatusCode::CREATED, axum::Json(stored.as_ref())).into_response()
     }
 
     fn replace(&self, req: &Request, body: &Bytes) -> Response {
@@ -593,7 +593,7 @@ impl FakeApi {
         }
         obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
         let stored = self.store(&req.plural, &req.namespace, &name, obj, "MODIFIED");
-        axum::Json(stored.as_ref().clone()).into_response()
+        axum::Json(stored.as_ref()).into_response()
     }
 
     fn patch(&self, req: &Request, headers: &HeaderMap, body: &Bytes) -> Response {
@@ -613,7 +613,7 @@ impl FakeApi {
             let mut obj = current.as_ref().clone();
             obj["status"] = patch["status"].clone();
             let stored = self.store(&req.plural, &req.namespace, &name, obj, "MODIFIED");
-            return axum::Json(stored.as_ref().clone()).into_response();
+            return axum::Json(stored.as_ref()).into_response();
         }
         let json_patch = headers
             .get("content-type")
@@ -631,12 +631,12 @@ impl FakeApi {
                 return status(422, "Invalid", "the JSON patch does not apply");
             }
             let stored = self.store(&req.plural, &req.namespace, &name, obj, "MODIFIED");
-            return axum::Json(stored.as_ref().clone()).into_response();
+            return axum::Json(stored.as_ref()).into_response();
         }
         if !apply {
             // Merge patches (Event series): accepted as they are.
             return match current {
-                Some(c) => axum::Json(c.as_ref().clone()).into_response(),
+                Some(c) => axum::Json(c.as_ref()).into_response(),
                 None => status(404, "NotFound", "not found"),
             };
         }
@@ -673,7 +673,7 @@ impl FakeApi {
         };
         roll_out(&req.plural, &mut obj);
         let stored = self.store(&req.plural, &req.namespace, &name, obj, kind);
-        axum::Json(stored.as_ref().clone()).into_response()
+        axum::Json(stored.as_ref()).into_response()
     }
 
     /// Serves on 127.0.0.1 (an ephemeral port); returns the address.

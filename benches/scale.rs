@@ -115,7 +115,13 @@ fn stop_operator(mut child: Child) {
     if std::env::var("BENCH_OPERATOR_WRAPPER").is_ok_and(|w| !w.trim().is_empty()) {
         // The process name, as the kernel truncates it to 15 bytes.
         let _ = Command::new("pkill")
-            .args(["-TERM", "-g", &child.id().to_string(), "-x", "securetunnel-op"])
+            .args([
+                "-TERM",
+                "-g",
+                &child.id().to_string(),
+                "-x",
+                "securetunnel-op",
+            ])
             .status();
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {

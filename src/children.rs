@@ -211,6 +211,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_deployment_is_a_wave_of_its_own_between_what_pods_need_and_what_points_at_them() {
+        use Wave::*;
+        let waves: Vec<(ChildKind, Wave)> = ChildKind::ALL.iter().map(|k| (*k, k.wave())).collect();
+        assert_eq!(
+            waves,
+            [
+                (ChildKind::NetworkPolicy, BeforePods),
+                (ChildKind::Secret, BeforePods),
+                (ChildKind::ConfigMap, BeforePods),
+                (ChildKind::ServiceAccount, BeforePods),
+                (ChildKind::PodDisruptionBudget, BeforePods),
+                (ChildKind::Deployment, Pods),
+                (ChildKind::DnsEndpoint, AfterPods),
+                (ChildKind::PodMonitor, AfterPods),
+            ]
+        );
+    }
+
+    #[test]
     fn the_sandbox_is_applied_first_and_only_the_budget_and_integrations_are_optional() {
         assert_eq!(ChildKind::ALL[0], ChildKind::NetworkPolicy);
         let optional: Vec<_> = ChildKind::ALL

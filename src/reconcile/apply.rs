@@ -267,7 +267,8 @@ pub async fn apply_children(
     }
     // In waves (see [`ChildKind::wave`]), the writes of one wave at once: a create costs
     // a round trip, and a tunnel's children were otherwise written one after another.
-    // A wave with a name taken stops the writes before the next.
+    // Every write of a wave ends (what was stored is remembered) before a failed write's
+    // error is returned or a taken name stops the writes; the next wave starts after.
     for wave in children.chunk_by(|(a, _), (b, _)| a.kind.wave() == b.kind.wave()) {
         let writes = wave.iter().map(|(child, current)| async move {
             let before = cache.before_write(child.kind, namespace, child.name);
@@ -281,8 +282,13 @@ pub async fn apply_children(
                 Write::Taken(conflict) => Some(conflict),
             })
         });
-        let taken = futures::future::try_join_all(writes).await?;
-        if let Some(conflict) = taken.into_iter().flatten().next() {
+        let mut taken = None;
+        for written in futures::future::join_all(writes).await {
+            if let Some(conflict) = written? {
+                taken.get_or_insert(conflict);
+            }
+        }
+        if let Some(conflict) = taken {
             return Ok(conflict);
         }
     }

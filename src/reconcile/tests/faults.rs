@@ -42,7 +42,7 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
         .expect_err("500");
     delays.push(cluster.error_policy(&t, &err));
 
-    // 2. It comes back, then answers 503 to the first write.
+    // 2. It comes back, then answers 503 to the policy; the rest of its wave lands.
     let err = cluster
         .reconcile(
             t.clone(),
@@ -56,26 +56,31 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
                     ),
                     ..create(ChildKind::NetworkPolicy, to_json(&children.network_policy))
                 }],
+                creates_of(
+                    &children,
+                    &[
+                        ChildKind::Secret,
+                        ChildKind::ConfigMap,
+                        ChildKind::ServiceAccount,
+                        ChildKind::PodDisruptionBudget,
+                    ],
+                ),
             ]),
         )
         .await
         .expect_err("503");
     delays.push(cluster.error_policy(&t, &err));
 
-    // 3. The policy and Secret land; the connection drops on the ConfigMap.
+    // 3. The connection drops on the policy: nothing else is sent again.
     let err = cluster
         .reconcile(
             t.clone(),
             joined(vec![
                 vec![token_lookup(&token)],
-                vec![
-                    create(ChildKind::NetworkPolicy, to_json(&children.network_policy)),
-                    create(ChildKind::Secret, to_json(&children.secret)),
-                    Exchange {
-                        reply: Reply::Cut,
-                        ..create(ChildKind::ConfigMap, to_json(&children.config_map))
-                    },
-                ],
+                vec![Exchange {
+                    reply: Reply::Cut,
+                    ..create(ChildKind::NetworkPolicy, to_json(&children.network_policy))
+                }],
             ]),
         )
         .await
@@ -88,7 +93,10 @@ async fn api_faults_back_off_and_the_tunnel_converges_without_deleting_anything(
     // and neither read nor written again.
     let script = joined(vec![
         vec![token_lookup(&token)],
-        creates_after(&children, 2),
+        creates_of(
+            &children,
+            &[ChildKind::NetworkPolicy, ChildKind::Deployment],
+        ),
         vec![Exchange {
             reply: api_error(
                 409,

@@ -159,8 +159,9 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
         token_lookup(&token),
         create(ChildKind::NetworkPolicy, body(ChildKind::NetworkPolicy)),
         create(ChildKind::Secret, body(ChildKind::Secret)),
-        // The name is taken: one read shows whose it is, and nothing more is written
-        // (the Deployment comes last, so no connector starts).
+        // The name is taken: one read shows whose it is. The rest of its wave is
+        // written, and nothing after it: the Deployment's wave never starts, so no
+        // connector runs.
         Exchange {
             reply: already_exists("configmaps", "home-cloudflared"),
             ..create(ChildKind::ConfigMap, body(ChildKind::ConfigMap))
@@ -168,6 +169,11 @@ async fn a_foreign_object_with_a_child_name_is_never_written() {
         get(
             &path(ChildKind::ConfigMap),
             Reply::Json(StatusCode::OK, foreign.clone()),
+        ),
+        create(ChildKind::ServiceAccount, body(ChildKind::ServiceAccount)),
+        create(
+            ChildKind::PodDisruptionBudget,
+            body(ChildKind::PodDisruptionBudget),
         ),
         apply_status(json!({
             "observedGeneration": 1,

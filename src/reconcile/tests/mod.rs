@@ -3,7 +3,7 @@
 //! path, query, body) against a script, answered from the script, and the
 //! test fails if a request is missing, different, or extra.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,6 +166,17 @@ fn creates_after(children: &Children, done: usize) -> Vec<Exchange> {
         .expect("objects")
         .into_iter()
         .skip(done)
+        .map(|(kind, obj)| create(kind, obj))
+        .collect()
+}
+
+/// The creates of the children of these kinds, in apply order.
+fn creates_of(children: &Children, kinds: &[ChildKind]) -> Vec<Exchange> {
+    children
+        .objects()
+        .expect("objects")
+        .into_iter()
+        .filter(|(kind, _)| kinds.contains(kind))
         .map(|(kind, obj)| create(kind, obj))
         .collect()
 }
@@ -350,7 +361,7 @@ fn query_pairs(query: Option<&str>) -> BTreeSet<(String, String)> {
 /// Every request body sent, as (method path, body text), for leak checks.
 type SentLog = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
-/// Answers one expected request, checking every part of it.
+/// Answers the next request with `expected`, checking every part of it.
 async fn answer(
     i: usize,
     handle: &mut ApiServerHandle,
@@ -364,6 +375,54 @@ async fn answer(
             expected.method, expected.path
         )
     });
+    answer_request(i, request, send, expected, sent, granted).await;
+}
+
+/// The child kind and wave of a request to a child collection or object, if it is one.
+fn child_wave(method: &Method, path: &str) -> Option<crate::children::Wave> {
+    if ![Method::POST, Method::PATCH, Method::GET, Method::DELETE].contains(method) {
+        return None;
+    }
+    let (_, rest) = path.split_once("/namespaces/")?;
+    let plural = rest.split('/').nth(1)?;
+    ChildKind::ALL
+        .iter()
+        .find(|k| k.plural() == plural)
+        .map(|k| k.wave())
+}
+
+/// Which of the remaining exchanges a request answers. The reconciler writes the children
+/// of one wave at once (see [`ChildKind::wave`]), so their requests (and the read after
+/// an `AlreadyExists`) arrive in any order: a request may answer any exchange of the
+/// leading run of requests to children of the front exchange's wave. Anything else must
+/// answer the front exchange.
+fn pick(script: &VecDeque<Exchange>, method: &Method, path: &str) -> usize {
+    let matches = |e: &Exchange| e.method == *method && e.path == path;
+    let Some(front) = script.front() else {
+        return 0;
+    };
+    if matches(front) {
+        return 0;
+    }
+    let Some(wave) = child_wave(&front.method, &front.path) else {
+        return 0;
+    };
+    script
+        .iter()
+        .take_while(|e| child_wave(&e.method, &e.path) == Some(wave))
+        .position(matches)
+        .unwrap_or(0)
+}
+
+/// Answers `request` with `expected`, checking every part of it.
+async fn answer_request(
+    i: usize,
+    request: Request<Body>,
+    send: tower_test::mock::SendResponse<Response<Body>>,
+    expected: Exchange,
+    sent: &SentLog,
+    granted: &[crate::rbac::Access],
+) {
     let step = format!("request {i}: {} {}", request.method(), request.uri());
     // Every call the reconciler makes must be granted by the RBAC list the chart is built
     // from (with the rules of the integrations the caches watch).
@@ -497,7 +556,7 @@ impl MockCluster {
         let mut served = 0;
         let run = reconcile(Arc::new(tunnel), self.ctx.clone());
         tokio::pin!(run);
-        let mut script = script.into_iter();
+        let mut script: VecDeque<Exchange> = script.into();
         // Generous bound: some tests pause time, and the reconciler may wait up to 30 s.
         let deadline = tokio::time::sleep(Duration::from_secs(120));
         tokio::pin!(deadline);
@@ -508,12 +567,13 @@ impl MockCluster {
                     return result;
                 }
                 _ = async {
-                    match script.next() {
-                        Some(exchange) => answer(served, &mut self.handle, exchange, &self.sent, &self.granted).await,
-                        None => match self.handle.next_request().await {
-                            Some((request, _)) => panic!("unexpected request: {} {}", request.method(), request.uri()),
-                            None => panic!("the client went away mid-reconcile"),
-                        },
+                    let Some((request, send)) = self.handle.next_request().await else {
+                        panic!("the client went away mid-reconcile ({served} of {expected} requests served)");
+                    };
+                    let j = pick(&script, request.method(), request.uri().path());
+                    match script.remove(j) {
+                        Some(exchange) => answer_request(served, request, send, exchange, &self.sent, &self.granted).await,
+                        None => panic!("unexpected request: {} {}", request.method(), request.uri()),
                     }
                 } => {
                     served += 1;

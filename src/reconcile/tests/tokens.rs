@@ -176,11 +176,20 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
         token_lookup(&token),
         create(ChildKind::NetworkPolicy, to_json(&children.network_policy)),
         create(ChildKind::Secret, to_json(&children.secret)),
-        // The ConfigMap create fails once, so error paths are logged too.
+        // The ConfigMap create fails once, so error paths are logged too; the rest of
+        // its wave is written.
         Exchange {
             reply: api_error(500, "InternalError", "boom"),
             ..create(ChildKind::ConfigMap, to_json(&children.config_map))
         },
+        create(
+            ChildKind::ServiceAccount,
+            to_json(&children.service_account),
+        ),
+        create(
+            ChildKind::PodDisruptionBudget,
+            to_json(&children.pod_disruption_budget),
+        ),
     ];
     let t = tunnel();
     let err = cluster.reconcile(t.clone(), script).await.expect_err("500");
@@ -189,7 +198,7 @@ async fn the_token_never_reaches_logs_events_or_the_status() {
 
     let script = joined(vec![
         vec![token_lookup(&token)],
-        creates_after(&children, 2),
+        creates_of(&children, &[ChildKind::ConfigMap, ChildKind::Deployment]),
         vec![
             apply_status(first_status(&children)),
             event("Normal", "ConnectorsNotReady", "0/2 connectors ready"),

@@ -243,7 +243,7 @@ pub fn validate(name: &str, spec: &SecureTunnelSpec) -> Result<ValidatedSpec, Va
     if let Err(e) = check_namespace_name(&spec.egress.dns.namespace) {
         errs.report("spec.egress.dns.namespace", e);
     }
-    for (k, v) in &spec.egress.dns.pod_labels {
+    for (k, v) in spec.egress.dns.pod_labels.iter() {
         if let Err(e) = check_label(k, v) {
             errs.report("spec.egress.dns.podLabels", e);
         }

@@ -4,11 +4,13 @@
 pub mod cel;
 mod cidrs;
 pub mod conditions;
+mod labels;
 mod origin_request;
 mod platform;
 mod tunnel;
 
 pub use cidrs::*;
+pub use labels::*;
 pub use origin_request::*;
 pub use platform::*;
 pub use tunnel::*;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cel;
 use super::cidrs::{default_cloudflare_access, default_cloudflare_edge, Cidrs};
+use super::labels::{default_dns_pod_labels, Labels};
 use super::origin_request::OriginRequest;
 use super::platform::{Connector, Dns, PodMonitorSettings, PodOverrides, Sandbox};
 use crate::names::{
@@ -221,7 +222,7 @@ pub struct DnsPeer {
     )]
     pub namespace: String,
     #[serde(default = "default_dns_pod_labels")]
-    pub pod_labels: BTreeMap<String, String>,
+    pub pod_labels: Labels,
 }
 
 impl Default for DnsPeer {
@@ -235,9 +236,6 @@ impl Default for DnsPeer {
 
 fn default_dns_namespace() -> String {
     "kube-system".to_string()
-}
-fn default_dns_pod_labels() -> BTreeMap<String, String> {
-    BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())])
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use fake_api::{by_verb, load, quiet, ready_count, stop, token, write_kubeconfig, writes, FakeApi};
+use fake_api::{
+    by_verb, exited_within, load, quiet, ready_count, stop, token, write_kubeconfig, writes,
+    FakeApi,
+};
 
 /// The stand-in shares the two cores with the operator, and stands for an API server
 /// that would run elsewhere: it gets the operator's allocator, so that less of the
@@ -123,12 +126,8 @@ fn stop_operator(mut child: Child) {
                 "securetunnel-op",
             ])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if exited_within(&mut child, Duration::from_secs(120)) {
+            return;
         }
     }
     stop(child);

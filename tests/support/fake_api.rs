@@ -779,15 +779,23 @@ pub fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if exited_within(&mut child, Duration::from_secs(30)) {
+        return;
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Whether the process exits (and is reaped) within `grace`.
+pub fn exited_within(child: &mut Child, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 pub fn by_verb(counts: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {

@@ -1,7 +1,9 @@
 //! Reconcile tests against a mock API server, in the style of kube-rs's
 //! controller-rs: every request the reconciler sends is checked (method,
 //! path, query, body) against a script, answered from the script, and the
-//! test fails if a request is missing, different, or extra.
+//! test fails if a request is missing, different, or extra. The script is in order,
+//! except within one wave of child writes, whose requests may come in any order (see
+//! `pick`).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;

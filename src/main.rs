@@ -15,6 +15,7 @@ use securetunnel_operator::controller::{self, Settings};
 use securetunnel_operator::http::{self, Health};
 use securetunnel_operator::leader::{LeaderElection, LeaseSettings};
 use securetunnel_operator::metrics::Metrics;
+use securetunnel_operator::names::USER_AGENT;
 use securetunnel_operator::reconcile::remote;
 use securetunnel_operator::telemetry::{self, LogFormat};
 use securetunnel_operator::{offline, rbac, Error};
@@ -173,9 +174,22 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The client of the cluster from KUBECONFIG or the pod's service account, naming itself
+/// in every request ([`USER_AGENT`]).
+async fn client() -> Result<kube::Client, Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    config.headers.push((
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_static(USER_AGENT),
+    ));
+    Ok(kube::Client::try_from(config)?)
+}
+
 async fn run(args: RunArgs) -> Result<(), Error> {
     telemetry::init(args.log_format);
-    let client = kube::Client::try_default().await?;
+    let client = client().await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let server = tokio::spawn(http::serve(

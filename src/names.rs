@@ -4,8 +4,19 @@
 
 use std::collections::BTreeMap;
 
+/// The operator's name, as a literal for `concat!`.
+macro_rules! operator_name {
+    () => {
+        "securetunnel-operator"
+    };
+}
+
 /// The field manager for every server-side apply this operator sends.
-pub const FIELD_MANAGER: &str = "securetunnel-operator";
+pub const FIELD_MANAGER: &str = operator_name!();
+
+/// The User-Agent of every request the operator sends, so that API server audit and
+/// request logs tell its requests apart.
+pub const USER_AGENT: &str = concat!(operator_name!(), "/", env!("CARGO_PKG_VERSION"));
 
 // ---- names -------------------------------------------------------------------------
 
@@ -30,7 +41,7 @@ pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const APP_NAME: &str = "cloudflared";
-pub const MANAGED_BY: &str = "securetunnel-operator";
+pub const MANAGED_BY: &str = operator_name!();
 /// The label every namespace carries with its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// The label keys that select one tunnel's connector pods: users may not set them.
@@ -190,6 +201,15 @@ pub const CLOUDFLARE_PROXIED_LEGACY: &str = "external-dns.alpha.kubernetes.io/cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_agent_names_the_operator_and_its_version_and_is_a_valid_header() {
+        assert_eq!(
+            USER_AGENT,
+            format!("{FIELD_MANAGER}/{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(hyper::header::HeaderValue::from_str(USER_AGENT).is_ok());
+    }
 
     #[test]
     fn a_child_name_of_the_longest_tunnel_name_is_a_dns_label() {

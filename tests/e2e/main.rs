@@ -294,6 +294,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
             "RBAC: no request of the operator was refused (audit log and operator logs)",
             operations::nothing_forbidden(env, OPERATOR_USER, &refs),
         );
+        suite.record(
+            "audit: every request of the operator names it in its User-Agent",
+            operations::names_itself(env, OPERATOR_USER),
+        );
         op.stop();
     } else {
         suite.record(
@@ -313,6 +317,10 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
         suite.record(
             "RBAC: no request of the operator was refused (audit log and operator logs)",
             operations::nothing_forbidden(env, OPERATOR_USER, &[log.as_path()]),
+        );
+        suite.record(
+            "audit: every request of the operator names it in its User-Agent",
+            operations::names_itself(env, OPERATOR_USER),
         );
     }
     Ok(())

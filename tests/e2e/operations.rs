@@ -225,6 +225,38 @@ pub async fn leader_failover(
 
 /// No request of the operator's ServiceAccount was refused: from the audit log when the
 /// control plane is ours, and from the operator's own logs in any case.
+/// Every request the operator's user sent (but the suite's own `kubectl` calls as that
+/// user) carries the operator's User-Agent, from the audit log.
+pub fn names_itself(env: &Env, user: &str) -> Outcome {
+    let Some(log) = &env.audit_log else {
+        return Err("no audit log: the check cannot run".to_string());
+    };
+    let events = audit_events(log)?;
+    let agent = securetunnel_operator::names::USER_AGENT;
+    let sent: Vec<_> = events
+        .iter()
+        .filter(|e| e.user == user && !e.user_agent.starts_with("kubectl"))
+        .collect();
+    let ours = sent.iter().filter(|e| e.user_agent == agent).count();
+    let others: Vec<String> = sent
+        .iter()
+        .filter(|e| e.user_agent != agent)
+        .take(5)
+        .map(|e| format!("{} {} (User-Agent {:?})", e.verb, e.uri, e.user_agent))
+        .collect();
+    if ours == 0 {
+        return Err(format!("no request of {user} carries {agent:?}"));
+    }
+    if !others.is_empty() {
+        return Err(format!(
+            "requests of {user} without {agent:?}:\n  {}",
+            others.join("\n  ")
+        ));
+    }
+    println!("     note: {ours} requests of {user}, each with {agent:?}");
+    Ok(())
+}
+
 pub fn nothing_forbidden(env: &Env, user: &str, logs: &[&Path]) -> Outcome {
     let mut refused = Vec::new();
     let mut while_restarting = Vec::new();

@@ -366,6 +366,7 @@ pub struct Audited {
     pub name: String,
     pub code: u16,
     pub uri: String,
+    pub user_agent: String,
     pub at: Option<Timestamp>,
 }
 
@@ -402,6 +403,7 @@ pub fn audit_events(log: &Path) -> Result<Vec<Audited>, String> {
             name: s(&event["objectRef"]["name"]),
             code: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
             uri: s(&event["requestURI"]),
+            user_agent: s(&event["userAgent"]),
             at: event["requestReceivedTimestamp"]
                 .as_str()
                 .and_then(|t| t.parse().ok()),

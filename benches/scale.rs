@@ -283,6 +283,7 @@ async fn one_run(a: &Args) -> Run {
     let noop_us_per_tunnel = (last - cpu_before) * 1e6 / a.tunnels as f64;
     let noop_writes = writes(&api.counts());
     stop_operator(child);
+    api.shutdown();
     std::fs::remove_dir_all(&dir).ok();
 
     let reads: u64 = counts

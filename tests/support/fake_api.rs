@@ -63,6 +63,8 @@ pub struct FakeApi {
     /// Refuse (403) requests across all namespaces, as RBAC does for an
     /// operator granted Roles in some namespaces only.
     namespaced_only: std::sync::atomic::AtomicBool,
+    /// The server's accept loop, while it serves (see [`FakeApi::shutdown`]).
+    server: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// One `managedFields` entry: `manager` set the fields of `obj` by `operation`.
@@ -223,6 +225,7 @@ impl FakeApi {
             delay,
             uid: AtomicU64::new(1),
             namespaced_only: std::sync::atomic::AtomicBool::new(false),
+            server: Mutex::new(None),
         })
     }
 
@@ -689,9 +692,21 @@ impl FakeApi {
              headers: HeaderMap,
              body: Bytes| async move { api.handle(method, uri, headers, body).await },
         );
-        let app = app.with_state(self);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let app = app.with_state(self.clone());
+        let task = tokio::spawn(async move { axum::serve(listener, app).await });
+        if let Ok(mut server) = self.server.lock() {
+            *server = Some(task.abort_handle());
+        }
         addr
+    }
+
+    /// Stops accepting connections; the stand-in (its objects and its event log) is freed
+    /// once its clients have gone too. A benchmark run ends with it, so that the next run
+    /// does not share the process with the last one's stand-in.
+    pub fn shutdown(&self) {
+        if let Some(server) = self.server.lock().ok().and_then(|mut s| s.take()) {
+            server.abort();
+        }
     }
 }
 

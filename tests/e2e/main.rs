@@ -79,8 +79,8 @@ impl Suite {
 /// The User-Agent check: from the audit log, which only a control plane of our own writes.
 fn names_itself(suite: &mut Suite, env: &Env) {
     const NAME: &str = "audit: every request of the operator names it in its User-Agent";
-    if env.audit_log.is_some() {
-        suite.record(NAME, operations::names_itself(env, OPERATOR_USER));
+    if let Some(log) = &env.audit_log {
+        suite.record(NAME, operations::names_itself(log, OPERATOR_USER));
     } else {
         suite.skip(
             NAME,

@@ -1,26 +1,16 @@
-# syntax=docker/dockerfile:1
-# A static (musl) operator binary on distroless, running as non-root.
-# Base images are pinned to exact releases; pin them by digest too in your
-# release pipeline (digests cannot be resolved where this file was written).
-
-FROM docker.io/library/rust:1.95.0-slim-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools make \
- && rm -rf /var/lib/apt/lists/* \
- && rustup target add x86_64-unknown-linux-musl
-WORKDIR /src
-# Dependencies first, so a source change does not rebuild them.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
- && cargo build --release --locked --target x86_64-unknown-linux-musl \
- && rm -rf src
-COPY src ./src
-RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --target x86_64-unknown-linux-musl --bin securetunnel-operator \
- && strip target/x86_64-unknown-linux-musl/release/securetunnel-operator
-
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /src/target/x86_64-unknown-linux-musl/release/securetunnel-operator /securetunnel-operator
+# The operator's image: one static (musl) binary on an empty base, running as non-root. It
+# needs nothing else: it reads its ServiceAccount token and the cluster's CA from the mounted
+# files, and writes nothing to disk.
+#
+# Build the binary, then the image, from the repository's root (no base image is pulled):
+#
+#   rustup target add x86_64-unknown-linux-musl      # once; and Debian's musl-tools
+#   cargo build --release --locked --target x86_64-unknown-linux-musl --bin securetunnel-operator
+#   docker build -t securetunnel-operator:0.1.0 .    # or: buildah build -t … .
+#
+# The e2e suite builds its operator image the same way (e2e/node.sh).
+FROM scratch
+COPY target/x86_64-unknown-linux-musl/release/securetunnel-operator /securetunnel-operator
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/securetunnel-operator"]

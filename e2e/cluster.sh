@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane on loopback, built from the Go module proxy:
-# etcd, kube-apiserver (RBAC, ServiceAccount token signing, audit log),
-# kube-controller-manager, kube-scheduler, and kwok standing in for kubelets.
+# A real Kubernetes cluster on this machine, built from the Go module proxy: etcd,
+# kube-apiserver (RBAC, ServiceAccount token signing, audit log), kube-controller-manager,
+# kube-scheduler; one real node (containerd, runc, the CNI bridge, kubelet, kube-proxy,
+# CoreDNS; e2e/node.sh says how, and which addresses it uses) with the images the suite builds
+# offline, and a stand-in for the Cloudflare edge; and a kwok node, tainted, for checks that
+# need nodes and no running pods. E2E_NODE=0 leaves the real node out (the kwok node then takes
+# every pod, untainted). Starting a node needs root (bridges, iptables, mounts).
 #
-#   e2e/cluster.sh build          build the binaries into the cache (once per version)
-#   e2e/cluster.sh up             generate certificates, start everything, wait for /readyz
+#   e2e/cluster.sh build          build the binaries and images into the cache (once per version)
+#   e2e/cluster.sh up             generate certificates, start everything, wait for /readyz (and
+#                                 for the node to be Ready and CoreDNS to be available)
 #   e2e/cluster.sh env            print `export KUBECONFIG=…` for the running control plane
-#   e2e/cluster.sh down           stop exactly the processes `up` started (by pid), remove the state
+#   e2e/cluster.sh images         print `NAME REF` for each image loaded on the node
+#   e2e/cluster.sh down           stop exactly the processes `up` started (by pid), remove the
+#                                 state, and everything the node left (containers, mounts,
+#                                 bridges, network namespaces, iptables chains)
 #   e2e/cluster.sh stop NAME      stop one component (etcd, kube-apiserver, …), for fault tests
 #   e2e/cluster.sh start NAME     start it again with the same flags (after kube-apiserver, the
 #                                 controller-manager and scheduler restart too, see below)
@@ -111,14 +119,15 @@ tool_source() {
 # build_tool NAME: installs the `tool` lines of e2e/cluster/NAME/go.mod into the cache,
 # once per pinned version, and prints the directory.
 build_tool() {
-  local name=$1 dir version ldflags="-s -w" target=tool toolchain=
+  local name=$1 dir version ldflags="-s -w" target=tool toolchain= cgo=0 tags=
   case $name in
     kubernetes)
       dir=$(k8s_module)
-      version=$k8s_version
-      local minor=${version#*.}
+      local minor=${k8s_version#*.}
       minor=${minor%%.*}
-      ldflags="$ldflags -X k8s.io/component-base/version.gitVersion=v$version"
+      # The tools it installs are the module's `tool` lines: a changed list is a new build.
+      version=$k8s_version-$(sed -n '/^tool (/,/^)/p' "$dir/go.mod" | sha256sum | cut -c1-8)
+      ldflags="$ldflags -X k8s.io/component-base/version.gitVersion=v$k8s_version"
       ldflags="$ldflags -X k8s.io/component-base/version.gitMajor=1"
       ldflags="$ldflags -X k8s.io/component-base/version.gitMinor=$minor"
       ldflags="$ldflags -X k8s.io/component-base/version.gitTreeState=clean"
@@ -147,6 +156,19 @@ build_tool() {
       dir="$modules/cloudflared"; target=./fakeedge
       version=$(cat "$dir/go.mod" "$dir/go.sum" "$dir"/fakeedge/*.go | sha256sum | cut -c1-12)
       ;;
+    containerd)
+      dir="$modules/containerd"; version=$(module_version containerd github.com/containerd/containerd/v2)
+      ldflags="$ldflags -X github.com/containerd/containerd/v2/version.Version=v$version"
+      ;;
+    runc)
+      # cgo and libseccomp (Debian's libseccomp-dev): without them runc refuses every pod
+      # whose seccomp profile is RuntimeDefault, as the connectors' and the operator's are.
+      dir="$modules/runc"; version=$(module_version runc github.com/opencontainers/runc)
+      cgo=1 tags=seccomp
+      ldflags="$ldflags -X main.version=$version"
+      ;;
+    cni-plugins) dir="$modules/cni-plugins"; version=$(module_version cni-plugins github.com/containernetworking/plugins) ;;
+    coredns) dir="$modules/coredns"; version=$(module_version coredns github.com/coredns/coredns) ;;
     *) [ -f "$modules/$name/go.mod" ] || die "no module e2e/cluster/$name"
        dir="$modules/$name"; version=$(sha256sum "$dir/go.mod" | cut -c1-12) ;;
   esac
@@ -157,8 +179,8 @@ build_tool() {
     log "building $name $version into $out (once)"
     local start=$SECONDS
     mkdir -p "$out"
-    (cd "$dir" && env ${toolchain:+GOTOOLCHAIN=$toolchain} GOBIN="$out" CGO_ENABLED=0 \
-      go install -trimpath -ldflags="$ldflags" "$target") ||
+    (cd "$dir" && env ${toolchain:+GOTOOLCHAIN=$toolchain} GOBIN="$out" CGO_ENABLED=$cgo \
+      go install -trimpath ${tags:+-tags=$tags} -ldflags="$ldflags" "$target") ||
       die "building $name $version failed"
     if [ "$name" = kwok ]; then
       # The stages kwok ships as its "fast" set: Nodes initialised and kept Ready (with a
@@ -175,7 +197,10 @@ build_tool() {
 
 cmd_build() {
   local tools=("$@")
-  [ ${#tools[@]} -gt 0 ] || tools=(etcd kubernetes kwok)
+  if [ ${#tools[@]} -eq 0 ]; then
+    tools=(etcd kubernetes kwok)
+    if node_enabled; then node_build; fi
+  fi
   for t in "${tools[@]}"; do build_tool "$t" >/dev/null; done
 }
 
@@ -203,7 +228,7 @@ extendedKeyUsage=clientAuth"
   cert apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:$node_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   cert admin "/O=system:masters/CN=e2e-admin" "$client"
   cert controller-manager "/CN=system:kube-controller-manager" "$client"
   cert scheduler "/CN=system:kube-scheduler" "$client"
@@ -211,6 +236,7 @@ subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubern
   # ServiceAccount token signing key pair.
   "${ossl[@]}" genrsa -out "$d/sa.key" 2048 2>/dev/null
   "${ossl[@]}" rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
+  if node_enabled; then node_pki; fi
   chmod 600 "$d"/*.key
 }
 
@@ -251,7 +277,8 @@ pid_of() { # the pid `up` recorded for NAME, if that process still runs the reco
   local f="$state/pids/$1" pid bin
   [ -f "$f" ] || return 1
   pid=$(cat "$f")
-  bin=$(awk '{print $1}' "$state/cmd/$1")
+  # NAME.bin names the binary when the command starts with a wrapper that execs it.
+  if [ -f "$state/cmd/$1.bin" ]; then bin=$(cat "$state/cmd/$1.bin"); else bin=$(awk '{print $1}' "$state/cmd/$1"); fi
   [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(eval echo "$bin")" || return 1
   echo "$pid"
 }
@@ -280,6 +307,9 @@ stop() { # stop NAME: TERM, then KILL after 15 s
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$state/pids/$name"
 }
+
+# The real node (e2e/node.sh).
+. "$here/node.sh"
 
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
@@ -329,6 +359,12 @@ cmd_up() {
   k8s=$(build_tool kubernetes)
   kwok=$(build_tool kwok)
   local up_start=$SECONDS
+  if node_enabled; then
+    [ "$(id -u)" = 0 ] || die "a real node needs root (bridges, iptables, mounts); E2E_NODE=0 leaves it out"
+    node_build
+    # What a node of an earlier run left behind (its mounts are under $state).
+    node_down_all
+  fi
 
   rm -rf "$state"
   mkdir -p "$state/logs"
@@ -352,10 +388,20 @@ EOF
     --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-cluster "e2e=http://127.0.0.1:$etcd_peer_port" \
     --unsafe-no-fsync --log-level warn
+  # With a real node, pods reach the API server through the kubernetes Service: it serves on
+  # the node's address too, and that is its endpoint.
+  local apiserver_node_flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1
+    --endpoint-reconciler-type none)
+  if node_enabled; then
+    apiserver_node_flags=(--bind-address 0.0.0.0 --advertise-address "$node_ip"
+      --kubelet-client-certificate "$state/pki/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$state/pki/apiserver-kubelet-client.key"
+      --kubelet-certificate-authority "$state/pki/ca.crt"
+      --kubelet-preferred-address-types InternalIP)
+  fi
   define kube-apiserver "$k8s/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --endpoint-reconciler-type none \
+    --secure-port "$api_port" "${apiserver_node_flags[@]}" \
     --tls-cert-file "$state/pki/apiserver.crt" --tls-private-key-file "$state/pki/apiserver.key" \
     --client-ca-file "$state/pki/ca.crt" \
     --requestheader-client-ca-file "$state/pki/ca.crt" --requestheader-allowed-names front-proxy \
@@ -400,7 +446,11 @@ EOF
   start kube-scheduler
   start kwok
   export KUBECONFIG="$state/admin.kubeconfig"
-  kubectl apply -f - >/dev/null <<'EOF'
+  # With a real node, the kwok node is tainted: a pod as users write it (no toleration, no
+  # node selector) runs on the real node.
+  local taints="[]"
+  if node_enabled; then taints="[{ key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule }]"; fi
+  kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Node
 metadata:
@@ -411,16 +461,20 @@ metadata:
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     type: kwok
+spec:
+  taints: $taints
 EOF
   wait_until 90 "the kwok node to be Ready" \
     bash -c "kubectl get node kwok-node-0 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
   wait_until 90 "the default ServiceAccount" kubectl -n default get serviceaccount default
+  if node_enabled; then node_up; fi
   log "Kubernetes $k8s_version is up in $((SECONDS - up_start)) s: export KUBECONFIG=$state/admin.kubeconfig"
 }
 
 cmd_down() {
   [ -d "$state" ] || return 0
   local i
+  if [ -f "$state/cmd/kubelet" ]; then node_down_all; fi
   for ((i = ${#components[@]} - 1; i >= 0; i--)); do stop "${components[$i]}"; done
   rm -rf "$state/etcd" "$state/pids"
   log "stopped"
@@ -431,6 +485,7 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   env) [ -f "$state/admin.kubeconfig" ] || die "not up"; echo "export KUBECONFIG=$state/admin.kubeconfig" ;;
+  images) cmd_images ;;
   stop) [ -n "${2:-}" ] || die "stop NAME"; stop "$2" ;;
   start)
     [ -n "${2:-}" ] || die "start NAME"

@@ -5,7 +5,9 @@
 #   (~/.kube/config alone is never used: it may well be a production cluster);
 # - otherwise the local one that e2e/cluster.sh builds from the Go module proxy and starts on
 #   loopback: once with the operator installed by Helm (every check), then on a fresh control
-#   plane installed by kustomize.
+#   plane installed by kustomize (both with kwok's node only, the operator as a local process),
+#   then on a fresh cluster with a real node: the operator installed by Helm from its image,
+#   connectors carrying a visitor's requests through a stand-in edge (the node phase).
 #
 # Then the real cloudflared on what `render` produces, and cyclonus (a NetworkPolicy engine) on
 # its sandbox. Under CI (CI=true) nothing skips: a
@@ -78,8 +80,10 @@ cleanup_kubeconfig_cluster() {
   kubectl delete -k "$root/config/default" --ignore-not-found >/dev/null 2>&1 || true
 }
 
-with_local_control_plane() { # with_local_control_plane PHASE
+with_local_control_plane() { # with_local_control_plane PHASE (E2E_NODE: whether a real node runs)
+  local t=$SECONDS
   bash "$cluster" up || { failed=$((failed + 1)); echo "e2e: the local control plane did not start"; return; }
+  echo "== e2e: the cluster was up in $((SECONDS - t)) s"
   local state
   state=$(bash "$cluster" env | sed 's/^export KUBECONFIG=//; s/\/admin.kubeconfig$//')
   E2E_KUBECONFIG="$state/admin.kubeconfig" E2E_CLUSTER_SH="$cluster" E2E_AUDIT_LOG="$state/logs/audit.log" \
@@ -93,9 +97,11 @@ phase connector
 if [ $target = local ]; then
   trap 'bash "$cluster" down >/dev/null 2>&1 || true' EXIT
   echo "== e2e: local control plane, installed by Helm"
-  with_local_control_plane helm
+  E2E_NODE=0 with_local_control_plane helm
   echo "== e2e: a fresh local control plane, installed by kustomize"
-  with_local_control_plane kustomize
+  E2E_NODE=0 with_local_control_plane kustomize
+  echo "== e2e: a fresh local cluster with a real node: the operator from its image"
+  E2E_NODE=1 with_local_control_plane node
 else
   echo "== e2e: the cluster in KUBECONFIG ($(kubectl config current-context))"
   trap cleanup_kubeconfig_cluster EXIT

@@ -5,6 +5,8 @@
 //!   cargo test --test e2e -- kustomize   # install by kustomize on a fresh control plane
 //!   cargo test --test e2e -- connector   # the real cloudflared on what `render` produces,
 //!                                        # and cyclonus on its NetworkPolicies
+//!   cargo test --test e2e -- node        # on the real node: the operator from its image,
+//!                                        # connectors serving a visitor's requests
 //!
 //! Each check prints `ok`, `FAIL` (with the object and what differed) or `SKIP` (with the
 //! reason; under CI a skip counts as a failure), and the run ends with
@@ -19,6 +21,7 @@ mod dns;
 mod install;
 mod lifecycle;
 mod monitoring;
+mod node;
 mod operations;
 mod remote;
 mod sandbox;
@@ -333,6 +336,114 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
     Ok(())
 }
 
+/// On the real node: the operator from its own image, installed by Helm; a tunnel whose
+/// connectors carry a visitor's requests; token rotation and a rule edit under load; the
+/// README's first steps.
+async fn node_checks(env: &Env, suite: &mut Suite) -> Result<(), Stop> {
+    let client = env.client().await;
+    suite.require(
+        "the admin client connects",
+        client.as_ref().map(|_| ()).map_err(Clone::clone),
+    )?;
+    let client = client.map_err(|_| Stop)?;
+    suite.require(
+        "node: the real node is Ready (the control plane's kubelet, containerd 2) with the suite's images",
+        node::node_ready(env, &client).await,
+    )?;
+    let images = node::images(env).map_err(|e| {
+        suite.record("node: e2e/cluster.sh images", Err(e));
+        Stop
+    })?;
+    let cloudflared = images.get("cloudflared").cloned().unwrap_or_default();
+    let origin = images.get("origin").cloned().unwrap_or_default();
+    suite.require(
+        "install (helm, the operator image): the chart installs with only the image values changed",
+        node::install_from_image(env),
+    )?;
+    suite.require(
+        "install (helm, the operator image): the CRD is accepted and Established",
+        node::crd_established(env).await,
+    )?;
+    suite.require(
+        "install (helm, the operator image): two operator pods run on the real node, Ready through the chart's probes",
+        node::operator_pods_ready(&client).await,
+    )?;
+    match node::leader_failover(&client).await {
+        Ok(took) => {
+            println!("     {}", node::describe_failover(took));
+            suite.record(
+                "leader election: the leader pod deleted, the other pod takes the Lease",
+                Ok(()),
+            );
+        }
+        Err(e) => {
+            suite.record(
+                "leader election: the leader pod deleted, the other pod takes the Lease",
+                Err(e),
+            );
+        }
+    }
+    suite.require(
+        "install (helm, the operator image): the deleted pod's replacement is Ready",
+        node::operator_pods_ready(&client).await,
+    )?;
+    suite.require(
+        "node: an origin Deployment and Service, and the token Secret",
+        node::setup(env, &origin),
+    )?;
+    let hosts = ["app.e2e.example.com"];
+    suite.require(
+        "node: apply a tunnel of 2 connectors on the suite's cloudflared image",
+        node::apply_tunnel(env, "e2e", &cloudflared, &hosts),
+    )?;
+    suite.require(
+        "node: the connectors run the rendered pod spec on the real node, Ready through /ready, and the tunnel is Ready=True",
+        node::connectors_run(&client, "e2e").await,
+    )?;
+    suite.record(
+        "node: each connector process runs as 65532:65532 and reads a 0440 token of group 65532",
+        node::connectors_run_as_65532(),
+    );
+    suite.require(
+        "node: a visitor's request through the edge reaches an origin pod and comes back; an unrouted hostname gets the fallback's 404",
+        node::request_served(&client, hosts[0]).await,
+    )?;
+    suite.record(
+        "node: rotating the token rolls the connectors, and the new ones connect with the new token",
+        node::token_rotation(env, &client, "e2e", hosts[0]).await,
+    );
+    let edited = ["app.e2e.example.com", "shop.e2e.example.com"];
+    suite.record(
+        "node: editing the rules rolls the connectors while a visitor's requests are all answered",
+        match node::rule_edit_rolls(env, &client, "e2e", &cloudflared, &edited).await {
+            Ok(load) => {
+                println!(
+                    "     {} requests through the rollout, {} failed",
+                    load.sent, load.failed
+                );
+                if load.failed == 0 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} of {} requests failed: {:?}",
+                        load.failed, load.sent, load.failures
+                    ))
+                }
+            }
+            Err(e) => Err(e),
+        },
+    );
+    suite.record(
+        "node: deleting the tunnel removes its connectors (garbage collection)",
+        lifecycle::garbage_collected(&client, "e2e").await,
+    );
+    suite.record(
+        "README: the \"Try it on a cluster\" commands, as written, give a Ready tunnel",
+        node::readme_walkthrough(env, &client).await,
+    );
+    Ok(())
+}
+
 /// The DNS records of a tunnel, through external-dns (the chart is installed with the
 /// dns-endpoints integration, and the cluster starts without external-dns's CRD).
 async fn dns_checks(env: &Env, suite: &mut Suite, client: &kube::Client) {
@@ -417,6 +528,13 @@ async fn main() -> ExitCode {
                 None => suite.skip(name, "E2E_CYCLONUS is not set (e2e/run.sh builds it)"),
             }
         }
+        ("node", _) => {
+            if env.kubeconfig.as_os_str().is_empty() || env.cluster_sh.is_none() {
+                eprintln!("the node phase needs the local cluster with its real node: run e2e/run.sh");
+                return ExitCode::FAILURE;
+            }
+            let _ = node_checks(&env, &mut suite).await;
+        }
         (_, Some(method)) => {
             if env.kubeconfig.as_os_str().is_empty() {
                 eprintln!(
@@ -427,7 +545,7 @@ async fn main() -> ExitCode {
             let _ = cluster_checks(&env, &mut suite, method).await;
         }
         _ => {
-            eprintln!("usage: cargo test --test e2e -- helm|kustomize|connector");
+            eprintln!("usage: cargo test --test e2e -- helm|kustomize|connector|node");
             return ExitCode::FAILURE;
         }
     }

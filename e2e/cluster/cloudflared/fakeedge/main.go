@@ -1,9 +1,15 @@
-// fakeedge stands in for the Cloudflare edge on loopback, for the e2e suite: a connector
-// started with `--edge ADDR --protocol quic` (and SSL_CERT_FILE naming the certificate this
-// program writes) connects to it, registers its connections, pushes its local configuration,
-// and is sent the HTTP requests given with -request, as a visitor's requests would reach it.
-// The connector then exports what it exports in production once connected and serving: its
-// registration, RPC and response metrics.
+// fakeedge stands in for the Cloudflare edge, for the e2e suite: a connector connects to it
+// over QUIC, registers its connections and pushes its local configuration. On loopback, a
+// connector started with `--edge ADDR --protocol quic` (and SSL_CERT_FILE naming the
+// certificate this program writes with -ca-out) is sent the HTTP requests given with -request.
+// On the real node, the connectors find it as they find the edge (DNS), and it trusts the
+// certificate given with -cert and -key; with -visitors, every HTTP request to that address is
+// a visitor's: it goes to one registered connection of the tunnel it names (header
+// Cf-Tunnel-Id, or the only tunnel connected), round robin, and the connector's answer comes
+// back, with the connection that carried it in the response header Cf-Connection
+// (TUNNEL/INDEX/SECRET, SECRET the first 4 bytes of the SHA-256 of the tunnel secret the
+// connection registered with, in hex). The connector then exports what it exports in production once connected and serving:
+// its registration, RPC and response metrics.
 //
 // It speaks cloudflared's own protocol with cloudflared's own packages (the registration RPC
 // server and the request stream of tunnelrpc). With -refuse-first, the first registration is
@@ -15,6 +21,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -25,6 +32,7 @@ import (
 	"io"
 	"log"
 	"math/big"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -56,26 +64,164 @@ type edge struct {
 	refused     atomic.Bool
 	requests    requests
 	sendOnce    sync.Once
+
+	mu sync.Mutex
+	// The registered connections of each tunnel, in registration order, and the next to use.
+	tunnels map[uuid.UUID][]*registrar
+	next    map[uuid.UUID]int
 }
 
 // registrar answers one QUIC connection's registration RPCs.
 type registrar struct {
 	edge       *edge
+	conn       quic.Connection
 	registered chan struct{}
 	once       sync.Once
+	tunnel     uuid.UUID
+	index      byte
+	// The first 4 bytes of the SHA-256 of the tunnel secret it registered with, in hex.
+	secret string
 }
 
-func (r *registrar) RegisterConnection(_ context.Context, _ pogs.TunnelAuth, tunnelID uuid.UUID, connIndex byte, _ *pogs.ConnectionOptions) (*pogs.ConnectionDetails, error) {
+// add makes r a connection visitors' requests may take.
+func (e *edge) add(r *registrar) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.tunnels[r.tunnel] = append(e.tunnels[r.tunnel], r)
+}
+
+// remove takes r out of its tunnel's connections (unregistered, or the connection closed).
+func (e *edge) remove(r *registrar) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	conns := e.tunnels[r.tunnel]
+	for i, c := range conns {
+		if c == r {
+			e.tunnels[r.tunnel] = append(conns[:i:i], conns[i+1:]...)
+			log.Printf("connection %d of tunnel %s is gone", r.index, r.tunnel)
+			break
+		}
+	}
+	if len(e.tunnels[r.tunnel]) == 0 {
+		delete(e.tunnels, r.tunnel)
+	}
+}
+
+// pick chooses the connection for a visitor's request: the next registered connection of the
+// tunnel named, or of the only tunnel connected when none is named.
+func (e *edge) pick(name string) (*registrar, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var tunnel uuid.UUID
+	if name != "" {
+		id, err := uuid.Parse(name)
+		if err != nil {
+			return nil, fmt.Errorf("Cf-Tunnel-Id %q is not a UUID", name)
+		}
+		tunnel = id
+	} else {
+		if len(e.tunnels) != 1 {
+			return nil, fmt.Errorf("%d tunnels are connected: name one with Cf-Tunnel-Id", len(e.tunnels))
+		}
+		for id := range e.tunnels {
+			tunnel = id
+		}
+	}
+	conns := e.tunnels[tunnel]
+	if len(conns) == 0 {
+		return nil, fmt.Errorf("no connection of tunnel %s is registered", tunnel)
+	}
+	i := e.next[tunnel] % len(conns)
+	e.next[tunnel] = i + 1
+	return conns[i], nil
+}
+
+// hopByHop are the headers a proxy does not pass on.
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Cf-Tunnel-Id": true,
+}
+
+// ServeHTTP passes a visitor's request to a connector over a new stream of one of its
+// tunnel's connections, and the connector's answer back, as the edge does.
+func (e *edge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r, err := e.pick(req.Header.Get("Cf-Tunnel-Id"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	stream, err := r.conn.OpenStreamSync(req.Context())
+	if err != nil {
+		http.Error(w, fmt.Sprintf("no stream on connection %d of tunnel %s: %v", r.index, r.tunnel, err), http.StatusBadGateway)
+		return
+	}
+	defer stream.CancelRead(0)
+	_ = stream.SetDeadline(time.Now().Add(30 * time.Second))
+	metadata := []pogs.Metadata{
+		{Key: "HttpMethod", Val: req.Method},
+		{Key: "HttpHost", Val: req.Host},
+	}
+	for key, values := range req.Header {
+		if hopByHop[key] {
+			continue
+		}
+		for _, v := range values {
+			metadata = append(metadata, pogs.Metadata{Key: "HttpHeader:" + key, Val: v})
+		}
+	}
+	rcs := rpcquic.RequestClientStream{ReadWriteCloser: stream}
+	target := "https://" + req.Host + req.URL.RequestURI()
+	if err := rcs.WriteConnectRequestData(target, pogs.ConnectionTypeHTTP, metadata...); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	if _, err := io.Copy(stream, req.Body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	_ = stream.Close()
+	resp, err := rcs.ReadConnectResponseData()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	if resp.Error != "" {
+		http.Error(w, "connector: "+resp.Error, http.StatusBadGateway)
+		return
+	}
+	status := http.StatusBadGateway
+	for _, m := range resp.Metadata {
+		switch {
+		case m.Key == "HttpStatus":
+			fmt.Sscanf(m.Val, "%d", &status)
+		case strings.HasPrefix(m.Key, "HttpHeader:"):
+			w.Header().Add(strings.TrimPrefix(m.Key, "HttpHeader:"), m.Val)
+		}
+	}
+	w.Header().Set("Cf-Connection", fmt.Sprintf("%s/%d/%s", r.tunnel, r.index, r.secret))
+	w.WriteHeader(status)
+	_, _ = io.Copy(w, stream)
+}
+
+func (r *registrar) RegisterConnection(_ context.Context, auth pogs.TunnelAuth, tunnelID uuid.UUID, connIndex byte, _ *pogs.ConnectionOptions) (*pogs.ConnectionDetails, error) {
 	if r.edge.refuseFirst && r.edge.refused.CompareAndSwap(false, true) {
 		log.Printf("refused the registration of connection %d of tunnel %s", connIndex, tunnelID)
 		return nil, errors.New("refused by the stand-in edge")
 	}
 	log.Printf("registered connection %d of tunnel %s", connIndex, tunnelID)
-	r.once.Do(func() { close(r.registered) })
+	r.once.Do(func() {
+		digest := sha256.Sum256(auth.TunnelSecret)
+		r.tunnel, r.index, r.secret = tunnelID, connIndex, fmt.Sprintf("%x", digest[:4])
+		r.edge.add(r)
+		close(r.registered)
+	})
 	return &pogs.ConnectionDetails{UUID: uuid.New(), Location: "loopback"}, nil
 }
 
-func (r *registrar) UnregisterConnection(context.Context) {}
+func (r *registrar) UnregisterConnection(context.Context) {
+	log.Printf("connection %d of tunnel %s unregisters", r.index, r.tunnel)
+	r.edge.remove(r)
+}
 
 func (r *registrar) UpdateLocalConfiguration(_ context.Context, config []byte) error {
 	log.Printf("local configuration pushed (%d bytes)", len(config))
@@ -126,7 +272,15 @@ func (e *edge) serve(ctx context.Context, conn quic.Connection) {
 		log.Printf("no control stream: %v", err)
 		return
 	}
-	r := &registrar{edge: e, registered: make(chan struct{})}
+	r := &registrar{edge: e, conn: conn, registered: make(chan struct{})}
+	go func() {
+		<-conn.Context().Done()
+		select {
+		case <-r.registered:
+			e.remove(r)
+		default:
+		}
+	}()
 	go func() {
 		select {
 		case <-r.registered:
@@ -182,15 +336,24 @@ func certificate(caOut string) (tls.Certificate, error) {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:7844", "UDP address to serve QUIC on")
-	caOut := flag.String("ca-out", "", "file to write the edge's certificate to (PEM), for SSL_CERT_FILE")
-	e := &edge{}
+	caOut := flag.String("ca-out", "", "file to write the edge's self-signed certificate to (PEM), for SSL_CERT_FILE")
+	certFile := flag.String("cert", "", "the edge's certificate (PEM, for quic.cftunnel.com), instead of a self-signed one")
+	keyFile := flag.String("key", "", "the key of -cert (PEM)")
+	visitors := flag.String("visitors", "", "TCP address to take visitors' HTTP requests on")
+	e := &edge{tunnels: map[uuid.UUID][]*registrar{}, next: map[uuid.UUID]int{}}
 	flag.BoolVar(&e.refuseFirst, "refuse-first", false, "refuse the first registration")
 	flag.Var(&e.requests, "request", "URL to send a GET request for, once a connection is registered (repeatable)")
 	flag.Parse()
-	if *caOut == "" {
-		log.Fatal("-ca-out is required")
+	var cert tls.Certificate
+	var err error
+	switch {
+	case *certFile != "":
+		cert, err = tls.LoadX509KeyPair(*certFile, *keyFile)
+	case *caOut != "":
+		cert, err = certificate(*caOut)
+	default:
+		err = errors.New("-ca-out or -cert is required")
 	}
-	cert, err := certificate(*caOut)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -204,6 +367,12 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("serving QUIC on %s", *listen)
+	if *visitors != "" {
+		go func() {
+			log.Printf("taking visitors' requests on %s", *visitors)
+			log.Fatal(http.ListenAndServe(*visitors, e))
+		}()
+	}
 	ctx := context.Background()
 	for {
 		conn, err := listener.Accept(ctx)

@@ -1,0 +1,693 @@
+//! On the real node (e2e/node.sh): the operator installed by Helm from the image its
+//! Dockerfile builds, connectors running the rendered pod spec unedited, and a visitor's
+//! request carried through the stand-in edge to an origin pod and back.
+//!
+//! The stand-in edge is a host of the suite's at an address inside the connectors' default
+//! `egress.cloudflareEdge`; cloudflared discovers it through the cluster DNS as it discovers
+//! the real edge. A visitor's request is an HTTP request to the edge's visitor port; the edge
+//! passes it over one registered connection of the tunnel (header `Cf-Tunnel-Id`), and says
+//! which in the `Cf-Connection` response header (`TUNNEL/INDEX/SECRET-DIGEST`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::install::{self, NAMESPACE as OPERATOR_NAMESPACE, RELEASE};
+use crate::lifecycle::{self, child, NAMESPACE, WAIT};
+use crate::support::{run_cmd, wait_for, Env, Outcome, TUNNEL_ID};
+
+/// The node `e2e/node.sh` starts, and the edge's visitor address on its host.
+pub const NODE: &str = "node-0";
+const VISITORS: &str = "http://198.41.192.7:8080";
+/// The images a node must have (`e2e/cluster.sh images`).
+const IMAGES: [&str; 4] = ["operator", "cloudflared", "origin", "probe"];
+
+/// `NAME -> REF` from `e2e/cluster.sh images`.
+pub fn images(env: &Env) -> Result<BTreeMap<String, String>, String> {
+    let sh = env.cluster_sh.as_ref().ok_or("not the local cluster")?;
+    let out = run_cmd(Command::new("bash").arg(sh).arg("images"), None)?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, r)| (n.to_string(), r.to_string()))
+        .collect())
+}
+
+/// The node is Ready, its kubelet is the real one of the control plane's release (not kwok),
+/// and every image the suite needs is on it.
+pub async fn node_ready(env: &Env, client: &Client) -> Outcome {
+    let node = Api::<Node>::all(client.clone())
+        .get(NODE)
+        .await
+        .map_err(|e| format!("Node {NODE}: {e}"))?;
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.clone());
+    if ready.as_deref() != Some("True") {
+        return Err(format!("Node {NODE} Ready={ready:?}"));
+    }
+    if node.annotations().contains_key("kwok.x-k8s.io/node") {
+        return Err(format!("Node {NODE} is kwok's"));
+    }
+    let info = node
+        .status
+        .as_ref()
+        .and_then(|s| s.node_info.as_ref())
+        .ok_or("no nodeInfo")?;
+    if !info.container_runtime_version.starts_with("containerd://2.") {
+        return Err(format!(
+            "Node {NODE} runs {}, not containerd 2",
+            info.container_runtime_version
+        ));
+    }
+    let api_version = client
+        .apiserver_version()
+        .await
+        .map_err(|e| e.to_string())?
+        .git_version;
+    if info.kubelet_version != api_version {
+        return Err(format!(
+            "kubelet {} beside kube-apiserver {api_version}",
+            info.kubelet_version
+        ));
+    }
+    let images = images(env)?;
+    let missing: Vec<&str> = IMAGES
+        .into_iter()
+        .filter(|i| !images.contains_key(*i))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "e2e/cluster.sh images lists {images:?}, without {missing:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Helm install with the chart's defaults but for the image (the suite's build of the
+/// Dockerfile, never pulled).
+pub fn install_from_image(env: &Env) -> Outcome {
+    let images = images(env)?;
+    let image = images.get("operator").ok_or("no operator image")?;
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .ok_or(format!("{image} has no tag"))?;
+    let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
+    run_cmd(
+        Command::new(helm)
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig)
+            .args(["install", RELEASE])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/securetunnel-operator"))
+            .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
+            .args(["--set", &format!("image.repository={repository}")])
+            .args(["--set", &format!("image.tag={tag}")])
+            .args(["--set", "image.pullPolicy=Never"]),
+        None,
+    )
+    .map(|_| ())
+}
+
+async fn operator_pods(client: &Client) -> Result<Vec<Pod>, String> {
+    Ok(Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}")))
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The operator's two pods run on the real node and are Ready through the chart's probes.
+pub async fn operator_pods_ready(client: &Client) -> Outcome {
+    wait_for(WAIT, "two Ready operator pods on the real node", || async {
+        let pods = operator_pods(client).await?;
+        let ready: Vec<String> = pods
+            .iter()
+            .filter(|p| pod_ready(p) && node_of(p) == Some(NODE))
+            .map(|p| p.name_any())
+            .collect();
+        if ready.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!(
+                "Ready on {NODE}: {ready:?}; pods: {}",
+                pods.iter()
+                    .map(pod_summary)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        }
+    })
+    .await
+}
+
+fn node_of(p: &Pod) -> Option<&str> {
+    p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+}
+
+/// A pod's name, node, phase and each container's state, for messages.
+fn pod_summary(p: &Pod) -> String {
+    let states: Vec<String> = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let state = c.state.as_ref();
+                    let waiting = state
+                        .and_then(|s| s.waiting.as_ref())
+                        .map(|w| format!("waiting {:?} {:?}", w.reason, w.message));
+                    let terminated = state
+                        .and_then(|s| s.terminated.as_ref())
+                        .map(|t| format!("terminated {:?} exit {}", t.reason, t.exit_code));
+                    format!(
+                        "{} ready={} restarts={} {}",
+                        c.name,
+                        c.ready,
+                        c.restart_count,
+                        waiting.or(terminated).unwrap_or_else(|| "running".into())
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{} on {:?} {:?} [{}]",
+        p.name_any(),
+        node_of(p),
+        p.status.as_ref().and_then(|s| s.phase.clone()),
+        states.join(", ")
+    )
+}
+
+async fn holder(client: &Client) -> Result<Option<String>, String> {
+    Ok(Api::<Lease>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .get_opt(RELEASE)
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity))
+}
+
+/// One of the two pods holds the Lease; delete it (as a node drain or a rollout does), and the
+/// other takes over. Returns how long the takeover took, from the delete.
+pub async fn leader_failover(client: &Client) -> Result<Duration, String> {
+    let mut leader = String::new();
+    wait_for(WAIT, "an operator pod to hold the Lease", || async {
+        let pods: BTreeSet<String> = operator_pods(client)
+            .await?
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        match holder(client).await? {
+            Some(h) if pods.contains(&h) => Ok(()),
+            other => Err(format!("holder {other:?}, pods {pods:?}")),
+        }
+    })
+    .await?;
+    if let Some(h) = holder(client).await? {
+        leader = h;
+    }
+    let pods = Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let deleted_at = Instant::now();
+    pods.delete(&leader, &DeleteParams::default())
+        .await
+        .map_err(|e| format!("deleting the leader pod {leader}: {e}"))?;
+    let old = leader.clone();
+    wait_for(
+        Duration::from_secs(60),
+        &format!("another pod to take the Lease from {old}"),
+        || async {
+            let others: BTreeSet<String> = operator_pods(client)
+                .await?
+                .iter()
+                .map(|p| p.name_any())
+                .filter(|n| *n != old)
+                .collect();
+            match holder(client).await? {
+                Some(h) if others.contains(&h) => Ok(()),
+                other => Err(format!("holder {other:?}, other pods {others:?}")),
+            }
+        },
+    )
+    .await?;
+    Ok(deleted_at.elapsed())
+}
+
+/// The namespace, the token Secret, and an origin Deployment (2 pods answering with their
+/// own names) behind the Service `web`.
+pub fn setup(env: &Env, origin_image: &str) -> Outcome {
+    env.apply(&format!(
+        "apiVersion: v1
+kind: Namespace
+metadata: {{ name: {NAMESPACE} }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{ name: web, namespace: {NAMESPACE} }}
+spec:
+  replicas: 2
+  selector: {{ matchLabels: {{ app: web }} }}
+  template:
+    metadata: {{ labels: {{ app: web }} }}
+    spec:
+      containers:
+      - name: web
+        image: {origin_image}
+        imagePullPolicy: Never
+        ports: [ {{ name: http, containerPort: 8080 }} ]
+        readinessProbe: {{ httpGet: {{ path: /, port: http }}, periodSeconds: 2 }}
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: web, namespace: {NAMESPACE} }}
+spec:
+  selector: {{ app: web }}
+  ports: [ {{ port: 8080, targetPort: http }} ]
+"
+    ))?;
+    lifecycle::set_token(env, "first-secret")?;
+    env.kubectl(&[
+        "-n",
+        NAMESPACE,
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=120s",
+    ])
+    .map(|_| ())
+}
+
+/// A tunnel of `replicas` connectors on `image`, routing each hostname to the Service web.
+pub fn apply_tunnel(env: &Env, name: &str, image: &str, hostnames: &[&str]) -> Outcome {
+    let rules: String = hostnames
+        .iter()
+        .map(|h| format!("  - hostname: {h}\n    service: http://web.{NAMESPACE}.svc:8080\n"))
+        .collect();
+    env.apply(&format!(
+        "apiVersion: securetunnel.dev/v1alpha1
+kind: SecureTunnel
+metadata: {{ name: {name}, namespace: {NAMESPACE} }}
+spec:
+  tokenSecretRef: {{ name: {} }}
+  replicas: 2
+  image: {image}
+  ingress:
+{rules}",
+        lifecycle::TOKEN_SECRET
+    ))
+    .map(|_| ())
+}
+
+async fn connector_pods(client: &Client, name: &str) -> Result<Vec<Pod>, String> {
+    Ok(Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+/// The connectors of tunnel `name` run on the real node with exactly the pod template the
+/// operator rendered (the Deployment's), become Ready through their `/ready` probes, and the
+/// tunnel is Ready=True because of them.
+pub async fn connectors_run(client: &Client, name: &str) -> Outcome {
+    let result = lifecycle::connectors_ready(client, name, 2, WAIT).await;
+    let pods = connector_pods(client, name).await?;
+    if let Err(e) = result {
+        return Err(format!(
+            "{e}\n{}",
+            pods.iter().map(pod_summary).collect::<Vec<_>>().join("\n")
+        ));
+    }
+    let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .get(&child(name))
+        .await
+        .map_err(|e| e.to_string())?;
+    let template = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .ok_or("the Deployment has no pod template")?;
+    for pod in &pods {
+        if node_of(pod) != Some(NODE) {
+            return Err(format!("{} runs on {:?}", pod.name_any(), node_of(pod)));
+        }
+        let spec = pod.spec.as_ref().ok_or("a pod without spec")?;
+        let (want, got) = (&template.containers[0], &spec.containers[0]);
+        if want.args != got.args
+            || want.security_context != got.security_context
+            || want.image != got.image
+            || template.security_context != spec.security_context
+        {
+            return Err(format!(
+                "pod {} differs from the rendered template: args {:?} / {:?}, image {:?} / {:?}",
+                pod.name_any(),
+                got.args,
+                want.args,
+                got.image,
+                want.image
+            ));
+        }
+        if got.command.is_some() {
+            return Err(format!("pod {} has a command", pod.name_any()));
+        }
+    }
+    Ok(())
+}
+
+/// On the node itself: every cloudflared process of the tunnel runs as uid and gid 65532, and
+/// the token it reads is a file of mode 0440 owned by group 65532 (fsGroup).
+pub fn connectors_run_as_65532() -> Outcome {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("/proc").map_err(|e| e.to_string())? {
+        let Ok(entry) = entry else { continue };
+        let dir = entry.path();
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().map(String::as_str) != Some("/usr/local/bin/cloudflared")
+            || !args.iter().any(|a| a == "--token-file")
+        {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).map_err(|e| e.to_string())?;
+        let ids = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        let (uid, gid) = (ids("Uid:"), ids("Gid:"));
+        if uid != "65532 65532 65532 65532" || gid != "65532 65532 65532 65532" {
+            return Err(format!("{}: Uid {uid}, Gid {gid}", dir.display()));
+        }
+        let token = dir.join("root/etc/cloudflared/token/token");
+        let meta = std::fs::metadata(&token).map_err(|e| format!("{}: {e}", token.display()))?;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = meta.permissions().mode() & 0o777;
+        if mode != 0o440 || meta.gid() != 65532 {
+            return Err(format!(
+                "{}: mode {mode:o}, gid {}",
+                token.display(),
+                meta.gid()
+            ));
+        }
+        seen += 1;
+    }
+    if seen == 0 {
+        return Err("no cloudflared process with --token-file on this machine".into());
+    }
+    Ok(())
+}
+
+/// A visitor's answer: status, body, and the connection that carried it.
+#[derive(Debug)]
+pub struct Visit {
+    pub status: u16,
+    pub body: String,
+    pub connection: String,
+}
+
+/// A visitor's GET of `path` on `host`, through the edge.
+pub fn visit(host: &str, path: &str) -> Result<Visit, String> {
+    let out = run_cmd(
+        Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-D",
+            "-",
+            "-H",
+            &format!("Host: {host}"),
+            "-H",
+            &format!("Cf-Tunnel-Id: {TUNNEL_ID}"),
+            &format!("{VISITORS}{path}"),
+        ]),
+        None,
+    )?;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .ok_or(format!("no header in {out:?}"))?;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("no status in {head:?}"))?;
+    let connection = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("cf-connection"))
+        })
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    Ok(Visit {
+        status,
+        body: body.trim().to_string(),
+        connection,
+    })
+}
+
+/// The names of the origin's pods.
+async fn origin_pods(client: &Client) -> Result<BTreeSet<String>, String> {
+    Ok(Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect())
+}
+
+/// A request for a routed hostname reaches an origin pod and comes back with its name; one
+/// for a hostname no rule matches gets the fallback's 404.
+pub async fn request_served(client: &Client, host: &str) -> Outcome {
+    let origins = origin_pods(client).await?;
+    // The edge learns of a connection when it registers: the first visitor may come just after.
+    let mut last = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match visit(host, "/") {
+            Ok(v) if v.status == 200 && origins.contains(&v.body) => break,
+            Ok(v) => last = format!("{v:?}"),
+            Err(e) => last = e,
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "GET https://{host}/ through the edge: {last}; origin pods {origins:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let v = visit("nothing.example.net", "/")?;
+    if v.status != 404 {
+        return Err(format!(
+            "a hostname no rule matches got {v:?}, not the fallback's 404"
+        ));
+    }
+    Ok(())
+}
+
+/// The digest the edge shows of a tunnel secret (`Cf-Connection`'s last part).
+fn secret_digest(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Rotating the token rolls the pods, and the new pods connect with the new token: after the
+/// rollout, every request is carried by a connection registered with the new secret.
+pub async fn token_rotation(env: &Env, client: &Client, name: &str, host: &str) -> Outcome {
+    let before: BTreeSet<String> = connector_pods(client, name)
+        .await?
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    lifecycle::set_token(env, "second-secret")?;
+    rolled(client, name, &before).await?;
+    let want = secret_digest("second-secret");
+    wait_for(
+        Duration::from_secs(60),
+        "requests carried by connections of the new token only",
+        || async {
+            for _ in 0..8 {
+                let v = visit(host, "/")?;
+                if v.status != 200 || !v.connection.ends_with(&format!("/{want}")) {
+                    return Err(format!("{v:?} (the new secret's digest is {want})"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Waits until none of `before` is left and two new connectors are Ready.
+async fn rolled(client: &Client, name: &str, before: &BTreeSet<String>) -> Outcome {
+    wait_for(WAIT, "the connectors to be replaced", || async {
+        let pods = connector_pods(client, name).await?;
+        let all: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+        let new_ready = pods
+            .iter()
+            .filter(|p| !before.contains(&p.name_any()) && pod_ready(p))
+            .count();
+        if new_ready == 2 && all.iter().all(|p| !before.contains(p)) {
+            Ok(())
+        } else {
+            Err(format!("pods {all:?}, before {before:?}"))
+        }
+    })
+    .await?;
+    lifecycle::connectors_ready(client, name, 2, WAIT).await
+}
+
+/// What requests sent through a rollout saw.
+#[derive(Debug, Default)]
+pub struct Load {
+    pub sent: u32,
+    pub failed: u32,
+    pub failures: Vec<String>,
+}
+
+/// Editing the rules rolls the connectors; a visitor sending a request every 100 ms through
+/// the rollout is answered every time. Returns what the visitor saw.
+pub async fn rule_edit_rolls(
+    env: &Env,
+    client: &Client,
+    name: &str,
+    image: &str,
+    hosts: &[&str],
+) -> Result<Load, String> {
+    let before: BTreeSet<String> = connector_pods(client, name)
+        .await?
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let origins = origin_pods(client).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU32::new(0));
+    let host = hosts[0].to_string();
+    let visitor = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                sent.fetch_add(1, Ordering::Relaxed);
+                match visit(&host, "/") {
+                    Ok(v) if v.status == 200 && origins.contains(&v.body) => {}
+                    Ok(v) => failures.push(format!("{v:?}")),
+                    Err(e) => failures.push(e),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            failures
+        })
+    };
+    let outcome = async {
+        apply_tunnel(env, name, image, hosts)?;
+        rolled(client, name, &before).await?;
+        // The last hostname is the new rule: served too.
+        request_served(client, hosts[hosts.len() - 1]).await
+    }
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let failures = visitor.join().map_err(|_| "the visitor thread panicked")?;
+    outcome?;
+    Ok(Load {
+        sent: sent.load(Ordering::Relaxed),
+        failed: failures.len() as u32,
+        failures,
+    })
+}
+
+/// The README's "Try it on a cluster" commands, as written: the fenced block under that
+/// heading, run by bash with the kubeconfig and `TUNNEL_TOKEN` set.
+pub async fn readme_walkthrough(env: &Env, client: &Client) -> Outcome {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .map_err(|e| e.to_string())?;
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Try it on a cluster"))
+        .ok_or("README.md has no \"## Try it on a cluster\" section")?;
+    let block = section
+        .split("```bash\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .ok_or("the section has no ```bash block")?;
+    let script = format!("set -euo pipefail\n{block}\n");
+    let out = run_cmd(
+        Command::new("bash")
+            .args(["-c", &script])
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("TUNNEL_TOKEN", lifecycle::token("walkthrough-secret"))
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        None,
+    )?;
+    // The block ends by waiting for the tunnel and showing it: READY must read True.
+    let tunnels: Value = serde_json::from_str(&env.kubectl(&[
+        "get",
+        "securetunnels",
+        "-A",
+        "-o",
+        "json",
+    ])?)
+    .map_err(|e| e.to_string())?;
+    let home = tunnels["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|t| t["metadata"]["name"] == "home"))
+        .ok_or(format!("no SecureTunnel home after the walkthrough:\n{out}"))?;
+    let ready = home["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    if ready["status"] != "True" {
+        return Err(format!("SecureTunnel home: Ready {ready}\n{out}"));
+    }
+    if !out.contains("home") {
+        return Err(format!("the walkthrough printed no tunnel:\n{out}"));
+    }
+    let _ = client;
+    Ok(())
+}
+
+/// The leader's takeover, from the operator pods' point of view: used by main to print it.
+pub fn describe_failover(took: Duration) -> String {
+    format!("the other pod holds the Lease {:.1} s after the leader pod's delete", took.as_secs_f64())
+}
+
+pub use install::crd_established;

@@ -362,9 +362,9 @@ cmd_up() {
   if node_enabled; then
     [ "$(id -u)" = 0 ] || die "a real node needs root (bridges, iptables, mounts); E2E_NODE=0 leaves it out"
     node_build
-    # What a node of an earlier run left behind (its mounts are under $state).
-    node_down_all
   fi
+  # What a node of an earlier run left behind (its mounts are under $state).
+  if node_enabled || [ -f "$state/cmd/kubelet" ]; then node_down_all; fi
 
   rm -rf "$state"
   mkdir -p "$state/logs"

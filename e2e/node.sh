@@ -253,6 +253,17 @@ node_network_down() {
   while iptables -D FORWARD -j "$guard_chain" 2>/dev/null; do :; done
   iptables -F "$guard_chain" 2>/dev/null || true
   iptables -X "$guard_chain" 2>/dev/null || true
+  # The kubelet's own chains (kube-proxy --cleanup leaves them).
+  local cmd table chain
+  for cmd in iptables ip6tables; do
+    while $cmd -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    while $cmd -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    for table in filter nat mangle; do
+      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+        $cmd -t $table -F $chain 2>/dev/null && $cmd -t $table -X $chain 2>/dev/null || true
+      done
+    done
+  done
 }
 
 # --- configuration ----------------------------------------------------------------------

@@ -362,7 +362,7 @@ async fn node_checks(env: &Env, suite: &mut Suite) -> Result<(), Stop> {
     )?;
     suite.require(
         "install (helm, the operator image): the CRD is accepted and Established",
-        node::crd_established(env).await,
+        install::crd_established(env).await,
     )?;
     suite.require(
         "install (helm, the operator image): two operator pods run on the real node, Ready through the chart's probes",
@@ -370,7 +370,10 @@ async fn node_checks(env: &Env, suite: &mut Suite) -> Result<(), Stop> {
     )?;
     match node::leader_failover(&client).await {
         Ok(took) => {
-            println!("     {}", node::describe_failover(took));
+            println!(
+                "     the other pod holds the Lease {:.1} s after the leader pod's delete",
+                took.as_secs_f64()
+            );
             suite.record(
                 "leader election: the leader pod deleted, the other pod takes the Lease",
                 Ok(()),
@@ -441,6 +444,16 @@ async fn node_checks(env: &Env, suite: &mut Suite) -> Result<(), Stop> {
         "README: the \"Try it on a cluster\" commands, as written, give a Ready tunnel",
         node::readme_walkthrough(env, &client).await,
     );
+    let logs = node::operator_logs(env, &client).await.unwrap_or_else(|e| {
+        println!("     note: the operator pods' logs could not all be read: {e}");
+        Vec::new()
+    });
+    let refs: Vec<&std::path::Path> = logs.iter().map(|p| p.as_path()).collect();
+    suite.record(
+        "RBAC: no request of the operator in its pods was refused (audit log and the pods' logs)",
+        operations::nothing_forbidden(env, OPERATOR_USER, &refs),
+    );
+    names_itself(suite, env);
     Ok(())
 }
 
@@ -530,7 +543,9 @@ async fn main() -> ExitCode {
         }
         ("node", _) => {
             if env.kubeconfig.as_os_str().is_empty() || env.cluster_sh.is_none() {
-                eprintln!("the node phase needs the local cluster with its real node: run e2e/run.sh");
+                eprintln!(
+                    "the node phase needs the local cluster with its real node: run e2e/run.sh"
+                );
                 return ExitCode::FAILURE;
             }
             let _ = node_checks(&env, &mut suite).await;

@@ -9,7 +9,7 @@
 //! which in the `Cf-Connection` response header (`TUNNEL/INDEX/SECRET-DIGEST`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::install::{self, NAMESPACE as OPERATOR_NAMESPACE, RELEASE};
+use crate::install::{NAMESPACE as OPERATOR_NAMESPACE, RELEASE};
 use crate::lifecycle::{self, child, NAMESPACE, WAIT};
 use crate::support::{run_cmd, wait_for, Env, Outcome, TUNNEL_ID};
 
@@ -68,7 +68,10 @@ pub async fn node_ready(env: &Env, client: &Client) -> Outcome {
         .as_ref()
         .and_then(|s| s.node_info.as_ref())
         .ok_or("no nodeInfo")?;
-    if !info.container_runtime_version.starts_with("containerd://2.") {
+    if !info
+        .container_runtime_version
+        .starts_with("containerd://2.")
+    {
         return Err(format!(
             "Node {NODE} runs {}, not containerd 2",
             info.container_runtime_version
@@ -154,10 +157,7 @@ pub async fn operator_pods_ready(client: &Client) -> Outcome {
         } else {
             Err(format!(
                 "Ready on {NODE}: {ready:?}; pods: {}",
-                pods.iter()
-                    .map(pod_summary)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                pods.iter().map(pod_summary).collect::<Vec<_>>().join("; ")
             ))
         }
     })
@@ -497,14 +497,13 @@ async fn origin_pods(client: &Client) -> Result<BTreeSet<String>, String> {
 pub async fn request_served(client: &Client, host: &str) -> Outcome {
     let origins = origin_pods(client).await?;
     // The edge learns of a connection when it registers: the first visitor may come just after.
-    let mut last = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match visit(host, "/") {
+        let last = match visit(host, "/") {
             Ok(v) if v.status == 200 && origins.contains(&v.body) => break,
-            Ok(v) => last = format!("{v:?}"),
-            Err(e) => last = e,
-        }
+            Ok(v) => format!("{v:?}"),
+            Err(e) => e,
+        };
         if Instant::now() > deadline {
             return Err(format!(
                 "GET https://{host}/ through the edge: {last}; origin pods {origins:?}"
@@ -658,18 +657,15 @@ pub async fn readme_walkthrough(env: &Env, client: &Client) -> Outcome {
         None,
     )?;
     // The block ends by waiting for the tunnel and showing it: READY must read True.
-    let tunnels: Value = serde_json::from_str(&env.kubectl(&[
-        "get",
-        "securetunnels",
-        "-A",
-        "-o",
-        "json",
-    ])?)
-    .map_err(|e| e.to_string())?;
+    let tunnels: Value =
+        serde_json::from_str(&env.kubectl(&["get", "securetunnels", "-A", "-o", "json"])?)
+            .map_err(|e| e.to_string())?;
     let home = tunnels["items"]
         .as_array()
         .and_then(|items| items.iter().find(|t| t["metadata"]["name"] == "home"))
-        .ok_or(format!("no SecureTunnel home after the walkthrough:\n{out}"))?;
+        .ok_or(format!(
+            "no SecureTunnel home after the walkthrough:\n{out}"
+        ))?;
     let ready = home["status"]["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
@@ -685,9 +681,30 @@ pub async fn readme_walkthrough(env: &Env, client: &Client) -> Outcome {
     Ok(())
 }
 
-/// The leader's takeover, from the operator pods' point of view: used by main to print it.
-pub fn describe_failover(took: Duration) -> String {
-    format!("the other pod holds the Lease {:.1} s after the leader pod's delete", took.as_secs_f64())
+/// The logs of every operator pod (and of its previous container, where it restarted),
+/// written to the scratch directory; their paths.
+pub async fn operator_logs(env: &Env, client: &Client) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for pod in operator_pods(client).await? {
+        let name = pod.name_any();
+        for previous in [false, true] {
+            let mut args = vec!["-n", OPERATOR_NAMESPACE, "logs", name.as_str()];
+            if previous {
+                args.push("--previous");
+            }
+            let Ok(text) = env.kubectl(&args) else {
+                if previous {
+                    continue;
+                }
+                return Err(format!("kubectl logs {name} failed"));
+            };
+            let path = env.scratch.join(format!(
+                "pod-{name}{}.log",
+                if previous { "-previous" } else { "" }
+            ));
+            std::fs::write(&path, text).map_err(|e| e.to_string())?;
+            out.push(path);
+        }
+    }
+    Ok(out)
 }
-
-pub use install::crd_established;

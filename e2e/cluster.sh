@@ -248,7 +248,7 @@ kind: Config
 clusters:
 - name: e2e
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$(api_host):$api_port
     certificate-authority: $state/pki/ca.crt
 users:
 - name: $1
@@ -311,6 +311,14 @@ stop() { # stop NAME: TERM, then KILL after 15 s
 # The real node (e2e/node.sh).
 . "$here/node.sh"
 
+# Where the API server serves: loopback, or with a real node the node's address, which pods
+# reach through the kubernetes Service (kubeconfigs written by `up` name it). `up` records it.
+api_host() {
+  if [ -f "$state/api-host" ]; then cat "$state/api-host"
+  elif node_enabled; then echo "$node_ip"
+  else echo 127.0.0.1; fi
+}
+
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 # After an API server restart, the controller-manager and the scheduler start again too.
@@ -343,7 +351,7 @@ wait_until() { # wait_until SECONDS WHAT COMMAND...
 
 api_ready() {
   curl -sf --max-time 3 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" \
-    --key "$state/pki/admin.key" "https://127.0.0.1:$api_port/readyz" | grep -qx ok
+    --key "$state/pki/admin.key" "https://$(api_host):$api_port/readyz" | grep -qx ok
 }
 
 cmd_up() {
@@ -368,6 +376,11 @@ cmd_up() {
 
   rm -rf "$state"
   mkdir -p "$state/logs"
+  local host
+  host=$(api_host)
+  echo "$host" >"$state/api-host"
+  # The node's bridge first: the API server serves on its address.
+  if node_enabled; then node_network_up; fi
   pki
   for u in admin controller-manager scheduler kwok; do kubeconfig "$u"; done
   cat >"$state/audit-policy.yaml" <<'EOF'
@@ -389,11 +402,11 @@ EOF
     --initial-cluster "e2e=http://127.0.0.1:$etcd_peer_port" \
     --unsafe-no-fsync --log-level warn
   # With a real node, pods reach the API server through the kubernetes Service: it serves on
-  # the node's address too, and that is its endpoint.
+  # the node's address (and only there), and that is its endpoint.
   local apiserver_node_flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1
     --endpoint-reconciler-type none)
   if node_enabled; then
-    apiserver_node_flags=(--bind-address 0.0.0.0 --advertise-address "$node_ip"
+    apiserver_node_flags=(--bind-address "$node_ip" --advertise-address "$node_ip"
       --kubelet-client-certificate "$state/pki/apiserver-kubelet-client.crt"
       --kubelet-client-key "$state/pki/apiserver-kubelet-client.key"
       --kubelet-certificate-authority "$state/pki/ca.crt"

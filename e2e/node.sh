@@ -166,6 +166,8 @@ EOF
     buildah_ push --quiet "$ref" "docker-archive:$archive.tmp:$ref" >/dev/null ||
       die "buildah could not write $ref to $archive"
     mv "$archive.tmp" "$archive"
+    # The archive is what the node imports: buildah's own copy is not kept.
+    buildah_ rmi -f "$ref" >/dev/null 2>&1 || true
   fi
   [ "$name" = operator ] || rm -rf "$ctx"
   echo "$archive"
@@ -523,10 +525,8 @@ node_ready() {
   kubectl get node "$node_name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -qx True
 }
 
+# The rest of the node, once the control plane answers (node_network_up came first).
 node_up() {
-  # A node left by a run that died would stand in the way: clear it first.
-  node_down_all
-  node_network_up
   node_configure
   start containerd
   wait_until 60 "containerd" test -S "$node_run/containerd.sock"

@@ -5,8 +5,9 @@
 //!   cargo test --test e2e -- kustomize   # install by kustomize on a fresh control plane
 //!   cargo test --test e2e -- connector   # the real cloudflared on what `render` produces,
 //!                                        # and cyclonus on its NetworkPolicies
-//!   cargo test --test e2e -- node        # on the real node: the operator from its image,
+//!   cargo test --test e2e -- node-helm   # on the real node: the operator from its image,
 //!                                        # connectors serving a visitor's requests
+//!   cargo test --test e2e -- node-kustomize  # the same, installed by kustomize
 //!
 //! Each check prints `ok`, `FAIL` (with the object and what differed) or `SKIP` (with the
 //! reason; under CI a skip counts as a failure), and the run ends with
@@ -336,10 +337,11 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
     Ok(())
 }
 
-/// On the real node: the operator from its own image, installed by Helm; a tunnel whose
-/// connectors carry a visitor's requests; token rotation and a rule edit under load; the
-/// README's first steps.
-async fn node_checks(env: &Env, suite: &mut Suite) -> Result<(), Stop> {
+/// On the real node: the operator from its own image, installed by `method`; a tunnel whose
+/// connectors carry a visitor's requests. With Helm, also token rotation and a rule edit
+/// under load, and the README's first steps.
+async fn node_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(), Stop> {
+    let m = format!("{method:?}").to_lowercase();
     let client = env.client().await;
     suite.require(
         "the admin client connects",
@@ -357,37 +359,33 @@ async fn node_checks(env: &Env, suite: &mut Suite) -> Result<(), Stop> {
     let cloudflared = images.get("cloudflared").cloned().unwrap_or_default();
     let origin = images.get("origin").cloned().unwrap_or_default();
     suite.require(
-        "install (helm, the operator image): the chart installs with only the image values changed",
-        node::install_from_image(env),
+        &format!("install ({m}, the operator image): installs with only the image changed"),
+        node::install_from_image(env, method, &images),
     )?;
     suite.require(
-        "install (helm, the operator image): the CRD is accepted and Established",
+        &format!("install ({m}, the operator image): the CRD is accepted and Established"),
         install::crd_established(env).await,
     )?;
     suite.require(
-        "install (helm, the operator image): two operator pods run on the real node, Ready through the chart's probes",
+        &format!("install ({m}, the operator image): two operator pods run on the real node, Ready through their probes"),
         node::operator_pods_ready(&client).await,
     )?;
+    let failover =
+        &format!("leader election ({m}): the leader pod deleted, the other pod takes the Lease");
     match node::leader_failover(&client).await {
         Ok(took) => {
             println!(
                 "     the other pod holds the Lease {:.1} s after the leader pod's delete",
                 took.as_secs_f64()
             );
-            suite.record(
-                "leader election: the leader pod deleted, the other pod takes the Lease",
-                Ok(()),
-            );
+            suite.record(failover, Ok(()));
         }
         Err(e) => {
-            suite.record(
-                "leader election: the leader pod deleted, the other pod takes the Lease",
-                Err(e),
-            );
+            suite.record(failover, Err(e));
         }
     }
     suite.require(
-        "install (helm, the operator image): the deleted pod's replacement is Ready",
+        &format!("install ({m}, the operator image): the deleted pod's replacement is Ready"),
         node::operator_pods_ready(&client).await,
     )?;
     suite.require(
@@ -411,46 +409,66 @@ async fn node_checks(env: &Env, suite: &mut Suite) -> Result<(), Stop> {
         "node: a visitor's request through the edge reaches an origin pod and comes back; an unrouted hostname gets the fallback's 404",
         node::request_served(&client, hosts[0]).await,
     )?;
-    suite.record(
-        "node: rotating the token rolls the connectors, and the new ones connect with the new token",
-        node::token_rotation(env, &client, "e2e", hosts[0]).await,
-    );
-    let edited = ["app.e2e.example.com", "shop.e2e.example.com"];
-    suite.record(
-        "node: editing the rules rolls the connectors while a visitor's requests are all answered",
-        match node::rule_edit_rolls(env, &client, "e2e", &cloudflared, &edited).await {
-            Ok(load) => {
-                println!(
-                    "     {} requests through the rollout, {} failed",
-                    load.sent, load.failed
-                );
-                if load.failed == 0 {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{} of {} requests failed: {:?}",
-                        load.failed, load.sent, load.failures
-                    ))
+    if method == Method::Helm {
+        suite.record(
+            "node: rotating the token rolls the connectors, and the new ones connect with the new token",
+            node::token_rotation(env, &client, "e2e", hosts[0]).await,
+        );
+        let edited = ["app.e2e.example.com", "shop.e2e.example.com"];
+        suite.record(
+            "node: editing the rules rolls the connectors while a visitor's requests are all answered",
+            match node::rule_edit_rolls(env, &client, "e2e", &cloudflared, &edited).await {
+                Ok(load) => {
+                    println!(
+                        "     {} requests through the rollout, {} failed",
+                        load.sent, load.failed
+                    );
+                    if load.failed == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{} of {} requests failed: {:?}",
+                            load.failed, load.sent, load.failures
+                        ))
+                    }
                 }
-            }
-            Err(e) => Err(e),
-        },
-    );
+                Err(e) => Err(e),
+            },
+        );
+        suite.record(
+            "steady state (pods): a rollout restart of the operator over a converged tunnel writes nothing (audit log)",
+            node::pods_restart_write_nothing(env, &client, OPERATOR_USER, &["e2e"]).await,
+        );
+        suite.record(
+            "faults (pods): kube-apiserver stopped for 15 s after a tunnel is applied; the operator's pods converge it, keep the other whole, and do not restart",
+            node::apiserver_outage(
+                env,
+                &client,
+                "e2e",
+                "during-outage",
+                &cloudflared,
+                Duration::from_secs(15),
+            )
+            .await,
+        );
+    }
     suite.record(
         "node: deleting the tunnel removes its connectors (garbage collection)",
         lifecycle::garbage_collected(&client, "e2e").await,
     );
-    suite.record(
-        "README: the \"Try it on a cluster\" commands, as written, give a Ready tunnel",
-        node::readme_walkthrough(env, &client).await,
-    );
+    if method == Method::Helm {
+        suite.record(
+            "README: the \"Try it on a cluster\" commands, as written, give a Ready tunnel",
+            node::readme_walkthrough(env).await,
+        );
+    }
     let logs = node::operator_logs(env, &client).await.unwrap_or_else(|e| {
         println!("     note: the operator pods' logs could not all be read: {e}");
         Vec::new()
     });
     let refs: Vec<&std::path::Path> = logs.iter().map(|p| p.as_path()).collect();
     suite.record(
-        "RBAC: no request of the operator in its pods was refused (audit log and the pods' logs)",
+        &format!("RBAC ({m}): no request of the operator in its pods was refused (audit log and the pods' logs)"),
         operations::nothing_forbidden(env, OPERATOR_USER, &refs),
     );
     names_itself(suite, env);
@@ -541,14 +559,18 @@ async fn main() -> ExitCode {
                 None => suite.skip(name, "E2E_CYCLONUS is not set (e2e/run.sh builds it)"),
             }
         }
-        ("node", _) => {
+        (node, _) if node.starts_with("node-") => {
+            let Some(method) = Method::parse(&node["node-".len()..]) else {
+                eprintln!("usage: cargo test --test e2e -- node-helm|node-kustomize");
+                return ExitCode::FAILURE;
+            };
             if env.kubeconfig.as_os_str().is_empty() || env.cluster_sh.is_none() {
                 eprintln!(
-                    "the node phase needs the local cluster with its real node: run e2e/run.sh"
+                    "the node phases need the local cluster with its real node: run e2e/run.sh"
                 );
                 return ExitCode::FAILURE;
             }
-            let _ = node_checks(&env, &mut suite).await;
+            let _ = node_checks(&env, &mut suite, method).await;
         }
         (_, Some(method)) => {
             if env.kubeconfig.as_os_str().is_empty() {
@@ -560,7 +582,9 @@ async fn main() -> ExitCode {
             let _ = cluster_checks(&env, &mut suite, method).await;
         }
         _ => {
-            eprintln!("usage: cargo test --test e2e -- helm|kustomize|connector|node");
+            eprintln!(
+                "usage: cargo test --test e2e -- helm|kustomize|connector|node-helm|node-kustomize"
+            );
             return ExitCode::FAILURE;
         }
     }

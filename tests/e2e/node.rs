@@ -23,7 +23,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::install::{NAMESPACE as OPERATOR_NAMESPACE, RELEASE};
+use crate::install::{Method, NAMESPACE as OPERATOR_NAMESPACE, RELEASE};
 use crate::lifecycle::{self, child, NAMESPACE, WAIT};
 use crate::support::{run_cmd, wait_for, Env, Outcome, TUNNEL_ID};
 
@@ -101,28 +101,71 @@ pub async fn node_ready(env: &Env, client: &Client) -> Outcome {
     Ok(())
 }
 
-/// Helm install with the chart's defaults but for the image (the suite's build of the
-/// Dockerfile, never pulled).
-pub fn install_from_image(env: &Env) -> Outcome {
-    let images = images(env)?;
+/// The install by `method` with every default but the operator's image: the suite's build of
+/// the Dockerfile, never pulled. Helm: `image.repository`, `image.tag` and `image.pullPolicy`;
+/// kustomize: an overlay of `config/default` with an `images` entry, as a user writes one.
+pub fn install_from_image(env: &Env, method: Method, images: &BTreeMap<String, String>) -> Outcome {
     let image = images.get("operator").ok_or("no operator image")?;
     let (repository, tag) = image
         .rsplit_once(':')
         .ok_or(format!("{image} has no tag"))?;
-    let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
-    run_cmd(
-        Command::new(helm)
-            .arg("--kubeconfig")
-            .arg(&env.kubeconfig)
-            .args(["install", RELEASE])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/securetunnel-operator"))
-            .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
-            .args(["--set", &format!("image.repository={repository}")])
-            .args(["--set", &format!("image.tag={tag}")])
-            .args(["--set", "image.pullPolicy=Never"]),
-        None,
-    )
-    .map(|_| ())
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match method {
+        Method::Helm => {
+            let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
+            run_cmd(
+                Command::new(helm)
+                    .arg("--kubeconfig")
+                    .arg(&env.kubeconfig)
+                    .args(["install", RELEASE])
+                    .arg(root.join("charts/securetunnel-operator"))
+                    .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
+                    .args(["--set", &format!("image.repository={repository}")])
+                    .args(["--set", &format!("image.tag={tag}")])
+                    .args(["--set", "image.pullPolicy=Never"]),
+                None,
+            )
+            .map(|_| ())
+        }
+        Method::Kustomize => {
+            let overlay = env.scratch.join("overlay");
+            std::fs::create_dir_all(&overlay).map_err(|e| e.to_string())?;
+            // The image the manifests name, as kustomize's `images` entry matches it.
+            let manager = std::fs::read_to_string(root.join("config/manager/manager.yaml"))
+                .map_err(|e| e.to_string())?;
+            let named = manager
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("image: "))
+                .and_then(|i| i.rsplit_once(':'))
+                .map(|(name, _)| name.to_string())
+                .ok_or("config/manager/manager.yaml names no image")?;
+            std::fs::write(
+                overlay.join("kustomization.yaml"),
+                format!(
+                    "apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{}]
+images:
+  - name: {named}
+    newName: {repository}
+    newTag: \"{tag}\"
+",
+                    relative_to(&overlay, &root.join("config/default"))
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            env.kubectl(&["apply", "-k", &overlay.display().to_string()])
+                .map(|_| ())
+        }
+    }
+}
+
+/// `target` as a path relative to the directory `from` (kustomize takes no absolute path);
+/// both absolute.
+fn relative_to(from: &Path, target: &Path) -> String {
+    let up = from.components().count() - 1;
+    let down = target.strip_prefix("/").unwrap_or(target);
+    format!("{}{}", "../".repeat(up), down.display())
 }
 
 async fn operator_pods(client: &Client) -> Result<Vec<Pod>, String> {
@@ -635,7 +678,7 @@ pub async fn rule_edit_rolls(
 
 /// The README's "Try it on a cluster" commands, as written: the fenced block under that
 /// heading, run by bash with the kubeconfig and `TUNNEL_TOKEN` set.
-pub async fn readme_walkthrough(env: &Env, client: &Client) -> Outcome {
+pub async fn readme_walkthrough(env: &Env) -> Outcome {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .map_err(|e| e.to_string())?;
     let section = readme
@@ -677,7 +720,6 @@ pub async fn readme_walkthrough(env: &Env, client: &Client) -> Outcome {
     if !out.contains("home") {
         return Err(format!("the walkthrough printed no tunnel:\n{out}"));
     }
-    let _ = client;
     Ok(())
 }
 
@@ -707,4 +749,175 @@ pub async fn operator_logs(env: &Env, client: &Client) -> Result<Vec<PathBuf>, S
         }
     }
     Ok(out)
+}
+
+/// Restart counts of the operator's containers, by pod.
+async fn operator_restarts(client: &Client) -> Result<BTreeMap<String, i32>, String> {
+    Ok(operator_pods(client)
+        .await?
+        .iter()
+        .map(|p| {
+            let restarts = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+                .unwrap_or(0);
+            (p.name_any(), restarts)
+        })
+        .collect())
+}
+
+/// The operator's reconcile counter, from a pod's own /metrics (through the API server's
+/// proxy to the pod).
+async fn pod_reconciles(env: &Env, pod: &str) -> Result<f64, String> {
+    let text = env.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{pod}:8080/proxy/metrics"),
+    ])?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("securetunnel_reconciles_total "))
+        .ok_or_else(|| format!("no securetunnel_reconciles_total in {pod}'s /metrics"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("securetunnel_reconciles_total: {e}"))
+}
+
+/// `kubectl rollout restart` of the operator over `tunnels` converged tunnels: new pods, a new
+/// leader that reconciles every tunnel, and not one write of the operator's to a kind it
+/// writes (Leases aside), from the audit log.
+pub async fn pods_restart_write_nothing(
+    env: &Env,
+    client: &Client,
+    user: &str,
+    tunnels: &[&str],
+) -> Outcome {
+    let log = env.audit_log.as_ref().ok_or("no audit log")?;
+    let before: BTreeSet<String> = operator_pods(client)
+        .await?
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    for t in tunnels {
+        lifecycle::connectors_ready(client, t, 2, WAIT).await?;
+    }
+    let mark = crate::support::audit_events(log)?.len();
+    env.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "rollout",
+        "restart",
+        &format!("deployment/{RELEASE}"),
+    ])?;
+    env.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "rollout",
+        "status",
+        &format!("deployment/{RELEASE}"),
+        "--timeout=180s",
+    ])?;
+    let mut leader = String::new();
+    wait_for(WAIT, "a new operator pod to lead", || async {
+        let pods: BTreeSet<String> = operator_pods(client)
+            .await?
+            .iter()
+            .map(|p| p.name_any())
+            .filter(|p| !before.contains(p))
+            .collect();
+        match holder(client).await? {
+            Some(h) if pods.contains(&h) => Ok(()),
+            other => Err(format!("holder {other:?}, new pods {pods:?}")),
+        }
+    })
+    .await?;
+    if let Some(h) = holder(client).await? {
+        leader = h;
+    }
+    let n = tunnels.len() as f64;
+    wait_for(
+        WAIT,
+        &format!("the new leader {leader} to reconcile {n} tunnels"),
+        || async {
+            let done = pod_reconciles(env, &leader).await?;
+            if done >= n {
+                Ok(())
+            } else {
+                Err(format!("{done} reconciles"))
+            }
+        },
+    )
+    .await?;
+    // Let any write a reconcile would make reach the API server.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let resources: Vec<&str> = crate::support::written_resources()
+        .into_iter()
+        .filter(|r| *r != "leases")
+        .collect();
+    let events: Vec<_> = crate::support::audit_events(log)?
+        .into_iter()
+        .skip(mark)
+        .collect();
+    // The new pods' own requests must be there, or no write below proves nothing.
+    if !events.iter().any(|e| e.user == user) {
+        return Err(format!(
+            "the audit log has no request of {user} since the restart"
+        ));
+    }
+    let writes: Vec<String> = events
+        .into_iter()
+        .filter(|e| {
+            e.user == user
+                && !matches!(e.verb.as_str(), "get" | "list" | "watch")
+                && resources.contains(&e.resource.as_str())
+        })
+        .map(|e| format!("{} {} ({})", e.verb, e.uri, e.code))
+        .collect();
+    if writes.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the restarted operator wrote {} times: {writes:#?}",
+            writes.len()
+        ))
+    }
+}
+
+/// kube-apiserver stopped for `outage` right after a new tunnel is applied, then started: the
+/// operator's pods (reaching it through the kubernetes Service) converge the new tunnel and
+/// keep the old one whole, without a restart of theirs (no liveness failure, no crash).
+pub async fn apiserver_outage(
+    env: &Env,
+    client: &Client,
+    origin_tunnel: &str,
+    new_tunnel: &str,
+    image: &str,
+    outage: Duration,
+) -> Outcome {
+    let restarts = operator_restarts(client).await?;
+    apply_tunnel(env, new_tunnel, image, &["outage.e2e.example.com"])?;
+    let stopped = Instant::now();
+    let from = k8s_openapi::jiff::Timestamp::now();
+    env.cluster("stop", "kube-apiserver")?;
+    tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
+    env.cluster("start", "kube-apiserver")?;
+    if let Ok(mut windows) = crate::support::RESTARTS.lock() {
+        windows.push((from, k8s_openapi::jiff::Timestamp::now()));
+    }
+    let back = Instant::now();
+    for t in [new_tunnel, origin_tunnel] {
+        lifecycle::all_converged(client, &[t.to_string()], 2, Duration::from_secs(300)).await?;
+    }
+    println!(
+        "     both tunnels Ready {:.1} s after the API server was started again",
+        back.elapsed().as_secs_f64()
+    );
+    let after = operator_restarts(client).await?;
+    if after != restarts {
+        return Err(format!(
+            "the operator's containers restarted: before {restarts:?}, after {after:?}"
+        ));
+    }
+    Ok(())
 }

@@ -35,14 +35,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The manifests the method installs, as the tool renders them.
-/// The values the suite installs the chart with: every default, and both integrations
-/// (whose CRDs the suite installs later, to see the operator pick them up).
-const HELM_VALUES: [&str; 2] = [
-    "--set",
-    "integrations.dnsEndpoints=true,integrations.podMonitors=true",
-];
+/// The values the suite installs the chart with (`--set`): every default, and both
+/// integrations (whose CRDs the suite installs later, to see the operator pick them up).
+const HELM_VALUES: &str = "integrations.dnsEndpoints=true,integrations.podMonitors=true";
 
+/// The manifests the method installs, as the tool renders them.
 fn rendered(env: &Env, method: Method) -> Result<String, String> {
     match method {
         Method::Helm => {
@@ -52,7 +49,7 @@ fn rendered(env: &Env, method: Method) -> Result<String, String> {
                     .args(["template", RELEASE])
                     .arg(root().join("charts/securetunnel-operator"))
                     .args(["--namespace", NAMESPACE])
-                    .args(HELM_VALUES),
+                    .args(["--set", HELM_VALUES]),
                 None,
             )
         }
@@ -65,22 +62,25 @@ fn rendered(env: &Env, method: Method) -> Result<String, String> {
     }
 }
 
+/// `helm install` of the chart with `values` (each `--set KEY=VALUE`).
+pub fn helm_install(env: &Env, values: &[&str]) -> Outcome {
+    let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
+    run_cmd(
+        Command::new(helm)
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig)
+            .args(["install", RELEASE])
+            .arg(root().join("charts/securetunnel-operator"))
+            .args(["--namespace", NAMESPACE, "--create-namespace"])
+            .args(values.iter().flat_map(|v| ["--set", v])),
+        None,
+    )
+    .map(|_| ())
+}
+
 pub fn install(env: &Env, method: Method) -> Outcome {
     match method {
-        Method::Helm => {
-            let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
-            run_cmd(
-                Command::new(helm)
-                    .arg("--kubeconfig")
-                    .arg(&env.kubeconfig)
-                    .args(["install", RELEASE])
-                    .arg(root().join("charts/securetunnel-operator"))
-                    .args(["--namespace", NAMESPACE, "--create-namespace"])
-                    .args(HELM_VALUES),
-                None,
-            )
-            .map(|_| ())
-        }
+        Method::Helm => helm_install(env, &[HELM_VALUES]),
         Method::Kustomize => env
             .kubectl(&[
                 "apply",

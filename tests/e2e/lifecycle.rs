@@ -49,6 +49,18 @@ stringData:
 
 /// The namespace, the token Secret, and a web Deployment + Service for the rules to name.
 pub fn setup(env: &Env) -> Outcome {
+    setup_origin(env, "registry.k8s.io/pause:3.10", 1, false)
+}
+
+/// The namespace, the token Secret, and a Deployment `web` of `replicas` pods of `image`
+/// behind the Service `web` on 8080; with `serves`, the pods answer HTTP on 8080 and are
+/// Ready once they do.
+pub fn setup_origin(env: &Env, image: &str, replicas: u32, serves: bool) -> Outcome {
+    let probe = if serves {
+        "\n        readinessProbe: { httpGet: { path: /, port: http }, periodSeconds: 2 }"
+    } else {
+        ""
+    };
     env.apply(&format!(
         "apiVersion: v1
 kind: Namespace
@@ -58,15 +70,15 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {{ name: web, namespace: {NAMESPACE} }}
 spec:
-  replicas: 1
+  replicas: {replicas}
   selector: {{ matchLabels: {{ app: web }} }}
   template:
     metadata: {{ labels: {{ app: web }} }}
     spec:
       containers:
       - name: web
-        image: registry.k8s.io/pause:3.10
-        ports: [ {{ name: http, containerPort: 8080 }} ]
+        image: {image}
+        ports: [ {{ name: http, containerPort: 8080 }} ]{probe}
 ---
 apiVersion: v1
 kind: Service
@@ -80,10 +92,22 @@ spec:
 }
 
 pub fn apply_tunnel(env: &Env, name: &str, replicas: u32, hostnames: &[&str]) -> Outcome {
+    apply_tunnel_on(env, name, replicas, None, hostnames)
+}
+
+/// A tunnel routing each hostname to the Service web, on `image` (else the default image).
+pub fn apply_tunnel_on(
+    env: &Env,
+    name: &str,
+    replicas: u32,
+    image: Option<&str>,
+    hostnames: &[&str],
+) -> Outcome {
     let rules: String = hostnames
         .iter()
         .map(|h| format!("  - hostname: {h}\n    service: http://web.{NAMESPACE}.svc:8080\n"))
         .collect();
+    let image = image.map(|i| format!("  image: {i}\n")).unwrap_or_default();
     env.apply(&format!(
         "apiVersion: securetunnel.dev/v1alpha1
 kind: SecureTunnel
@@ -91,7 +115,7 @@ metadata: {{ name: {name}, namespace: {NAMESPACE} }}
 spec:
   tokenSecretRef: {{ name: {TOKEN_SECRET} }}
   replicas: {replicas}
-  ingress:
+{image}  ingress:
 {rules}"
     ))
     .map(|_| ())

@@ -93,6 +93,16 @@ fn names_itself(suite: &mut Suite, env: &Env) {
     }
 }
 
+/// The admin client, recorded as a check the later ones depend on.
+async fn admin_client(env: &Env, suite: &mut Suite) -> Result<kube::Client, Stop> {
+    let client = env.client().await;
+    suite.require(
+        "the admin client connects",
+        client.as_ref().map(|_| ()).map_err(Clone::clone),
+    )?;
+    client.map_err(|_| Stop)
+}
+
 const OPERATOR_USER: &str = "system:serviceaccount:securetunnel-system:securetunnel-operator";
 
 async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(), Stop> {
@@ -143,12 +153,7 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
     let scratch = env.scratch.clone();
     let start = |name: &str| Operator::start(&scratch, name, &sa_kubeconfig, &args);
 
-    let client = env.client().await;
-    suite.require(
-        "the admin client connects",
-        client.as_ref().map(|_| ()).map_err(Clone::clone),
-    )?;
-    let client = client.map_err(|_| Stop)?;
+    let client = admin_client(env, suite).await?;
     suite.require(
         "test namespace, token Secret and web Service",
         lifecycle::setup(env),
@@ -342,12 +347,7 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
 /// under load, and the README's first steps.
 async fn node_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(), Stop> {
     let m = format!("{method:?}").to_lowercase();
-    let client = env.client().await;
-    suite.require(
-        "the admin client connects",
-        client.as_ref().map(|_| ()).map_err(Clone::clone),
-    )?;
-    let client = client.map_err(|_| Stop)?;
+    let client = admin_client(env, suite).await?;
     suite.require(
         "node: the real node is Ready (the control plane's kubelet, containerd 2) with the suite's images",
         node::node_ready(env, &client).await,

@@ -23,7 +23,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::install::{Method, NAMESPACE as OPERATOR_NAMESPACE, RELEASE};
+use crate::install::{self, Method, NAMESPACE as OPERATOR_NAMESPACE, RELEASE};
 use crate::lifecycle::{self, child, NAMESPACE, WAIT};
 use crate::support::{run_cmd, wait_for, Env, Outcome, TUNNEL_ID};
 
@@ -111,22 +111,14 @@ pub fn install_from_image(env: &Env, method: Method, images: &BTreeMap<String, S
         .ok_or(format!("{image} has no tag"))?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     match method {
-        Method::Helm => {
-            let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
-            run_cmd(
-                Command::new(helm)
-                    .arg("--kubeconfig")
-                    .arg(&env.kubeconfig)
-                    .args(["install", RELEASE])
-                    .arg(root.join("charts/securetunnel-operator"))
-                    .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
-                    .args(["--set", &format!("image.repository={repository}")])
-                    .args(["--set", &format!("image.tag={tag}")])
-                    .args(["--set", "image.pullPolicy=Never"]),
-                None,
-            )
-            .map(|_| ())
-        }
+        Method::Helm => install::helm_install(
+            env,
+            &[
+                &format!("image.repository={repository}"),
+                &format!("image.tag={tag}"),
+                "image.pullPolicy=Never",
+            ],
+        ),
         Method::Kustomize => {
             let overlay = env.scratch.join("overlay");
             std::fs::create_dir_all(&overlay).map_err(|e| e.to_string())?;
@@ -168,15 +160,21 @@ fn relative_to(from: &Path, target: &Path) -> String {
     format!("{}{}", "../".repeat(up), down.display())
 }
 
-async fn operator_pods(client: &Client) -> Result<Vec<Pod>, String> {
-    Ok(Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE)
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}")))
+/// The pods of `namespace` labelled `app.kubernetes.io/instance: instance`, but those being
+/// deleted.
+async fn pods_of(client: &Client, namespace: &str, instance: &str) -> Result<Vec<Pod>, String> {
+    Ok(Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={instance}")))
         .await
         .map_err(|e| e.to_string())?
         .items
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect())
+}
+
+async fn operator_pods(client: &Client) -> Result<Vec<Pod>, String> {
+    pods_of(client, OPERATOR_NAMESPACE, RELEASE).await
 }
 
 fn pod_ready(p: &Pod) -> bool {
@@ -259,81 +257,48 @@ async fn holder(client: &Client) -> Result<Option<String>, String> {
 /// One of the two pods holds the Lease; delete it (as a node drain or a rollout does), and the
 /// other takes over. Returns how long the takeover took, from the delete.
 pub async fn leader_failover(client: &Client) -> Result<Duration, String> {
-    let mut leader = String::new();
-    wait_for(WAIT, "an operator pod to hold the Lease", || async {
-        let pods: BTreeSet<String> = operator_pods(client)
-            .await?
-            .iter()
-            .map(|p| p.name_any())
-            .collect();
-        match holder(client).await? {
-            Some(h) if pods.contains(&h) => Ok(()),
-            other => Err(format!("holder {other:?}, pods {pods:?}")),
-        }
-    })
-    .await?;
-    if let Some(h) = holder(client).await? {
-        leader = h;
-    }
+    let leader = leader_among(client, &BTreeSet::new(), Duration::from_secs(120)).await?;
     let pods = Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let deleted_at = Instant::now();
     pods.delete(&leader, &DeleteParams::default())
         .await
         .map_err(|e| format!("deleting the leader pod {leader}: {e}"))?;
-    let old = leader.clone();
+    leader_among(client, &BTreeSet::from([leader]), Duration::from_secs(60)).await?;
+    Ok(deleted_at.elapsed())
+}
+
+/// Waits until an operator pod not in `except` holds the Lease; its name.
+async fn leader_among(
+    client: &Client,
+    except: &BTreeSet<String>,
+    wait: Duration,
+) -> Result<String, String> {
     wait_for(
-        Duration::from_secs(60),
-        &format!("another pod to take the Lease from {old}"),
+        wait,
+        &format!("an operator pod other than {except:?} to hold the Lease"),
         || async {
-            let others: BTreeSet<String> = operator_pods(client)
+            let pods: BTreeSet<String> = operator_pods(client)
                 .await?
                 .iter()
                 .map(|p| p.name_any())
-                .filter(|n| *n != old)
+                .filter(|p| !except.contains(p))
                 .collect();
             match holder(client).await? {
-                Some(h) if others.contains(&h) => Ok(()),
-                other => Err(format!("holder {other:?}, other pods {others:?}")),
+                Some(h) if pods.contains(&h) => Ok(()),
+                other => Err(format!("holder {other:?}, pods {pods:?}")),
             }
         },
     )
     .await?;
-    Ok(deleted_at.elapsed())
+    holder(client)
+        .await?
+        .ok_or_else(|| "the Lease lost its holder".to_string())
 }
 
 /// The namespace, the token Secret, and an origin Deployment (2 pods answering with their
 /// own names) behind the Service `web`.
 pub fn setup(env: &Env, origin_image: &str) -> Outcome {
-    env.apply(&format!(
-        "apiVersion: v1
-kind: Namespace
-metadata: {{ name: {NAMESPACE} }}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{ name: web, namespace: {NAMESPACE} }}
-spec:
-  replicas: 2
-  selector: {{ matchLabels: {{ app: web }} }}
-  template:
-    metadata: {{ labels: {{ app: web }} }}
-    spec:
-      containers:
-      - name: web
-        image: {origin_image}
-        imagePullPolicy: Never
-        ports: [ {{ name: http, containerPort: 8080 }} ]
-        readinessProbe: {{ httpGet: {{ path: /, port: http }}, periodSeconds: 2 }}
----
-apiVersion: v1
-kind: Service
-metadata: {{ name: web, namespace: {NAMESPACE} }}
-spec:
-  selector: {{ app: web }}
-  ports: [ {{ port: 8080, targetPort: http }} ]
-"
-    ))?;
-    lifecycle::set_token(env, "first-secret")?;
+    lifecycle::setup_origin(env, origin_image, 2, true)?;
     env.kubectl(&[
         "-n",
         NAMESPACE,
@@ -345,36 +310,13 @@ spec:
     .map(|_| ())
 }
 
-/// A tunnel of `replicas` connectors on `image`, routing each hostname to the Service web.
+/// A tunnel of 2 connectors on `image`, routing each hostname to the Service web.
 pub fn apply_tunnel(env: &Env, name: &str, image: &str, hostnames: &[&str]) -> Outcome {
-    let rules: String = hostnames
-        .iter()
-        .map(|h| format!("  - hostname: {h}\n    service: http://web.{NAMESPACE}.svc:8080\n"))
-        .collect();
-    env.apply(&format!(
-        "apiVersion: securetunnel.dev/v1alpha1
-kind: SecureTunnel
-metadata: {{ name: {name}, namespace: {NAMESPACE} }}
-spec:
-  tokenSecretRef: {{ name: {} }}
-  replicas: 2
-  image: {image}
-  ingress:
-{rules}",
-        lifecycle::TOKEN_SECRET
-    ))
-    .map(|_| ())
+    lifecycle::apply_tunnel_on(env, name, 2, Some(image), hostnames)
 }
 
 async fn connector_pods(client: &Client, name: &str) -> Result<Vec<Pod>, String> {
-    Ok(Api::<Pod>::namespaced(client.clone(), NAMESPACE)
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
-        .await
-        .map_err(|e| e.to_string())?
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect())
+    pods_of(client, NAMESPACE, name).await
 }
 
 /// The connectors of tunnel `name` run on the real node with exactly the pod template the
@@ -818,23 +760,7 @@ pub async fn pods_restart_write_nothing(
         &format!("deployment/{RELEASE}"),
         "--timeout=180s",
     ])?;
-    let mut leader = String::new();
-    wait_for(WAIT, "a new operator pod to lead", || async {
-        let pods: BTreeSet<String> = operator_pods(client)
-            .await?
-            .iter()
-            .map(|p| p.name_any())
-            .filter(|p| !before.contains(p))
-            .collect();
-        match holder(client).await? {
-            Some(h) if pods.contains(&h) => Ok(()),
-            other => Err(format!("holder {other:?}, new pods {pods:?}")),
-        }
-    })
-    .await?;
-    if let Some(h) = holder(client).await? {
-        leader = h;
-    }
+    let leader = leader_among(client, &before, WAIT).await?;
     let n = tunnels.len() as f64;
     wait_for(
         WAIT,

@@ -288,7 +288,8 @@ pub async fn connectors_ready(
         },
     )
     .await?;
-    wait_condition(client, name, "Ready", "True", "ConnectorsReady").await
+    // The caller's wait for the tunnel's status too: after an outage it may be longer.
+    wait_condition_within(client, name, "Ready", "True", "ConnectorsReady", wait).await
 }
 
 /// The tunnel's Events, as the API server stored them: one per change of Ready (from

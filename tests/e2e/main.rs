@@ -343,8 +343,8 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
 }
 
 /// On the real node: the operator from its own image, installed by `method`; a tunnel whose
-/// connectors carry a visitor's requests. With Helm, also token rotation and a rule edit
-/// under load, and the README's first steps.
+/// connectors carry a visitor's requests. With Helm, also token rotation, a rule edit under
+/// load, a restart of the operator's pods, an API server outage, and the README's first steps.
 async fn node_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(), Stop> {
     let m = format!("{method:?}").to_lowercase();
     let client = admin_client(env, suite).await?;

@@ -1,6 +1,7 @@
-//! On the real node (e2e/node.sh): the operator installed by Helm from the image its
-//! Dockerfile builds, connectors running the rendered pod spec unedited, and a visitor's
-//! request carried through the stand-in edge to an origin pod and back.
+//! On the real node (e2e/node.sh): the operator installed by Helm or kustomize from the image
+//! its Dockerfile builds, connectors running the rendered pod spec unedited, and a visitor's
+//! request carried through the stand-in edge to an origin pod and back; rollouts, a restart
+//! of the operator's pods and an API server outage, with the operator in its pods.
 //!
 //! The stand-in edge is a host of the suite's at an address inside the connectors' default
 //! `egress.cloudflareEdge`; cloudflared discovers it through the cluster DNS as it discovers

@@ -313,6 +313,9 @@ stop() { # stop NAME: TERM, then KILL after 15 s
 
 # Where the API server serves: loopback, or with a real node the node's address, which pods
 # reach through the kubernetes Service (kubeconfigs written by `up` name it). `up` records it.
+# Whether `up` started (or began to start) a node here: its network comes before anything else.
+node_was_up() { [ -f "$state/cmd/kubelet" ] || [ "$(cat "$state/api-host" 2>/dev/null)" = "$node_ip" ]; }
+
 api_host() {
   if [ -f "$state/api-host" ]; then cat "$state/api-host"
   elif node_enabled; then echo "$node_ip"
@@ -372,7 +375,7 @@ cmd_up() {
     node_build
   fi
   # What a node of an earlier run left behind (its mounts are under $state).
-  if node_enabled || [ -f "$state/cmd/kubelet" ]; then node_down_all; fi
+  if node_enabled || node_was_up; then node_down_all; fi
 
   rm -rf "$state"
   mkdir -p "$state/logs"
@@ -487,7 +490,7 @@ EOF
 cmd_down() {
   [ -d "$state" ] || return 0
   local i
-  if [ -f "$state/cmd/kubelet" ]; then node_down_all; fi
+  if node_was_up; then node_down_all; fi
   for ((i = ${#components[@]} - 1; i >= 0; i--)); do stop "${components[$i]}"; done
   rm -rf "$state/etcd" "$state/pids"
   log "stopped"

@@ -8,8 +8,8 @@
 // Cf-Tunnel-Id, or the only tunnel connected), round robin, and the connector's answer comes
 // back, with the connection that carried it in the response header Cf-Connection
 // (TUNNEL/INDEX/SECRET, SECRET the first 4 bytes of the SHA-256 of the tunnel secret the
-// connection registered with, in hex). The connector then exports what it exports in production once connected and serving:
-// its registration, RPC and response metrics.
+// connection registered with, in hex). The connector then exports what it exports in
+// production once connected and serving: its registration, RPC and response metrics.
 //
 // It speaks cloudflared's own protocol with cloudflared's own packages (the registration RPC
 // server and the request stream of tunnelrpc). With -refuse-first, the first registration is

@@ -33,6 +33,8 @@ edge_host_ip=10.250.0.7
 edge_ips=(198.41.192.7 198.41.200.7)
 edge_quic_port=7844
 edge_visitor_port=8080
+# The dashboard's stand-in (remotely-managed tunnels' configurations), on the node's bridge only.
+edge_admin_port=8081
 guard_chain=ST-E2E-GUARD
 kubelet_port=10250
 kubelet_healthz_port=$((base + 248))
@@ -393,6 +395,7 @@ EOF
   define kube-proxy "$k8s/kube-proxy" --config "$node_dir/kube-proxy.yaml"
   define fakeedge ip netns exec "$edge_netns" "$(build_tool fakeedge)/fakeedge" \
     -listen "0.0.0.0:$edge_quic_port" -visitors "0.0.0.0:$edge_visitor_port" \
+    -admin "$edge_host_ip:$edge_admin_port" \
     -cert "$cache/edge-ca/edge.crt" -key "$cache/edge-ca/edge.key"
   echo "$(build_tool fakeedge)/fakeedge" >"$state/cmd/fakeedge.bin"
 }

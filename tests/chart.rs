@@ -148,6 +148,8 @@ fn the_values_schema_rejects_wrong_types_and_typos() {
         r#"{"grafanaDashboard": {"folder": "Networking"}}"#,
         r#"{"integrations": {"dnsEndpoints": "yes"}}"#,
         r#"{"integrations": {"externalDns": true}}"#,
+        r#"{"configCheckIntervalSeconds": -1}"#,
+        r#"{"configCheckIntervalSeconds": "10m"}"#,
     ];
     for (i, values) in bad.iter().enumerate() {
         let file = values_file(&dir, &format!("bad-{i}.json"), values);
@@ -302,6 +304,11 @@ fn chart_rbac_is_exactly_the_code_s_list() {
             "{flag} missing from {args:?}"
         );
     }
+    // 0 (never) is a value, not an absence.
+    assert!(
+        args.contains(&"--config-check-interval-seconds=0"),
+        "{args:?}"
+    );
     let default_args = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")
@@ -310,6 +317,10 @@ fn chart_rbac_is_exactly_the_code_s_list() {
     assert!(
         !default_args.contains("--integration"),
         "integrations are opt-in: {default_args}"
+    );
+    assert!(
+        !default_args.contains("--config-check-interval-seconds"),
+        "the operator's own default unless set: {default_args}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

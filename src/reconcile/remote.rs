@@ -9,7 +9,7 @@
 //! answer changed is reconciled, which reads the answer from here without any I/O.
 //!
 //! Least privilege: one namespaced, label-selected list of the tunnel's pods (no watch),
-//! one GET of one ready pod, at most once per tunnel per interval ([`CHECK_INTERVAL`] by
+//! one GET of one ready pod that is not being deleted, at most once per tunnel per interval ([`CHECK_INTERVAL`] by
 //! default).
 
 use std::collections::HashMap;
@@ -176,7 +176,12 @@ impl RemoteConfigChecks {
                 object: format!("Pods {namespace}/{selector}"),
                 source,
             })?;
+        // A terminating connector may still be Ready while it drains: the one asked is one
+        // that stays.
         Ok(pods.items.into_iter().find_map(|pod| {
+            if pod.metadata.deletion_timestamp.is_some() {
+                return None;
+            }
             let status = pod.status?;
             let ready = status
                 .conditions

@@ -37,7 +37,7 @@ fn root() -> PathBuf {
 
 /// The values the suite installs the chart with (`--set`): every default, and both
 /// integrations (whose CRDs the suite installs later, to see the operator pick them up).
-const HELM_VALUES: &str = "integrations.dnsEndpoints=true,integrations.podMonitors=true";
+pub const HELM_VALUES: &str = "integrations.dnsEndpoints=true,integrations.podMonitors=true";
 
 /// The manifests the method installs, as the tool renders them.
 fn rendered(env: &Env, method: Method) -> Result<String, String> {
@@ -64,14 +64,26 @@ fn rendered(env: &Env, method: Method) -> Result<String, String> {
 
 /// `helm install` of the chart with `values` (each `--set KEY=VALUE`).
 pub fn helm_install(env: &Env, values: &[&str]) -> Outcome {
+    helm_release(env, &["install", "--create-namespace"], values)
+}
+
+/// `helm upgrade` of the release, keeping its values but `values`.
+pub fn helm_upgrade(env: &Env, values: &[&str]) -> Outcome {
+    helm_release(env, &["upgrade", "--reuse-values"], values)
+}
+
+/// `helm VERB RELEASE CHART` (VERB and its flags in `verb`) in the operator's namespace.
+fn helm_release(env: &Env, verb: &[&str], values: &[&str]) -> Outcome {
     let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
     run_cmd(
         Command::new(helm)
             .arg("--kubeconfig")
             .arg(&env.kubeconfig)
-            .args(["install", RELEASE])
+            .arg(verb[0])
+            .arg(RELEASE)
             .arg(root().join("charts/securetunnel-operator"))
-            .args(["--namespace", NAMESPACE, "--create-namespace"])
+            .args(["--namespace", NAMESPACE])
+            .args(&verb[1..])
             .args(values.iter().flat_map(|v| ["--set", v])),
         None,
     )

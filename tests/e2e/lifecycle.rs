@@ -27,8 +27,13 @@ pub use securetunnel_operator::names::child_name as child;
 
 /// A syntactically valid token for a tunnel that does not exist.
 pub fn token(secret: &str) -> String {
+    token_of(TUNNEL_ID, secret)
+}
+
+/// A token for the tunnel `tunnel_id` with `secret`.
+pub fn token_of(tunnel_id: &str, secret: &str) -> String {
     let json = format!(
-        r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{TUNNEL_ID}","s":"{}"}}"#,
+        r#"{{"a":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","t":"{tunnel_id}","s":"{}"}}"#,
         base64::engine::general_purpose::STANDARD.encode(secret)
     );
     base64::engine::general_purpose::STANDARD.encode(json)

@@ -344,7 +344,11 @@ async fn cluster_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<
 
 /// On the real node: the operator from its own image, installed by `method`; a tunnel whose
 /// connectors carry a visitor's requests. With Helm, also token rotation, a rule edit under
-/// load, a restart of the operator's pods, an API server outage, and the README's first steps.
+/// load, hand edits and deletes, a name conflict, a restart of the operator's pods, API server
+/// and etcd outages, an upgrade that enables the integrations (DNS records through
+/// external-dns, PodMonitors), a remotely-managed tunnel, and the README's first steps; with
+/// kustomize, the integration not enabled and a credentials file. Every check of the kwok
+/// phases that means something with the operator in a pod runs here with it in its pods.
 async fn node_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(), Stop> {
     let m = format!("{method:?}").to_lowercase();
     let client = admin_client(env, suite).await?;
@@ -409,6 +413,14 @@ async fn node_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(),
         "node: a visitor's request through the edge reaches an origin pod and comes back; an unrouted hostname gets the fallback's 404",
         node::request_served(&client, hosts[0]).await,
     )?;
+    suite.record(
+        "lifecycle (pods): the changes of Ready are Events (events.k8s.io/v1) about the tunnel, from the operator",
+        lifecycle::events_recorded(&client, "e2e").await,
+    );
+    suite.record(
+        "lifecycle (pods): each child was written once, by its create",
+        lifecycle::every_child_written_once(&client, "e2e", 2).await,
+    );
     if method == Method::Helm {
         suite.record(
             "node: rotating the token rolls the connectors, and the new ones connect with the new token",
@@ -436,20 +448,68 @@ async fn node_checks(env: &Env, suite: &mut Suite, method: Method) -> Result<(),
             },
         );
         suite.record(
+            "lifecycle (pods): a hand-deleted child comes back",
+            lifecycle::deleted_child_returns(&client, "e2e").await,
+        );
+        suite.record(
+            "lifecycle (pods): hand-edited children are reverted",
+            lifecycle::edited_child_reverted(env, &client, "e2e").await,
+        );
+        suite.record(
+            "lifecycle (pods): a foreign object with a child's name gives NameConflict and is left untouched",
+            lifecycle::name_conflict(env, &client).await,
+        );
+        suite.record(
             "steady state (pods): a rollout restart of the operator over a converged tunnel writes nothing (audit log)",
             node::pods_restart_write_nothing(env, &client, OPERATOR_USER, &["e2e"]).await,
         );
+        for component in ["kube-apiserver", "etcd"] {
+            suite.record(
+                &format!("faults (pods): {component} stopped for 15 s after a tunnel is applied; the operator's pods converge it, keep the other whole, and do not restart"),
+                node::outage(
+                    env,
+                    &client,
+                    component,
+                    "e2e",
+                    &format!("during-{component}"),
+                    &cloudflared,
+                    Duration::from_secs(15),
+                )
+                .await,
+            );
+        }
+        // The integrations, and the connectors asked every 2 s which configuration they run
+        // (so that the remote-management check needs no 10 minutes).
+        let upgrade = [install::HELM_VALUES, "configCheckIntervalSeconds=2"];
+        suite.require(
+            "upgrade (helm): enabling the integrations rolls the operator's pods; the new ones are Ready and one leads",
+            node::helm_upgrade(env, &client, &upgrade).await,
+        )?;
+        dns_checks(env, suite, &client).await;
         suite.record(
-            "faults (pods): kube-apiserver stopped for 15 s after a tunnel is applied; the operator's pods converge it, keep the other whole, and do not restart",
-            node::apiserver_outage(
-                env,
-                &client,
-                "e2e",
-                "during-outage",
-                &cloudflared,
-                Duration::from_secs(15),
-            )
-            .await,
+            "remote management (pods): the edge pushes a dashboard's configuration to the real connector, which routes by it; the tunnel is Degraded=RemotelyManaged, and back once the connector runs its local file",
+            remote::pushed_by_the_edge(env, &client, &cloudflared).await,
+        );
+        suite.record(
+            "monitoring (pods): once the PodMonitor CRD is installed, the PodMonitor passes its schema and selects the metrics port",
+            monitoring::pod_monitor_applied(env, &client).await,
+        );
+        suite.record(
+            "monitoring (pods): without spec.metrics.allowFrom the tunnel says MetricsNotAllowed; the PodMonitor goes with the tunnel",
+            monitoring::unscrapable_is_reported(env, &client).await,
+        );
+        suite.record(
+            "lifecycle (pods): the user's token Secret is never modified",
+            lifecycle::token_secret_untouched(env, &client, OPERATOR_USER).await,
+        );
+    } else {
+        suite.record(
+            "dns (pods): without the dns-endpoints integration, a tunnel with spec.dns says how to enable it and runs",
+            dns::not_enabled_is_reported(env, &client).await,
+        );
+        suite.record(
+            "lifecycle (pods): a credentials file in the token Secret runs as the token it stands for",
+            lifecycle::credentials_file_runs(env, &client).await,
         );
     }
     suite.record(

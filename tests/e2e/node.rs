@@ -161,6 +161,27 @@ fn relative_to(from: &Path, target: &Path) -> String {
     format!("{}{}", "../".repeat(up), down.display())
 }
 
+/// `helm upgrade --reuse-values` with `values`: the operator's Deployment rolls out, its two
+/// new pods are Ready, and one of them holds the Lease.
+pub async fn helm_upgrade(env: &Env, client: &Client, values: &[&str]) -> Outcome {
+    let before: BTreeSet<String> = operator_pods(client)
+        .await?
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    install::helm_upgrade(env, values)?;
+    env.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "rollout",
+        "status",
+        &format!("deployment/{RELEASE}"),
+        "--timeout=180s",
+    ])?;
+    operator_pods_ready(client).await?;
+    leader_among(client, &before, WAIT).await.map(|_| ())
+}
+
 /// The pods of `namespace` labelled `app.kubernetes.io/instance: instance`, but those being
 /// deleted.
 async fn pods_of(client: &Client, namespace: &str, instance: &str) -> Result<Vec<Pod>, String> {
@@ -427,6 +448,11 @@ pub struct Visit {
 
 /// A visitor's GET of `path` on `host`, through the edge.
 pub fn visit(host: &str, path: &str) -> Result<Visit, String> {
+    visit_tunnel(TUNNEL_ID, host, path)
+}
+
+/// A visitor's GET of `path` on `host`, through the edge, to the tunnel `tunnel_id`.
+pub fn visit_tunnel(tunnel_id: &str, host: &str, path: &str) -> Result<Visit, String> {
     let out = run_cmd(
         Command::new("curl").args([
             "-sS",
@@ -437,7 +463,7 @@ pub fn visit(host: &str, path: &str) -> Result<Visit, String> {
             "-H",
             &format!("Host: {host}"),
             "-H",
-            &format!("Cf-Tunnel-Id: {TUNNEL_ID}"),
+            &format!("Cf-Tunnel-Id: {tunnel_id}"),
             &format!("{VISITORS}{path}"),
         ]),
         None,
@@ -811,12 +837,14 @@ pub async fn pods_restart_write_nothing(
     }
 }
 
-/// kube-apiserver stopped for `outage` right after a new tunnel is applied, then started: the
-/// operator's pods (reaching it through the kubernetes Service) converge the new tunnel and
-/// keep the old one whole, without a restart of theirs (no liveness failure, no crash).
-pub async fn apiserver_outage(
+/// `component` of the control plane (kube-apiserver or etcd) stopped for `outage` right after
+/// a new tunnel is applied, then started: the operator's pods (reaching the API server through
+/// the kubernetes Service) converge the new tunnel and keep the old one whole, without a
+/// restart of theirs (no liveness failure, no crash).
+pub async fn outage(
     env: &Env,
     client: &Client,
+    component: &str,
     origin_tunnel: &str,
     new_tunnel: &str,
     image: &str,
@@ -826,9 +854,9 @@ pub async fn apiserver_outage(
     apply_tunnel(env, new_tunnel, image, &["outage.e2e.example.com"])?;
     let stopped = Instant::now();
     let from = k8s_openapi::jiff::Timestamp::now();
-    env.cluster("stop", "kube-apiserver")?;
+    env.cluster("stop", component)?;
     tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
-    env.cluster("start", "kube-apiserver")?;
+    env.cluster("start", component)?;
     if let Ok(mut windows) = crate::support::RESTARTS.lock() {
         windows.push((from, k8s_openapi::jiff::Timestamp::now()));
     }
@@ -837,7 +865,7 @@ pub async fn apiserver_outage(
         lifecycle::all_converged(client, &[t.to_string()], 2, Duration::from_secs(300)).await?;
     }
     println!(
-        "     both tunnels Ready {:.1} s after the API server was started again",
+        "     both tunnels Ready {:.1} s after {component} was started again",
         back.elapsed().as_secs_f64()
     );
     let after = operator_restarts(client).await?;
@@ -846,5 +874,5 @@ pub async fn apiserver_outage(
             "the operator's containers restarted: before {restarts:?}, after {after:?}"
         ));
     }
-    Ok(())
+    lifecycle::delete_and_collect(client, new_tunnel, &[]).await
 }

@@ -1,6 +1,6 @@
-//! A remotely-managed tunnel: the observer lists the tunnel's pods, asks a ready one for
-//! its `/config` (a local HTTP server answers like a connector), and the reconcile reports
-//! `Degraded=True, RemotelyManaged`.
+//! A remotely-managed tunnel: the observer lists the tunnel's pods, asks a ready one (not
+//! one being deleted) for its `/config` (a local HTTP server answers like a connector), and
+//! the reconcile reports `Degraded=True, RemotelyManaged`.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -54,6 +54,10 @@ fn pod_list() -> Exchange {
         reply: Reply::Json(
             StatusCode::OK,
             json!({ "kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [
+                // Draining after its delete, still Ready: never asked (nothing answers there).
+                { "metadata": { "name": "home-cloudflared-0", "namespace": "apps",
+                                "deletionTimestamp": "2026-01-01T00:00:00Z" },
+                  "status": { "podIP": "127.0.0.2", "conditions": [ { "type": "Ready", "status": "True" } ] } },
                 { "metadata": { "name": "home-cloudflared-1", "namespace": "apps" },
                   "status": { "podIP": "10.0.0.9", "conditions": [ { "type": "Ready", "status": "False" } ] } },
                 { "metadata": { "name": "home-cloudflared-2", "namespace": "apps" },

@@ -11,9 +11,16 @@
 // connection registered with, in hex). The connector then exports what it exports in
 // production once connected and serving: its registration, RPC and response metrics.
 //
+// With -admin, it also stands in for the dashboard of a remotely-managed tunnel: PUT
+// /tunnels/ID/configuration with {"version": N, "config": {"ingress": [...]}} pushes that
+// configuration to every connection of the tunnel, and to each that registers later, as the
+// edge does (cloudflared's UpdateConfiguration RPC), answering with what each connection
+// applied; DELETE /tunnels/ID/configuration stops the pushes to new connections.
+//
 // It speaks cloudflared's own protocol with cloudflared's own packages (the registration RPC
-// server and the request stream of tunnelrpc). With -refuse-first, the first registration is
-// refused, so that the connector counts a failed registration, and retries.
+// server, the request stream and the configuration client of tunnelrpc). With -refuse-first,
+// the first registration is refused, so that the connector counts a failed registration, and
+// retries.
 package main
 
 import (
@@ -25,6 +32,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -69,6 +77,21 @@ type edge struct {
 	// The registered connections of each tunnel, in registration order, and the next to use.
 	tunnels map[uuid.UUID][]*registrar
 	next    map[uuid.UUID]int
+	// The configuration pushed to each remotely-managed tunnel's connections.
+	remote map[uuid.UUID]remoteConfig
+}
+
+// remoteConfig is a dashboard's configuration of a tunnel: its version and its JSON.
+type remoteConfig struct {
+	Version int32           `json:"version"`
+	Config  json.RawMessage `json:"config"`
+}
+
+// applied is what one connection answered to a pushed configuration.
+type applied struct {
+	Connection         byte   `json:"connection"`
+	LastAppliedVersion int32  `json:"lastAppliedVersion"`
+	Error              string `json:"error,omitempty"`
 }
 
 // registrar answers one QUIC connection's registration RPCs.
@@ -214,6 +237,7 @@ func (r *registrar) RegisterConnection(_ context.Context, auth pogs.TunnelAuth, 
 		r.tunnel, r.index, r.secret = tunnelID, connIndex, fmt.Sprintf("%x", digest[:4])
 		r.edge.add(r)
 		close(r.registered)
+		go r.edge.pushStored(r)
 	})
 	return &pogs.ConnectionDetails{UUID: uuid.New(), Location: "loopback"}, nil
 }
@@ -226,6 +250,93 @@ func (r *registrar) UnregisterConnection(context.Context) {
 func (r *registrar) UpdateLocalConfiguration(_ context.Context, config []byte) error {
 	log.Printf("local configuration pushed (%d bytes)", len(config))
 	return nil
+}
+
+// push sends cfg to the connector of r over a new RPC stream, as the edge pushes a
+// remotely-managed tunnel's configuration, and returns what it applied.
+func (r *registrar) push(ctx context.Context, cfg remoteConfig) applied {
+	out := applied{Connection: r.index, LastAppliedVersion: -1}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := r.conn.OpenStreamSync(ctx)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	client, err := rpcquic.NewCloudflaredClient(ctx, stream, 10*time.Second)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	defer client.Close()
+	resp, err := client.UpdateConfiguration(ctx, cfg.Version, cfg.Config)
+	switch {
+	case err != nil:
+		out.Error = err.Error()
+	case resp.Err != nil:
+		out.LastAppliedVersion, out.Error = resp.LastAppliedVersion, resp.Err.Error()
+	default:
+		out.LastAppliedVersion = resp.LastAppliedVersion
+	}
+	log.Printf("configuration version %d pushed to connection %d of tunnel %s: %+v", cfg.Version, r.index, r.tunnel, out)
+	return out
+}
+
+// pushStored pushes the stored configuration of r's tunnel, if it has one, to a connection
+// just registered.
+func (e *edge) pushStored(r *registrar) {
+	e.mu.Lock()
+	cfg, ok := e.remote[r.tunnel]
+	e.mu.Unlock()
+	if ok {
+		// Let the connector take the registration's answer first.
+		time.Sleep(500 * time.Millisecond)
+		r.push(context.Background(), cfg)
+	}
+}
+
+// admin serves the dashboard's stand-in: PUT and DELETE /tunnels/{id}/configuration.
+func (e *edge) admin() http.Handler {
+	mux := http.NewServeMux()
+	tunnel := func(w http.ResponseWriter, req *http.Request) (uuid.UUID, bool) {
+		id, err := uuid.Parse(req.PathValue("id"))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("tunnel %q is not a UUID", req.PathValue("id")), http.StatusBadRequest)
+		}
+		return id, err == nil
+	}
+	mux.HandleFunc("PUT /tunnels/{id}/configuration", func(w http.ResponseWriter, req *http.Request) {
+		id, ok := tunnel(w, req)
+		if !ok {
+			return
+		}
+		var cfg remoteConfig
+		if err := json.NewDecoder(req.Body).Decode(&cfg); err != nil || len(cfg.Config) == 0 {
+			http.Error(w, fmt.Sprintf(`want {"version": N, "config": {...}}: %v`, err), http.StatusBadRequest)
+			return
+		}
+		e.mu.Lock()
+		e.remote[id] = cfg
+		conns := append([]*registrar(nil), e.tunnels[id]...)
+		e.mu.Unlock()
+		answers := []applied{}
+		for _, r := range conns {
+			answers = append(answers, r.push(req.Context(), cfg))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(answers)
+	})
+	mux.HandleFunc("DELETE /tunnels/{id}/configuration", func(w http.ResponseWriter, req *http.Request) {
+		id, ok := tunnel(w, req)
+		if !ok {
+			return
+		}
+		e.mu.Lock()
+		delete(e.remote, id)
+		e.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
 }
 
 // send sends one GET request for target over a new stream of conn and returns the status.
@@ -340,7 +451,8 @@ func main() {
 	certFile := flag.String("cert", "", "the edge's certificate (PEM, for quic.cftunnel.com), instead of a self-signed one")
 	keyFile := flag.String("key", "", "the key of -cert (PEM)")
 	visitors := flag.String("visitors", "", "TCP address to take visitors' HTTP requests on")
-	e := &edge{tunnels: map[uuid.UUID][]*registrar{}, next: map[uuid.UUID]int{}}
+	admin := flag.String("admin", "", "TCP address to take remotely-managed tunnels' configurations on")
+	e := &edge{tunnels: map[uuid.UUID][]*registrar{}, next: map[uuid.UUID]int{}, remote: map[uuid.UUID]remoteConfig{}}
 	flag.BoolVar(&e.refuseFirst, "refuse-first", false, "refuse the first registration")
 	flag.Var(&e.requests, "request", "URL to send a GET request for, once a connection is registered (repeatable)")
 	flag.Parse()
@@ -371,6 +483,12 @@ func main() {
 		go func() {
 			log.Printf("taking visitors' requests on %s", *visitors)
 			log.Fatal(http.ListenAndServe(*visitors, e))
+		}()
+	}
+	if *admin != "" {
+		go func() {
+			log.Printf("taking tunnels' configurations on %s", *admin)
+			log.Fatal(http.ListenAndServe(*admin, e.admin()))
 		}()
 	}
 	ctx := context.Background()

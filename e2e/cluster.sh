@@ -38,7 +38,7 @@ cache=${SECURETUNNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operato
 state=${E2E_STATE:-$cache/${E2E_CLUSTER:-cluster}}
 base=${E2E_PORT_BASE:-16000}
 
-# Ports, all on 127.0.0.1.
+# Ports, all on 127.0.0.1 (the API server's: see api_host).
 etcd_port=$((base + 379))
 etcd_peer_port=$((base + 380))
 api_port=$((base + 443))
@@ -169,6 +169,10 @@ build_tool() {
       ;;
     cni-plugins) dir="$modules/cni-plugins"; version=$(module_version cni-plugins github.com/containernetworking/plugins) ;;
     coredns) dir="$modules/coredns"; version=$(module_version coredns github.com/coredns/coredns) ;;
+    kube-router)
+      dir="$modules/kube-router"; version=$(module_version kube-router github.com/cloudnativelabs/kube-router/v2)
+      ldflags="$ldflags -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$version"
+      ;;
     *) [ -f "$modules/$name/go.mod" ] || die "no module e2e/cluster/$name"
        dir="$modules/$name"; version=$(sha256sum "$dir/go.mod" | cut -c1-12) ;;
   esac
@@ -321,6 +325,11 @@ api_host() {
   elif node_enabled; then echo "$node_ip"
   else echo 127.0.0.1; fi
 }
+# On the node's address the API server serves at 6443, as clusters commonly do and as the
+# chart's NetworkPolicy for the operator allows (networkPolicy.apiServerPorts): the node's
+# NetworkPolicy engine sees the port behind the kubernetes Service's translation. The address
+# is the suite's own, so no other cluster's port is in the way.
+if [ "$(api_host)" = "$node_ip" ]; then api_port=6443; fi
 
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 

@@ -40,6 +40,7 @@ kubelet_port=10250
 kubelet_healthz_port=$((base + 248))
 proxy_metrics_port=$((base + 249))
 proxy_healthz_port=$((base + 256))
+router_health_port=$((base + 258))
 # Short paths: unix sockets (containerd's and its shims') are limited to 108 bytes.
 node_run=/run/st-e2e
 node_dir="$state/node"
@@ -196,7 +197,7 @@ node_build() {
   command -v buildah >/dev/null || die "buildah is needed to build the node's images (apt-get install buildah)"
   build_tool kubernetes >/dev/null
   local t
-  for t in containerd runc cni-plugins coredns cloudflared fakeedge; do build_tool "$t" >/dev/null; done
+  for t in containerd runc cni-plugins coredns kube-router cloudflared fakeedge; do build_tool "$t" >/dev/null; done
   edge_pki
   for t in "${images[@]}"; do build_image "$t" >/dev/null; done
 }
@@ -393,6 +394,13 @@ EOF
     --hostname-override "$node_name" --node-ip "$node_ip" --root-dir "$node_dir/kubelet" \
     --node-labels "type=real"
   define kube-proxy "$k8s/kube-proxy" --config "$node_dir/kube-proxy.yaml"
+  # The NetworkPolicy engine: kube-router's firewall alone (the bridge plugin routes, kube-proxy
+  # serves Services). It reads pods, namespaces and NetworkPolicies with the admin's kubeconfig.
+  define kube-router "$(build_tool kube-router)/kube-router" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --kubeconfig "$state/admin.kubeconfig" --hostname-override "$node_name" \
+    --service-cluster-ip-range "$service_cidr" \
+    --health-port "$router_health_port" --metrics-port 0
   define fakeedge ip netns exec "$edge_netns" "$(build_tool fakeedge)/fakeedge" \
     -listen "0.0.0.0:$edge_quic_port" -visitors "0.0.0.0:$edge_visitor_port" \
     -admin "$edge_host_ip:$edge_admin_port" \
@@ -538,16 +546,82 @@ node_up() {
   start kube-proxy
   start fakeedge
   wait_until 120 "the node $node_name to be Ready" node_ready
+  start kube-router
+  wait_until 60 "kube-router's health" curl -sf "http://127.0.0.1:$router_health_port/healthz"
   coredns_manifests | kubectl apply -f - >/dev/null
   wait_until 120 "CoreDNS to be available" \
     kubectl -n kube-system wait --for=condition=Available deployment/coredns --timeout=2s
+  node_preflight
+}
+
+# The NetworkPolicy engine enforces, or nothing that relies on it runs: a pod that reaches
+# another is refused once a policy denies it, and reaches it again once the policy is gone.
+# A missing ipset or set match, or bridge traffic that never meets iptables, fails here.
+node_preflight() {
+  local ns=st-preflight ip t
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: { name: $ns }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: target, namespace: $ns, labels: { role: target } }
+spec:
+  containers: [ { name: origin, image: $(image_ref origin), imagePullPolicy: Never } ]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client, namespace: $ns }
+spec:
+  containers:
+  - { name: probe, image: $(image_ref probe), imagePullPolicy: Never, command: [/agnhost, pause] }
+EOF
+  kubectl -n "$ns" wait --for=condition=Ready pod/target pod/client --timeout=120s >/dev/null ||
+    die "preflight: the pods of $ns did not start"
+  ip=$(kubectl -n "$ns" get pod target -o jsonpath='{.status.podIP}')
+  preflight_connects() { kubectl -n "$ns" exec client -- /agnhost connect "$ip:8080" --timeout=1s; }
+  preflight_refused() { ! preflight_connects; }
+  wait_until 30 "preflight: the client pod to reach the target pod" preflight_connects
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: deny-target, namespace: $ns }
+spec:
+  podSelector: { matchLabels: { role: target } }
+  policyTypes: [Ingress]
+EOF
+  t=$(date +%s%N)
+  wait_until 30 "preflight: the NetworkPolicy engine to refuse what a policy denies" preflight_refused
+  t=$((($(date +%s%N) - t) / 1000000))
+  log "kube-router enforces: a denial took effect within $t ms of its NetworkPolicy's apply (each try is a kubectl exec)"
+  kubectl -n "$ns" delete networkpolicy deny-target >/dev/null
+  wait_until 30 "preflight: the engine to lift the denial" preflight_connects
+  kubectl delete namespace "$ns" --wait=false >/dev/null
+}
+
+# kube-router's chains and ipsets. Its own --cleanup-config (2.1.0) removes none of them and
+# then crashes in the service proxy's cleanup; stale chains would filter the next cluster's
+# pods that are given the same addresses.
+router_cleanup() {
+  local hook rule chain chains set
+  for hook in INPUT FORWARD OUTPUT; do
+    { iptables -S "$hook" | grep -- '-j KUBE-ROUTER-' || true; } | sed 's/^-A /-D /' |
+      while read -r rule; do eval "iptables $rule" || true; done
+  done
+  chains=$(iptables -S | awk '/^-N (KUBE-ROUTER-|KUBE-POD-FW-|KUBE-NWPLCY-)/ { print $2 }')
+  for chain in $chains; do iptables -F "$chain" || true; done
+  for chain in $chains; do iptables -X "$chain" || true; done
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-SRC-|KUBE-DST-|kube-router-)'); do
+    ipset destroy "$set" || true
+  done
 }
 
 # Stops the node's processes and removes everything they left: containers, mounts, network
 # namespaces, bridges, iptables chains. Safe to run when nothing is up.
 node_down_all() {
   local c
-  for c in fakeedge kube-proxy kubelet; do stop "$c"; done
+  for c in kube-router fakeedge kube-proxy kubelet; do stop "$c"; done
   if [ -S "$node_run/containerd.sock" ] && pid_of containerd >/dev/null; then
     local tasks
     tasks=$(ctr_ tasks ls -q 2>/dev/null || true)
@@ -562,6 +636,7 @@ node_down_all() {
   if [ -x "$(build_tool kubernetes)/kube-proxy" ]; then
     "$(build_tool kubernetes)/kube-proxy" --cleanup >/dev/null 2>&1 || true
   fi
+  router_cleanup
   local m
   for m in $(findmnt -rn -o TARGET | grep -E "^($node_dir|$node_run)" | sort -r); do
     umount -l "$m" 2>/dev/null || true

@@ -516,7 +516,12 @@ case ${1:-} in
     [ -n "${2:-}" ] || die "start NAME"
     start "$2"
     if [ "$2" = kube-apiserver ]; then
-      wait_until 120 "kube-apiserver /readyz" api_ready
+      wait_until 120 "kube-apiserver /readyz" api_ready || {
+        # Which of its checks the API server still fails.
+        curl -s --max-time 3 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" \
+          --key "$state/pki/admin.key" "https://$(api_host):$api_port/readyz?verbose" | grep -v '^\[+\]' >&2
+        exit 1
+      }
       restart_controllers
     fi
     ;;

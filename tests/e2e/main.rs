@@ -631,6 +631,10 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let _ = node_checks(&env, &mut suite, method).await;
+            if suite.failed > 0 {
+                // What the pods said, for the failure's reader: the cluster goes with the phase.
+                node::keep_logs(&env).await;
+            }
         }
         (_, Some(method)) => {
             if env.kubeconfig.as_os_str().is_empty() {

@@ -720,6 +720,27 @@ pub async fn operator_logs(env: &Env, client: &Client) -> Result<Vec<PathBuf>, S
     Ok(out)
 }
 
+/// After a failure: the operator pods' logs, every pod and the Events of the cluster, into
+/// the scratch directory (kept when the phase fails).
+pub async fn keep_logs(env: &Env) {
+    if let Ok(client) = env.client().await {
+        if let Err(e) = operator_logs(env, &client).await {
+            println!("     note: the operator pods' logs could not all be read: {e}");
+        }
+    }
+    for (file, args) in [
+        ("pods.txt", &["get", "pods", "-A", "-o", "wide"][..]),
+        (
+            "events.txt",
+            &["get", "events", "-A", "--sort-by=.lastTimestamp"][..],
+        ),
+    ] {
+        if let Ok(text) = env.kubectl(args) {
+            let _ = std::fs::write(env.scratch.join(file), text);
+        }
+    }
+}
+
 /// Restart counts of the operator's containers, by pod.
 async fn operator_restarts(client: &Client) -> Result<BTreeMap<String, i32>, String> {
     Ok(operator_pods(client)

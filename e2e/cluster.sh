@@ -38,10 +38,9 @@ cache=${SECURETUNNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/securetunnel-operato
 state=${E2E_STATE:-$cache/${E2E_CLUSTER:-cluster}}
 base=${E2E_PORT_BASE:-16000}
 
-# Ports, all on 127.0.0.1 (the API server's: see api_host).
+# Ports, all on 127.0.0.1 (the API server's: see api_port_of).
 etcd_port=$((base + 379))
 etcd_peer_port=$((base + 380))
-api_port=$((base + 443))
 kcm_port=$((base + 257))
 scheduler_port=$((base + 259))
 kwok_port=$((base + 247))
@@ -325,11 +324,15 @@ api_host() {
   elif node_enabled; then echo "$node_ip"
   else echo 127.0.0.1; fi
 }
-# On the node's address the API server serves at 6443, as clusters commonly do and as the
-# chart's NetworkPolicy for the operator allows (networkPolicy.apiServerPorts): the node's
-# NetworkPolicy engine sees the port behind the kubernetes Service's translation. The address
-# is the suite's own, so no other cluster's port is in the way.
-if [ "$(api_host)" = "$node_ip" ]; then api_port=6443; fi
+# The API server's port when it serves on HOST. On the node's address it is 6443, as clusters
+# commonly have it and as the chart's NetworkPolicy for the operator allows
+# (networkPolicy.apiServerPorts): a NetworkPolicy engine sees the port behind the kubernetes
+# Service's translation. That address is the suite's own, so no other cluster is in the way.
+api_port_of() { # api_port_of HOST
+  if [ "$1" = "$node_ip" ]; then echo 6443; else echo $((base + 443)); fi
+}
+# From the host `up` recorded (`up` sets it again once it has recorded the new one).
+api_port=$(api_port_of "$(api_host)")
 
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
@@ -391,6 +394,7 @@ cmd_up() {
   local host
   host=$(api_host)
   echo "$host" >"$state/api-host"
+  api_port=$(api_port_of "$host")
   # The node's bridge first: the API server serves on its address.
   if node_enabled; then node_network_up; fi
   pki

@@ -75,10 +75,8 @@ default_connector_image() {
 }
 
 node_enabled() { [ "${E2E_NODE:-1}" != 0 ]; }
-# The NetworkPolicy engine, kube-router, runs only with E2E_NETPOL=kube-router for now: a run
-# under CI with it saw the leader pod's Lease release and the next leader's first reconcile
-# stall (a takeover of 14.8 s, then no child in 120 s), which three runs by hand did not show.
-netpol_enabled() { [ "${E2E_NETPOL:-}" = kube-router ]; }
+# The NetworkPolicy engine: kube-router, unless E2E_NETPOL=none.
+netpol_enabled() { [ "${E2E_NETPOL:-kube-router}" = kube-router ]; }
 
 # --- binaries and images --------------------------------------------------------------
 

@@ -64,26 +64,24 @@ fn rendered(env: &Env, method: Method) -> Result<String, String> {
 
 /// `helm install` of the chart with `values` (each `--set KEY=VALUE`).
 pub fn helm_install(env: &Env, values: &[&str]) -> Outcome {
-    helm_release(env, &["install", "--create-namespace"], values)
+    helm_release(env, "install", "--create-namespace", values)
 }
 
 /// `helm upgrade` of the release, keeping its values but `values`.
 pub fn helm_upgrade(env: &Env, values: &[&str]) -> Outcome {
-    helm_release(env, &["upgrade", "--reuse-values"], values)
+    helm_release(env, "upgrade", "--reuse-values", values)
 }
 
-/// `helm VERB RELEASE CHART` (VERB and its flags in `verb`) in the operator's namespace.
-fn helm_release(env: &Env, verb: &[&str], values: &[&str]) -> Outcome {
+/// `helm VERB RELEASE CHART FLAG` in the operator's namespace, with `values` set.
+fn helm_release(env: &Env, verb: &str, flag: &str, values: &[&str]) -> Outcome {
     let helm = env.helm.as_ref().ok_or("E2E_HELM is not set")?;
     run_cmd(
         Command::new(helm)
             .arg("--kubeconfig")
             .arg(&env.kubeconfig)
-            .arg(verb[0])
-            .arg(RELEASE)
+            .args([verb, RELEASE])
             .arg(root().join("charts/securetunnel-operator"))
-            .args(["--namespace", NAMESPACE])
-            .args(&verb[1..])
+            .args(["--namespace", NAMESPACE, flag])
             .args(values.iter().flat_map(|v| ["--set", v])),
         None,
     )

@@ -164,20 +164,9 @@ fn relative_to(from: &Path, target: &Path) -> String {
 /// `helm upgrade --reuse-values` with `values`: the operator's Deployment rolls out, its two
 /// new pods are Ready, and one of them holds the Lease.
 pub async fn helm_upgrade(env: &Env, client: &Client, values: &[&str]) -> Outcome {
-    let before: BTreeSet<String> = operator_pods(client)
-        .await?
-        .iter()
-        .map(|p| p.name_any())
-        .collect();
+    let before = names(&operator_pods(client).await?);
     install::helm_upgrade(env, values)?;
-    env.kubectl(&[
-        "-n",
-        OPERATOR_NAMESPACE,
-        "rollout",
-        "status",
-        &format!("deployment/{RELEASE}"),
-        "--timeout=180s",
-    ])?;
+    rolled_out(env, OPERATOR_NAMESPACE, RELEASE, "180s")?;
     operator_pods_ready(client).await?;
     leader_among(client, &before, WAIT).await.map(|_| ())
 }
@@ -193,6 +182,24 @@ async fn pods_of(client: &Client, namespace: &str, instance: &str) -> Result<Vec
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect())
+}
+
+/// The names of `pods`.
+fn names(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter().map(|p| p.name_any()).collect()
+}
+
+/// Waits (`kubectl rollout status`) until the Deployment `name` of `namespace` has rolled out.
+fn rolled_out(env: &Env, namespace: &str, name: &str, timeout: &str) -> Outcome {
+    env.kubectl(&[
+        "-n",
+        namespace,
+        "rollout",
+        "status",
+        &format!("deployment/{name}"),
+        &format!("--timeout={timeout}"),
+    ])
+    .map(|_| ())
 }
 
 async fn operator_pods(client: &Client) -> Result<Vec<Pod>, String> {
@@ -321,15 +328,7 @@ async fn leader_among(
 /// own names) behind the Service `web`.
 pub fn setup(env: &Env, origin_image: &str) -> Outcome {
     lifecycle::setup_origin(env, origin_image, 2, true)?;
-    env.kubectl(&[
-        "-n",
-        NAMESPACE,
-        "rollout",
-        "status",
-        "deployment/web",
-        "--timeout=120s",
-    ])
-    .map(|_| ())
+    rolled_out(env, NAMESPACE, "web", "120s")
 }
 
 /// A tunnel of 2 connectors on `image`, routing each hostname to the Service web.
@@ -543,11 +542,7 @@ fn secret_digest(secret: &str) -> String {
 /// Rotating the token rolls the pods, and the new pods connect with the new token: after the
 /// rollout, every request is carried by a connection registered with the new secret.
 pub async fn token_rotation(env: &Env, client: &Client, name: &str, host: &str) -> Outcome {
-    let before: BTreeSet<String> = connector_pods(client, name)
-        .await?
-        .iter()
-        .map(|p| p.name_any())
-        .collect();
+    let before = names(&connector_pods(client, name).await?);
     lifecycle::set_token(env, "second-secret")?;
     rolled(client, name, &before).await?;
     let want = secret_digest("second-secret");
@@ -603,11 +598,7 @@ pub async fn rule_edit_rolls(
     image: &str,
     hosts: &[&str],
 ) -> Result<Load, String> {
-    let before: BTreeSet<String> = connector_pods(client, name)
-        .await?
-        .iter()
-        .map(|p| p.name_any())
-        .collect();
+    let before = names(&connector_pods(client, name).await?);
     let origins = origin_pods(client).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU32::new(0));
@@ -784,11 +775,7 @@ pub async fn pods_restart_write_nothing(
     tunnels: &[&str],
 ) -> Outcome {
     let log = env.audit_log.as_ref().ok_or("no audit log")?;
-    let before: BTreeSet<String> = operator_pods(client)
-        .await?
-        .iter()
-        .map(|p| p.name_any())
-        .collect();
+    let before = names(&operator_pods(client).await?);
     for t in tunnels {
         lifecycle::connectors_ready(client, t, 2, WAIT).await?;
     }
@@ -800,14 +787,7 @@ pub async fn pods_restart_write_nothing(
         "restart",
         &format!("deployment/{RELEASE}"),
     ])?;
-    env.kubectl(&[
-        "-n",
-        OPERATOR_NAMESPACE,
-        "rollout",
-        "status",
-        &format!("deployment/{RELEASE}"),
-        "--timeout=180s",
-    ])?;
+    rolled_out(env, OPERATOR_NAMESPACE, RELEASE, "180s")?;
     let leader = leader_among(client, &before, WAIT).await?;
     let n = tunnels.len() as f64;
     wait_for(
